@@ -1,0 +1,172 @@
+//! The etcd v3 backend (`--store etcd://host:port[,host:port…]`), via etcd-client.
+//!
+//! Creates, updates and deletes are etcd transactions that compare the key's create or
+//! modification revision, so optimistic concurrency is etcd's own. Watches map etcd's
+//! compaction error to [`Error::Expired`].
+
+use etcd_client::{
+    Client, Compare, CompareOp, DeleteOptions, EventType, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse,
+    WatchOptions,
+};
+use tokio::sync::mpsc;
+
+use crate::{Backend, Error, Event, EventKind, KeyValue, Result};
+
+/// Keys of every object live under this prefix.
+const PREFIX: &str = "/registry/";
+
+/// The etcd v3 backend.
+pub struct EtcdBackend {
+    client: Client,
+}
+
+impl EtcdBackend {
+    /// Connects to the given endpoints (`http://host:port`).
+    pub async fn connect(endpoints: &[String]) -> Result<Self> {
+        let client = Client::connect(endpoints, None).await?;
+        Ok(Self { client })
+    }
+
+    fn kv(&self) -> KvClient {
+        self.client.kv_client()
+    }
+}
+
+fn convert(kv: &etcd_client::KeyValue) -> KeyValue {
+    KeyValue {
+        key: String::from_utf8_lossy(kv.key()).into_owned(),
+        value: kv.value().to_vec(),
+        create_revision: kv.create_revision(),
+        mod_revision: kv.mod_revision(),
+    }
+}
+
+fn header_revision(h: Option<&etcd_client::ResponseHeader>) -> i64 {
+    h.map(|h| h.revision()).unwrap_or_default()
+}
+
+#[async_trait::async_trait]
+impl Backend for EtcdBackend {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+        let resp = self.kv().get(key, None).await?;
+        Ok(resp.kvs().first().map(convert))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<(Vec<KeyValue>, i64)> {
+        let resp = self.kv().get(prefix, Some(GetOptions::new().with_prefix())).await?;
+        let mut items: Vec<KeyValue> = resp.kvs().iter().map(convert).collect();
+        items.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok((items, header_revision(resp.header())))
+    }
+
+    async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue> {
+        let txn = Txn::new()
+            .when(vec![Compare::create_revision(key, CompareOp::Equal, 0)])
+            .and_then(vec![TxnOp::put(key, value.clone(), None)]);
+        let resp = self.kv().txn(txn).await?;
+        if !resp.succeeded() {
+            return Err(Error::AlreadyExists(key.to_string()));
+        }
+        let rev = header_revision(resp.header());
+        Ok(KeyValue { key: key.to_string(), value, create_revision: rev, mod_revision: rev })
+    }
+
+    async fn update(&self, key: &str, value: Vec<u8>, expected: i64) -> Result<KeyValue> {
+        let cond = if expected == 0 {
+            Compare::create_revision(key, CompareOp::Greater, 0)
+        } else {
+            Compare::mod_revision(key, CompareOp::Equal, expected)
+        };
+        let txn = Txn::new()
+            .when(vec![cond])
+            .and_then(vec![TxnOp::put(key, value.clone(), None), TxnOp::get(key, None)])
+            .or_else(vec![TxnOp::get(key, None)]);
+        let resp = self.kv().txn(txn).await?;
+        let current = resp.op_responses().into_iter().find_map(|r| match r {
+            TxnOpResponse::Get(g) => g.kvs().first().map(convert),
+            _ => None,
+        });
+        match (resp.succeeded(), current) {
+            (true, Some(kv)) => Ok(kv),
+            (_, None) => Err(Error::NotFound(key.to_string())),
+            (false, Some(_)) => Err(Error::Conflict(key.to_string())),
+        }
+    }
+
+    async fn delete(&self, key: &str, expected: i64) -> Result<KeyValue> {
+        let cond = if expected == 0 {
+            Compare::create_revision(key, CompareOp::Greater, 0)
+        } else {
+            Compare::mod_revision(key, CompareOp::Equal, expected)
+        };
+        let txn = Txn::new()
+            .when(vec![cond])
+            .and_then(vec![TxnOp::delete(key, Some(DeleteOptions::new().with_prev_key()))])
+            .or_else(vec![TxnOp::get(key, None)]);
+        let resp = self.kv().txn(txn).await?;
+        let rev = header_revision(resp.header());
+        let succeeded = resp.succeeded();
+        let found = resp.op_responses().into_iter().find_map(|r| match r {
+            TxnOpResponse::Delete(d) => d.prev_kvs().first().map(convert),
+            TxnOpResponse::Get(g) => g.kvs().first().map(convert),
+            _ => None,
+        });
+        match (succeeded, found) {
+            (true, Some(kv)) => Ok(KeyValue { mod_revision: rev, ..kv }),
+            (_, None) => Err(Error::NotFound(key.to_string())),
+            (false, Some(_)) => Err(Error::Conflict(key.to_string())),
+        }
+    }
+
+    async fn current_revision(&self) -> Result<i64> {
+        let resp = self.kv().get(PREFIX, Some(GetOptions::new().with_prefix().with_count_only())).await?;
+        Ok(header_revision(resp.header()))
+    }
+
+    async fn watch(&self, after: i64) -> Result<mpsc::Receiver<Result<Event>>> {
+        let opts = WatchOptions::new().with_prefix().with_prev_key().with_start_revision(after + 1);
+        let mut stream = self.client.watch_client().watch(PREFIX, Some(opts)).await?;
+        let (tx, rx) = mpsc::channel(1024);
+        tokio::spawn(async move {
+            loop {
+                let msg = match stream.message().await {
+                    Ok(Some(m)) => m,
+                    Ok(None) => return,
+                    Err(e) => {
+                        let _ = tx.send(Err(Error::Etcd(e))).await;
+                        return;
+                    }
+                };
+                if msg.compact_revision() > 0 || msg.canceled() {
+                    let oldest = msg.compact_revision();
+                    let _ = tx.send(Err(Error::Expired { requested: after, oldest })).await;
+                    return;
+                }
+                for ev in msg.events() {
+                    let Some(kv) = ev.kv() else { continue };
+                    let event = match ev.event_type() {
+                        EventType::Put => {
+                            let kv = convert(kv);
+                            let kind = if kv.create_revision == kv.mod_revision { EventKind::Created } else { EventKind::Updated };
+                            Event { kind, kv }
+                        }
+                        EventType::Delete => {
+                            let rev = kv.mod_revision();
+                            let prev = ev.prev_kv().map(convert).unwrap_or_else(|| convert(kv));
+                            Event { kind: EventKind::Deleted, kv: KeyValue { mod_revision: rev, ..prev } }
+                        }
+                    };
+                    if tx.send(Ok(event)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(rx)
+    }
+
+    async fn compact(&self, revision: i64) -> Result<()> {
+        self.kv().compact(revision, None).await?;
+        Ok(())
+    }
+}

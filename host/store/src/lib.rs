@@ -1,0 +1,170 @@
+//! Revision store for Keelson: the [`Backend`] trait that both storage engines implement, and the
+//! [`Store`] that the API server uses (a backend plus the in-memory [`watch_cache`]).
+//!
+//! The model is etcd's: one global, monotonically increasing revision; every key remembers the
+//! revision that created it and the one that last modified it; a write is conditional on the
+//! modification revision the caller read (optimistic concurrency); watches replay every event
+//! after a revision, and revisions older than the last compaction are gone (`Expired`).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), keelson_store::Error> {
+//! let store = keelson_store::Store::open_embedded(std::path::Path::new("/tmp/k")).await?;
+//! let kv = store.create("/registry/configmaps/default/a", b"{}".to_vec()).await?;
+//! assert_eq!(store.get("/registry/configmaps/default/a").await?.unwrap().mod_revision, kv.mod_revision);
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod etcd;
+mod sqlite;
+mod watch_cache;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use error::Error;
+pub use etcd::EtcdBackend;
+pub use sqlite::SqliteBackend;
+pub use watch_cache::{WatchCache, WatchStream};
+
+/// Result type of the store.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One stored key at one revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyValue {
+    /// The full key, e.g. `/registry/configmaps/default/app`.
+    pub key: String,
+    /// The stored bytes (JSON for the API server).
+    pub value: Vec<u8>,
+    /// Revision at which the key was created.
+    pub create_revision: i64,
+    /// Revision of the last modification (the object's resourceVersion).
+    pub mod_revision: i64,
+}
+
+/// What happened to a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// The key was created.
+    Created,
+    /// The key was updated.
+    Updated,
+    /// The key was deleted; `kv` holds the last value with the deletion revision.
+    Deleted,
+}
+
+/// One change, as delivered to watchers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Created, updated or deleted.
+    pub kind: EventKind,
+    /// The key after the change (for a deletion: the last value, `mod_revision` = deletion revision).
+    pub kv: KeyValue,
+}
+
+/// A storage engine: the embedded SQLite revision log or etcd v3.
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// Reads one key.
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>>;
+    /// Reads every key under `prefix`, sorted by key, with the revision the read was taken at.
+    async fn list(&self, prefix: &str) -> Result<(Vec<KeyValue>, i64)>;
+    /// Creates a key; fails with [`Error::AlreadyExists`] when it exists.
+    async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue>;
+    /// Replaces a key if its modification revision is still `expected` (0 = unconditional).
+    async fn update(&self, key: &str, value: Vec<u8>, expected: i64) -> Result<KeyValue>;
+    /// Deletes a key if its modification revision is still `expected` (0 = unconditional);
+    /// returns the deleted value with the deletion revision as `mod_revision`.
+    async fn delete(&self, key: &str, expected: i64) -> Result<KeyValue>;
+    /// The newest revision.
+    async fn current_revision(&self) -> Result<i64>;
+    /// Streams every event with a revision greater than `after`, over all keys, then live ones.
+    async fn watch(&self, after: i64) -> Result<tokio::sync::mpsc::Receiver<Result<Event>>>;
+    /// Forgets history at and below `revision` (current values are kept).
+    async fn compact(&self, revision: i64) -> Result<()>;
+}
+
+/// The store the API server uses: a backend behind a shared watch cache.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+    cache: Arc<WatchCache>,
+}
+
+impl Store {
+    /// Wraps a backend and starts its watch cache.
+    pub async fn new(backend: Arc<dyn Backend>) -> Result<Self> {
+        let cache = WatchCache::start(backend.clone()).await?;
+        Ok(Self { backend, cache })
+    }
+
+    /// Opens (or creates) the embedded store in `dir`.
+    pub async fn open_embedded(dir: &Path) -> Result<Self> {
+        let backend = SqliteBackend::open(&dir.join("state.db"))?;
+        Self::new(Arc::new(backend)).await
+    }
+
+    /// Connects to etcd at the given endpoints (`http://host:port`).
+    pub async fn connect_etcd(endpoints: &[String]) -> Result<Self> {
+        let backend = EtcdBackend::connect(endpoints).await?;
+        Self::new(Arc::new(backend)).await
+    }
+
+    /// Opens a store from a `--store` URL: `embedded` (in `data_dir`) or `etcd://h:p[,h:p]`.
+    pub async fn open(url: &str, data_dir: &Path) -> Result<Self> {
+        if url.is_empty() || url == "embedded" || url.starts_with("sqlite") {
+            return Self::open_embedded(data_dir).await;
+        }
+        let rest = url
+            .strip_prefix("etcd://")
+            .ok_or_else(|| Error::Config(format!("unknown store URL {url:?}: use embedded or etcd://host:port")))?;
+        let endpoints: Vec<String> = rest
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|e| format!("http://{e}"))
+            .collect();
+        Self::connect_etcd(&endpoints).await
+    }
+
+    /// The backend, for callers that need raw access (benchmarks, compaction).
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// Reads one key.
+    pub async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+        self.backend.get(key).await
+    }
+    /// Reads every key under a prefix, with the revision of the read.
+    pub async fn list(&self, prefix: &str) -> Result<(Vec<KeyValue>, i64)> {
+        self.backend.list(prefix).await
+    }
+    /// Creates a key.
+    pub async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue> {
+        self.backend.create(key, value).await
+    }
+    /// Conditionally replaces a key.
+    pub async fn update(&self, key: &str, value: Vec<u8>, expected: i64) -> Result<KeyValue> {
+        self.backend.update(key, value, expected).await
+    }
+    /// Conditionally deletes a key.
+    pub async fn delete(&self, key: &str, expected: i64) -> Result<KeyValue> {
+        self.backend.delete(key, expected).await
+    }
+    /// The newest revision.
+    pub async fn current_revision(&self) -> Result<i64> {
+        self.backend.current_revision().await
+    }
+    /// Watches keys under `prefix` for events after revision `after` (served by the cache).
+    pub async fn watch(&self, prefix: &str, after: i64) -> Result<WatchStream> {
+        self.cache.watch(prefix, after).await
+    }
+    /// The newest revision the watch cache has seen.
+    pub fn cached_revision(&self) -> i64 {
+        self.cache.revision()
+    }
+}
