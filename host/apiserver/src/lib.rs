@@ -1,1 +1,128 @@
-//! placeholder
+//! Kubernetes API server for Keelson: authentication, discovery, OpenAPI, CRUD, watch, the four
+//! patch types, Table output and subresources, over the revision store. Every served kind is a
+//! row in the [`registry`]; handlers are generic over it.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let config = keelson_apiserver::Config { data_dir: "/tmp/keelson".into(), ..Default::default() };
+//! let server = keelson_apiserver::start(config).await?;
+//! println!("serving on port {}", server.secure_port);
+//! # Ok(()) }
+//! ```
+
+pub mod client;
+mod bootstrap;
+mod codec;
+mod discovery;
+pub mod error;
+mod handlers;
+mod objects;
+mod openapi;
+mod patch;
+mod pki;
+mod protobuf;
+mod registry;
+mod request;
+pub mod selector;
+mod serve;
+mod strategy;
+mod table;
+mod validation;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use client::ApiClient;
+pub use error::{ApiError, ApiResult};
+pub use registry::{Registry, ResourceDef};
+pub use serve::{start, Running};
+
+/// How the server is configured (the `keelson server` flags).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where credentials, the kubeconfig and the embedded store live.
+    pub data_dir: PathBuf,
+    /// HTTPS port (0 = pick a free one).
+    pub secure_port: u16,
+    /// Plain HTTP port on 127.0.0.1, no authentication (None = off).
+    pub insecure_port: Option<u16>,
+    /// Address the secure port binds to.
+    pub bind_address: String,
+    /// `embedded` or `etcd://host:port[,host:port]`.
+    pub store: String,
+    /// Copy the kubeconfig here too.
+    pub write_kubeconfig: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("/var/lib/keelson"),
+            secure_port: 6443,
+            insecure_port: None,
+            bind_address: "0.0.0.0".into(),
+            store: "embedded".into(),
+            write_kubeconfig: None,
+        }
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    /// User name.
+    pub name: String,
+    /// Groups.
+    pub groups: Vec<String>,
+}
+
+/// The shared state behind every request.
+pub struct ApiServer {
+    /// The revision store.
+    pub store: keelson_store::Store,
+    /// Served kinds.
+    pub registry: Registry,
+    /// Bearer tokens and whom they authenticate.
+    tokens: HashMap<String, UserInfo>,
+    /// The token that in-process components (controllers) use.
+    internal_token: String,
+}
+
+impl ApiServer {
+    /// Builds the state over a store, with the given admin token.
+    pub fn new(store: keelson_store::Store, admin_token: &str) -> Arc<Self> {
+        let internal: [u8; 24] = rand::random();
+        let internal_token: String = internal.iter().map(|b| format!("{b:02x}")).collect();
+        let mut tokens = HashMap::new();
+        tokens.insert(
+            admin_token.to_string(),
+            UserInfo { name: "admin".into(), groups: vec!["system:masters".into(), "system:authenticated".into()] },
+        );
+        tokens.insert(
+            internal_token.clone(),
+            UserInfo { name: "system:kube-controller-manager".into(), groups: vec!["system:masters".into(), "system:authenticated".into()] },
+        );
+        Arc::new(Self { store, registry: Registry::builtin(), tokens, internal_token })
+    }
+
+    /// Who a bearer token belongs to.
+    pub fn authenticate(&self, token: &str) -> Option<UserInfo> {
+        self.tokens.get(token).cloned()
+    }
+
+    /// A client for in-process components, speaking HTTP to this server without a socket.
+    pub fn client(self: &Arc<Self>) -> ApiClient {
+        ApiClient::new(handlers::router(self.clone()), self.internal_token.clone())
+    }
+}
+
+/// The HTTP router (no TLS), for tests and the in-process client.
+pub fn router(api: Arc<ApiServer>) -> axum::Router {
+    handlers::router(api)
+}
+
+/// Decodes a protobuf request body, mapping errors to 400.
+fn protobuf_body(body: &[u8]) -> ApiResult<serde_json::Value> {
+    protobuf::decode(body).map_err(ApiError::bad_request)
+}

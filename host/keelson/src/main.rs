@@ -1,1 +1,34 @@
-fn main() {}
+//! The Keelson binary: `keelson server` runs the API server, the store and the built-in
+//! controllers in one process; `keelson bench` measures them.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+
+/// Keelson: a compact, Kubernetes-compatible orchestrator.
+#[derive(Parser)]
+#[command(name = "keelson", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API server, store and controllers.
+    Server(commands::server::ServerCommand),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("KEELSON_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Server(c) => c.execute().await,
+        }
+    })
+}

@@ -121,12 +121,12 @@ impl WatchCache {
     pub async fn watch(&self, prefix: &str, after: i64) -> Result<WatchStream> {
         let (tx, rx) = mpsc::channel(256);
         let prefix = prefix.to_string();
+        let too_old = after < self.ring().oldest;
+        if too_old {
+            return self.watch_backend(prefix, after).await;
+        }
         let (replay, mut live, last) = {
             let ring = self.ring();
-            if after < ring.oldest {
-                drop(ring);
-                return self.watch_backend(prefix, after).await;
-            }
             let replay: Vec<Arc<Event>> = ring
                 .events
                 .iter()

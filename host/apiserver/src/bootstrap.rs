@@ -1,0 +1,76 @@
+//! What exists from the first start: the namespaces `default`, `kube-system`, `kube-public` and
+//! `kube-node-lease`, the `default/kubernetes` Service with its Endpoints, and the serving of
+//! every stored CustomResourceDefinition.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::handlers::{create_object, CreateOptions};
+use crate::validation::FieldValidation;
+use crate::{ApiServer, UserInfo};
+
+/// The cluster IP of the `kubernetes` Service (first address of 10.43.0.0/16).
+pub(crate) const KUBERNETES_SERVICE_IP: &str = "10.43.0.1";
+
+/// Creates the built-in objects that are missing and starts serving stored CRDs.
+pub(crate) async fn run(api: &Arc<ApiServer>, secure_port: u16) -> anyhow::Result<()> {
+    let opts = CreateOptions {
+        dry_run: false,
+        validation: FieldValidation::Strict,
+        manager: "keelson".into(),
+        user: UserInfo { name: "system:apiserver".into(), groups: vec!["system:masters".into()] },
+        managed_fields: None,
+    };
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        ensure(api, "", "v1", "namespaces", None, json!({"metadata": {"name": ns}}), &opts).await?;
+    }
+    let service = json!({
+        "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {"type": "ClusterIP", "clusterIP": KUBERNETES_SERVICE_IP, "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": secure_port}]},
+    });
+    ensure(api, "", "v1", "services", Some("default"), service, &opts).await?;
+    let endpoints = json!({
+        "metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"name": "https", "port": secure_port, "protocol": "TCP"}]}],
+    });
+    upsert_endpoints(api, endpoints, &opts).await?;
+    // Serve every stored CRD.
+    if let Some(def) = api.registry.lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions") {
+        let (items, _) = api.store.list(&def.prefix()).await?;
+        for kv in items {
+            if let Ok(crd) = serde_json::from_slice::<Value>(&kv.value) {
+                crate::strategy::sync_crd(api, &crd, false);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn ensure(api: &Arc<ApiServer>, group: &str, version: &str, plural: &str, ns: Option<&str>, obj: Value, opts: &CreateOptions) -> anyhow::Result<()> {
+    let def = api.registry.lookup(group, version, plural).ok_or_else(|| anyhow::anyhow!("{plural} not registered"))?;
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    if api.store.get(&def.key(ns, &name)).await?.is_some() {
+        return Ok(());
+    }
+    match create_object(api, &def, ns, obj, opts).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.reason == "AlreadyExists" => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("creating {plural}/{name}: {}", e.message)),
+    }
+}
+
+/// The kubernetes Endpoints follow the real secure port, which may change between starts.
+async fn upsert_endpoints(api: &Arc<ApiServer>, endpoints: Value, opts: &CreateOptions) -> anyhow::Result<()> {
+    let def = api.registry.lookup("", "v1", "endpoints").ok_or_else(|| anyhow::anyhow!("endpoints not registered"))?;
+    let key = def.key(Some("default"), "kubernetes");
+    if let Some(kv) = api.store.get(&key).await? {
+        let mut current: Value = serde_json::from_slice(&kv.value)?;
+        if current["subsets"] != endpoints["subsets"] {
+            current["subsets"] = endpoints["subsets"].clone();
+            api.store.update(&key, crate::objects::to_store(&current), kv.mod_revision).await?;
+        }
+        return Ok(());
+    }
+    ensure(api, "", "v1", "endpoints", Some("default"), endpoints, opts).await
+}

@@ -1,0 +1,144 @@
+//! DELETE of one object or a collection: preconditions, propagationPolicy (the `orphan` and
+//! `foregroundDeletion` finalizers the garbage collector acts on), finalizers and
+//! deletionTimestamp, namespaces' spec finalizers, dryRun.
+
+use axum::response::Response;
+use bytes::Bytes;
+use keelson_store::KeyValue;
+use serde_json::{json, Value};
+
+use super::write::conflict;
+use super::{read, respond, Ctx};
+use crate::error::{ApiError, ApiResult};
+use crate::objects::{self, from_store, meta_mut};
+use crate::{codec, strategy};
+
+/// Kubernetes' finalizer for orphaning dependents.
+pub(crate) const ORPHAN: &str = "orphan";
+/// Kubernetes' finalizer for foreground cascading deletion.
+pub(crate) const FOREGROUND: &str = "foregroundDeletion";
+
+struct DeleteOptions {
+    propagation: Option<String>,
+    uid: Option<String>,
+    resource_version: Option<String>,
+    dry_run: bool,
+}
+
+fn options(ctx: &Ctx, body: &[u8]) -> ApiResult<DeleteOptions> {
+    let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        codec::decode_object(&ctx.headers, body)?
+    };
+    let from_body = |k: &str| body.get(k).and_then(Value::as_str).map(String::from);
+    let propagation = ctx.query.get("propagationPolicy").map(String::from).or_else(|| from_body("propagationPolicy")).or_else(|| {
+        match (ctx.query.get("orphanDependents"), body.get("orphanDependents").and_then(Value::as_bool)) {
+            (Some("true"), _) | (_, Some(true)) => Some("Orphan".into()),
+            (Some("false"), _) | (_, Some(false)) => Some("Background".into()),
+            _ => None,
+        }
+    });
+    if let Some(p) = &propagation {
+        if !matches!(p.as_str(), "Orphan" | "Background" | "Foreground") {
+            return Err(ApiError::bad_request(format!("propagationPolicy: Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\"")));
+        }
+    }
+    let dry_run = ctx.query.dry_run()
+        || body.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All"));
+    Ok(DeleteOptions {
+        propagation,
+        uid: body.pointer("/preconditions/uid").and_then(Value::as_str).map(String::from),
+        resource_version: body.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(String::from),
+        dry_run,
+    })
+}
+
+/// Deletes (or starts deleting) one stored object; returns the response code and body.
+async fn delete_one(ctx: &Ctx, kv: KeyValue, opts: &DeleteOptions) -> ApiResult<(u16, Value)> {
+    let mut obj = from_store(&ctx.def, &kv)?;
+    if let Some(uid) = &opts.uid {
+        if objects::meta_str(&obj, "uid") != Some(uid.as_str()) {
+            return Err(ApiError::conflict_message(
+                format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", objects::meta_str(&obj, "uid").unwrap_or_default()),
+                json!({"name": ctx.name(), "kind": ctx.def.plural}),
+            ));
+        }
+    }
+    if let Some(rv) = &opts.resource_version {
+        if *rv != kv.mod_revision.to_string() {
+            return Err(ApiError::conflict_message(
+                format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", kv.mod_revision),
+                json!({"name": ctx.name(), "kind": ctx.def.plural}),
+            ));
+        }
+    }
+    let mut finalizers = objects::finalizers(&obj);
+    match opts.propagation.as_deref() {
+        Some("Orphan") if !finalizers.iter().any(|f| f == ORPHAN) => finalizers.push(ORPHAN.into()),
+        Some("Foreground") if !finalizers.iter().any(|f| f == FOREGROUND) => finalizers.push(FOREGROUND.into()),
+        _ => {}
+    }
+    let spec_finalizers = obj.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+    if finalizers.is_empty() && !spec_finalizers {
+        if opts.dry_run {
+            return Ok((200, obj));
+        }
+        let gone = ctx.api.store.delete(&kv.key, kv.mod_revision).await.map_err(|e| conflict(ctx, e))?;
+        objects::set_rv(&mut obj, gone.mod_revision);
+        strategy::after_write(&ctx.api, &ctx.def, &obj, true).await;
+        return Ok((200, obj));
+    }
+    // Graceful: mark the object; controllers and finalizers finish the job.
+    let already = objects::is_deleting(&obj);
+    let meta = meta_mut(&mut obj);
+    if !already {
+        meta.insert("deletionTimestamp".into(), json!(objects::now()));
+        meta.insert("deletionGracePeriodSeconds".into(), json!(0));
+    }
+    meta.insert("finalizers".into(), json!(finalizers));
+    if ctx.def.kind == "Namespace" {
+        obj["status"]["phase"] = json!("Terminating");
+    }
+    if opts.dry_run {
+        return Ok((202, obj));
+    }
+    let rev = ctx.api.store.update(&kv.key, objects::to_store(&obj), kv.mod_revision).await.map_err(|e| conflict(ctx, e))?;
+    objects::set_rv(&mut obj, rev.mod_revision);
+    strategy::after_write(&ctx.api, &ctx.def, &obj, false).await;
+    Ok((202, obj))
+}
+
+pub(crate) async fn delete(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
+    let opts = options(&ctx, &body)?;
+    for _ in 0..8 {
+        let kv = ctx.api.store.get(&ctx.key()).await?.ok_or_else(|| ctx.not_found())?;
+        match delete_one(&ctx, kv, &opts).await {
+            Ok((code, obj)) => return Ok(respond(code, &obj)),
+            Err(e) if e.reason == "Conflict" && opts.resource_version.is_none() && opts.uid.is_none() => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::conflict(&ctx.def.group, &ctx.def.plural, ctx.name()))
+}
+
+pub(crate) async fn delete_collection(ctx: Ctx) -> ApiResult<Response> {
+    let opts = options(&ctx, b"")?;
+    let (items, rev) = read::list_objects(&ctx).await?;
+    let mut deleted = Vec::new();
+    for (key, _) in items {
+        let Some(kv) = ctx.api.store.get(&key).await? else { continue };
+        match delete_one(&ctx, kv, &opts).await {
+            Ok((_, obj)) => deleted.push(obj),
+            Err(e) if e.code == 404 || e.code == 409 => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    let list = json!({
+        "kind": objects::list_kind(&ctx.def),
+        "apiVersion": ctx.def.api_version(),
+        "metadata": {"resourceVersion": rev.to_string()},
+        "items": deleted,
+    });
+    Ok(respond(200, &list))
+}

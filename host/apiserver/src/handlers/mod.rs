@@ -1,0 +1,165 @@
+//! Request dispatch: authentication, then discovery/OpenAPI endpoints or the generic resource
+//! handlers (read, write, patch, delete, watch, subresources).
+
+mod delete;
+mod patch;
+mod read;
+mod subresource;
+mod watch;
+mod write;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, Method};
+use serde_json::Value;
+
+use crate::error::{ApiError, ApiResult};
+use crate::registry::ResourceDef;
+use crate::request::{Query, RequestInfo};
+use crate::{codec, discovery, openapi, ApiServer, UserInfo};
+
+pub(crate) use write::{create_object, CreateOptions};
+
+/// Largest accepted request body (Kubernetes' limit).
+pub(crate) const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// Everything a resource handler needs about one request.
+pub(crate) struct Ctx {
+    pub(crate) api: Arc<ApiServer>,
+    pub(crate) def: Arc<ResourceDef>,
+    pub(crate) info: RequestInfo,
+    pub(crate) query: Query,
+    pub(crate) headers: HeaderMap,
+    pub(crate) user: UserInfo,
+}
+
+impl Ctx {
+    pub(crate) fn namespace(&self) -> Option<&str> {
+        if self.def.namespaced {
+            self.info.namespace.as_deref()
+        } else {
+            None
+        }
+    }
+    pub(crate) fn name(&self) -> &str {
+        self.info.name.as_deref().unwrap_or_default()
+    }
+    pub(crate) fn key(&self) -> String {
+        self.def.key(self.namespace(), self.name())
+    }
+    pub(crate) fn not_found(&self) -> ApiError {
+        ApiError::not_found(&self.def.group, &self.def.plural, self.name())
+    }
+    /// The field manager of a write: `fieldManager`, else derived from the User-Agent like Kubernetes.
+    pub(crate) fn field_manager(&self) -> String {
+        if let Some(m) = self.query.get("fieldManager") {
+            return m.to_string();
+        }
+        let ua = self.headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("unknown");
+        ua.split('/').next().unwrap_or("unknown").to_string()
+    }
+}
+
+/// The router: every path goes through [`dispatch`].
+pub(crate) fn router(api: Arc<ApiServer>) -> axum::Router {
+    axum::Router::new().fallback(dispatch).with_state(api)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).map(str::trim)
+}
+
+/// Marker inserted by the plaintext listener: requests on it are trusted as admin.
+#[derive(Clone, Copy)]
+pub(crate) struct Insecure;
+
+async fn dispatch(State(api): State<Arc<ApiServer>>, req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    match handle(api, req).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(%method, %path, code = e.code, reason = e.reason, "request failed");
+            e.into_response()
+        }
+    }
+}
+
+async fn handle(api: Arc<ApiServer>, req: Request) -> ApiResult<Response> {
+    let path = req.uri().path().trim_end_matches('/').to_string();
+    let path = if path.is_empty() { "/".to_string() } else { path };
+    if matches!(path.as_str(), "/healthz" | "/livez" | "/readyz") || path.starts_with("/healthz/") || path.starts_with("/livez/") || path.starts_with("/readyz/") {
+        return Ok("ok".into_response());
+    }
+    let user = if req.extensions().get::<Insecure>().is_some() {
+        UserInfo { name: "admin".into(), groups: vec!["system:masters".into()] }
+    } else {
+        bearer(req.headers()).and_then(|t| api.authenticate(t)).ok_or_else(ApiError::unauthorized)?
+    };
+    let query = Query::parse(req.uri().query());
+    if req.method() == Method::GET {
+        if let Some(r) = discovery::handle(&api, &path, req.headers()) {
+            return Ok(r);
+        }
+        if let Some(r) = openapi::handle(&api, &path) {
+            return r;
+        }
+    }
+    let info = RequestInfo::parse(&path).ok_or_else(|| ApiError::no_route(&path))?;
+    let def = api
+        .registry
+        .lookup(&info.group, &info.version, &info.resource)
+        .ok_or_else(|| ApiError::no_route(&path))?;
+    if def.namespaced && info.name.is_some() && info.namespace.is_none() {
+        return Err(ApiError::no_route(&path));
+    }
+    let (parts, body) = req.into_parts();
+    let ctx = Ctx { api, def, info, query, headers: parts.headers, user };
+    let watching = ctx.info.legacy_watch || ctx.query.flag("watch");
+    let sub = ctx.info.subresource.clone();
+    match (parts.method, ctx.info.name.is_some(), sub.as_deref()) {
+        (Method::GET, false, None) if watching => watch::watch(ctx).await,
+        (Method::GET, false, None) => read::list(ctx).await,
+        (Method::GET, true, None) if watching => watch::watch(ctx).await,
+        (Method::GET, true, None | Some("status")) => read::get(ctx).await,
+        (Method::POST, false, None) => {
+            let body = read_body(body).await?;
+            write::create(ctx, body).await
+        }
+        (Method::PUT, true, None | Some("status") | Some("finalize")) => {
+            let body = read_body(body).await?;
+            write::update(ctx, body).await
+        }
+        (Method::PATCH, true, None | Some("status")) => {
+            let body = read_body(body).await?;
+            patch::patch(ctx, body).await
+        }
+        (Method::DELETE, true, None) => {
+            let body = read_body(body).await?;
+            delete::delete(ctx, body).await
+        }
+        (Method::DELETE, false, None) => delete::delete_collection(ctx).await,
+        (method, true, Some(s)) if subresource::serves(&ctx.def, s) => {
+            let body = read_body(body).await?;
+            subresource::handle(ctx, method, s, body).await
+        }
+        (_, _, Some(_)) => Err(ApiError::no_route(&path)),
+        (method, _, None) => Err(ApiError::method_not_allowed(method.as_str(), &ctx.def.plural)),
+    }
+}
+
+/// Reads a request body, refusing more than [`MAX_BODY`] bytes.
+async fn read_body(body: Body) -> ApiResult<bytes::Bytes> {
+    axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        ApiError::too_large(format!("the request body is larger than the limit of {MAX_BODY} bytes"))
+    })
+}
+
+/// Serialises a JSON response with a status code.
+pub(crate) fn respond(code: u16, value: &Value) -> Response {
+    codec::json_response(code, value)
+}

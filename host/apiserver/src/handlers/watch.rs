@@ -1,0 +1,143 @@
+//! Watch: newline-delimited JSON events over a chunked response, starting from a
+//! resourceVersion (or with synthetic ADDED events for the current state), with bookmarks,
+//! `sendInitialEvents`, `timeoutSeconds`, selectors, Table rows, and an ERROR event with
+//! 410 Expired when the requested revision is gone.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::Response;
+use futures::StreamExt;
+use keelson_store::EventKind;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::read::{list_objects, Filter};
+use super::Ctx;
+use crate::codec::{representation, Representation};
+use crate::error::{ApiError, ApiResult};
+use crate::objects::from_store;
+use crate::table;
+
+/// How often an idle watch with `allowWatchBookmarks` gets a BOOKMARK.
+const BOOKMARK_EVERY: Duration = Duration::from_secs(30);
+/// Longest watch before the server closes it (clients re-watch), like Kubernetes' min-request-timeout.
+const MAX_WATCH: Duration = Duration::from_secs(1800);
+
+fn event(kind: &str, object: Value) -> bytes::Bytes {
+    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+    line.push(b'\n');
+    line.into()
+}
+
+pub(crate) async fn watch(ctx: Ctx) -> ApiResult<Response> {
+    let rep = representation(&ctx.headers)?;
+    let filter = Filter::from_ctx(&ctx)?;
+    let only_name = ctx.info.name.clone();
+    let rv_param = ctx.query.get("resourceVersion").unwrap_or_default().to_string();
+    let send_initial = match ctx.query.get("sendInitialEvents") {
+        Some("true") => true,
+        Some(_) => false,
+        None => rv_param.is_empty() || rv_param == "0",
+    };
+    let bookmarks = ctx.query.flag("allowWatchBookmarks");
+    let timeout = ctx
+        .query
+        .number("timeoutSeconds")
+        .filter(|t| *t > 0)
+        .map(|t| Duration::from_secs(t as u64))
+        .unwrap_or(MAX_WATCH)
+        .min(MAX_WATCH);
+    let (tx, rx) = mpsc::channel::<bytes::Bytes>(64);
+    let def = ctx.def.clone();
+    let render = move |obj: Value| -> Value {
+        match rep {
+            Representation::Object => obj,
+            Representation::Table => table::to_table(&def, &[obj.clone()], crate::objects::meta_str(&obj, "resourceVersion").unwrap_or_default(), None),
+            Representation::Metadata => crate::objects::partial_metadata(&obj),
+        }
+    };
+    let keep = move |obj: &Value| filter.matches(obj) && only_name.as_deref().is_none_or(|n| crate::objects::name(obj) == n);
+
+    // Initial state (synthetic ADDED events), then everything after its revision.
+    let mut after = match rv_param.parse::<i64>() {
+        Ok(rv) if rv > 0 && !send_initial => rv,
+        Ok(_) | Err(_) if !rv_param.is_empty() && rv_param != "0" => {
+            return Err(ApiError::bad_request(format!("invalid resourceVersion {rv_param:?}")));
+        }
+        _ => 0,
+    };
+    let mut initial = Vec::new();
+    if send_initial {
+        let (items, rev) = list_objects(&ctx).await?;
+        initial = items.into_iter().map(|(_, o)| o).filter(|o| keep(o)).collect();
+        after = rev;
+    }
+    let bookmark_proto = json!({"kind": ctx.def.kind, "apiVersion": ctx.def.api_version(), "metadata": {"resourceVersion": ""}});
+    let explicit_initial = ctx.query.get("sendInitialEvents") == Some("true");
+    let stream = ctx.api.store.watch(&ctx.def.prefix_in(ctx.namespace()), after).await;
+    let def = ctx.def.clone();
+    tokio::spawn(async move {
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        for obj in initial {
+            if tx.send(event("ADDED", render(obj))).await.is_err() {
+                return;
+            }
+        }
+        let mut last_rv = after;
+        if explicit_initial && bookmarks {
+            let mut b = bookmark_proto.clone();
+            b["metadata"] = json!({"resourceVersion": last_rv.to_string(), "annotations": {"k8s.io/initial-events-end": "true"}});
+            if tx.send(event("BOOKMARK", b)).await.is_err() {
+                return;
+            }
+        }
+        let mut stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = tx.send(event("ERROR", ApiError::from(e).status())).await;
+                return;
+            }
+        };
+        let mut ticker = tokio::time::interval(BOOKMARK_EVERY);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = &mut deadline => return,
+                _ = tx.closed() => return,
+                _ = ticker.tick(), if bookmarks => {
+                    let mut b = bookmark_proto.clone();
+                    b["metadata"]["resourceVersion"] = json!(last_rv.to_string());
+                    if tx.send(event("BOOKMARK", b)).await.is_err() { return; }
+                }
+                next = stream.next() => {
+                    let ev = match next {
+                        None => return,
+                        Some(Err(e)) => {
+                            let _ = tx.send(event("ERROR", ApiError::from(e).status())).await;
+                            return;
+                        }
+                        Some(Ok(ev)) => ev,
+                    };
+                    last_rv = ev.kv.mod_revision;
+                    let Ok(obj) = from_store(&def, &ev.kv) else { continue };
+                    if !keep(&obj) { continue; }
+                    let kind = match ev.kind {
+                        EventKind::Created => "ADDED",
+                        EventKind::Updated => "MODIFIED",
+                        EventKind::Deleted => "DELETED",
+                    };
+                    if tx.send(event(kind, render(obj))).await.is_err() { return; }
+                }
+            }
+        }
+    });
+    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, std::convert::Infallible>));
+    Ok(Response::builder()
+        .status(200)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::CACHE_CONTROL, "no-cache, private")
+        .body(body)
+        .unwrap_or_default())
+}

@@ -1,0 +1,122 @@
+//! First-start credentials in the data dir: a CA, a serving certificate whose SANs cover the
+//! loopback addresses, the hostname and the `kubernetes.default.svc` names, an admin bearer
+//! token, and `kubeconfig.yaml`. All are reused on restart; only the kubeconfig is rewritten
+//! with the real port.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+
+/// PEM material and the admin token, as loaded from (or written to) the data dir.
+#[derive(Clone)]
+pub struct Credentials {
+    /// CA certificate (PEM).
+    pub ca_pem: String,
+    /// Serving certificate (PEM).
+    pub cert_pem: String,
+    /// Serving key (PEM).
+    pub key_pem: String,
+    /// The admin bearer token (user `admin`, group `system:masters`).
+    pub admin_token: String,
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()
+}
+
+fn tls_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("tls")
+}
+
+/// Loads the credentials, creating any that are missing.
+pub fn ensure(data_dir: &Path) -> std::io::Result<Credentials> {
+    let dir = tls_dir(data_dir);
+    std::fs::create_dir_all(&dir)?;
+    let (ca, cert, key, token) = (dir.join("ca.crt"), dir.join("server.crt"), dir.join("server.key"), data_dir.join("token"));
+    if !(ca.exists() && cert.exists() && key.exists()) {
+        let made = generate().map_err(std::io::Error::other)?;
+        write_private(&ca, &made.0)?;
+        write_private(&cert, &made.1)?;
+        write_private(&key, &made.2)?;
+    }
+    if !token.exists() {
+        let bytes: [u8; 24] = rand::random();
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        write_private(&token, &hex)?;
+    }
+    Ok(Credentials {
+        ca_pem: std::fs::read_to_string(ca)?,
+        cert_pem: std::fs::read_to_string(cert)?,
+        key_pem: std::fs::read_to_string(key)?,
+        admin_token: std::fs::read_to_string(token)?.trim().to_string(),
+    })
+}
+
+fn generate() -> Result<(String, String, String), rcgen::Error> {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.distinguished_name.push(DnType::CommonName, "keelson-ca");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca_params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    let ca_key = KeyPair::generate()?;
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+    let ca_pem = ca_cert.pem();
+
+    let mut sans = vec![
+        "127.0.0.1".to_string(),
+        "::1".into(),
+        "localhost".into(),
+        "10.43.0.1".into(),
+        "kubernetes".into(),
+        "kubernetes.default".into(),
+        "kubernetes.default.svc".into(),
+        "kubernetes.default.svc.cluster.local".into(),
+    ];
+    if let Ok(h) = std::fs::read_to_string("/etc/hostname") {
+        let h = h.trim();
+        if !h.is_empty() && !sans.iter().any(|s| s == h) {
+            sans.push(h.to_string());
+        }
+    }
+    let mut params = CertificateParams::new(sans)?;
+    params.distinguished_name.push(DnType::CommonName, "keelson-apiserver");
+    params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    let key = KeyPair::generate()?;
+    let issuer = Issuer::new(ca_params, ca_key);
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok((ca_pem, cert.pem(), key.serialize_pem()))
+}
+
+/// Writes `<data-dir>/kubeconfig.yaml` (mode 0600) for `https://127.0.0.1:<port>`.
+pub fn write_kubeconfig(path: &Path, creds: &Credentials, port: u16) -> std::io::Result<()> {
+    let ca = base64::engine::general_purpose::STANDARD.encode(creds.ca_pem.as_bytes());
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: {ca}\n    server: https://127.0.0.1:{port}\n  name: keelson\ncontexts:\n- context:\n    cluster: keelson\n    user: admin\n  name: keelson\ncurrent-context: keelson\npreferences: {{}}\nusers:\n- name: admin\n  user:\n    token: {}\n",
+        creds.admin_token
+    );
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    write_private(path, &text)
+}
+
+/// A rustls server config for the serving certificate, offering HTTP/2 and HTTP/1.1.
+pub fn server_tls(creds: &Credentials) -> std::io::Result<rustls::ServerConfig> {
+    let certs = rustls_pemfile::certs(&mut creds.cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+    let key = rustls_pemfile::private_key(&mut creds.key_pem.as_bytes())?
+        .ok_or_else(|| std::io::Error::other("no private key in server.key"))?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(std::io::Error::other)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}

@@ -1,0 +1,99 @@
+//! Starting the server: store, credentials, bootstrap objects, the HTTPS listener (rustls,
+//! HTTP/1.1 and HTTP/2) and the optional loopback-only plaintext listener.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::handlers::Insecure;
+use crate::{bootstrap, handlers, pki, ApiServer, Config};
+
+/// A running server.
+pub struct Running {
+    /// The shared state (for in-process components).
+    pub api: Arc<ApiServer>,
+    /// The bound HTTPS port.
+    pub secure_port: u16,
+    /// The bound plaintext port, if any.
+    pub insecure_port: Option<u16>,
+    /// Path of the written kubeconfig.
+    pub kubeconfig: std::path::PathBuf,
+}
+
+/// Opens the store, prepares credentials and bootstrap objects, and starts serving.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let store = keelson_store::Store::open(&config.store, &config.data_dir).await?;
+    let creds = pki::ensure(&config.data_dir)?;
+    let api = ApiServer::new(store, &creds.admin_token);
+
+    let listener = TcpListener::bind((config.bind_address.as_str(), config.secure_port)).await?;
+    let secure_port = listener.local_addr()?.port();
+    bootstrap::run(&api, secure_port).await?;
+
+    let kubeconfig = config.data_dir.join("kubeconfig.yaml");
+    pki::write_kubeconfig(&kubeconfig, &creds, secure_port)?;
+    if let Some(extra) = &config.write_kubeconfig {
+        pki::write_kubeconfig(extra, &creds, secure_port)?;
+    }
+
+    let tls = TlsAcceptor::from(Arc::new(pki::server_tls(&creds)?));
+    let router = handlers::router(api.clone());
+    tokio::spawn(accept_tls(listener, tls, router.clone()));
+
+    let insecure_port = match config.insecure_port {
+        Some(port) => {
+            let plain = TcpListener::bind(("127.0.0.1", port)).await?;
+            let bound = plain.local_addr()?.port();
+            tokio::spawn(accept_plain(plain, router.layer(axum::Extension(Insecure))));
+            Some(bound)
+        }
+        None => None,
+    };
+    tracing::info!(port = secure_port, store = %config.store, "serving the Kubernetes API");
+    Ok(Running { api, secure_port, insecure_port, kubeconfig })
+}
+
+async fn accept_tls(listener: TcpListener, tls: TlsAcceptor, router: axum::Router) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let (tls, router) = (tls.clone(), router.clone());
+        tokio::spawn(async move {
+            match tokio::time::timeout(std::time::Duration::from_secs(10), tls.accept(stream)).await {
+                Ok(Ok(stream)) => serve_connection(TokioIo::new(stream), router, peer).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        });
+    }
+}
+
+async fn accept_plain(listener: TcpListener, router: axum::Router) {
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else { continue };
+        let router = router.clone();
+        tokio::spawn(async move { serve_connection(TokioIo::new(stream), router, peer).await });
+    }
+}
+
+async fn serve_connection<I>(io: I, router: axum::Router, peer: SocketAddr)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = TowerToHyperService::new(router);
+    if let Err(e) = auto::Builder::new(TokioExecutor::new()).serve_connection_with_upgrades(io, service).await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}

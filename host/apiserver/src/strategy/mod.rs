@@ -1,0 +1,190 @@
+//! Per-kind behaviour around writes (Kubernetes' "strategies"): what create resets and defaults,
+//! what an update may change (spec vs. status subresource), generation bumps, kind-specific
+//! validation, namespace-lifecycle admission, and the side effects of CRD writes.
+
+mod crd;
+mod defaults;
+mod kinds;
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, ApiResult, FieldError};
+use crate::objects::{self, meta_mut, meta_str};
+use crate::registry::ResourceDef;
+use crate::{ApiServer, UserInfo};
+
+pub(crate) use crd::custom_resource_check;
+pub(crate) use crd::sync_crd;
+
+/// Namespaces that can never be deleted.
+pub(crate) const PROTECTED_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
+
+/// Fills server-owned metadata, resets status, applies defaults.
+pub(crate) async fn prepare_create(api: &Arc<ApiServer>, def: &ResourceDef, obj: &mut Value, _user: &UserInfo) -> ApiResult<()> {
+    let has_spec = obj.get("spec").is_some() || def.is_custom();
+    let meta = meta_mut(obj);
+    meta.insert("uid".into(), json!(objects::uid()));
+    meta.insert("creationTimestamp".into(), json!(objects::now()));
+    for k in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+        meta.remove(k);
+    }
+    if has_spec {
+        meta.insert("generation".into(), json!(1));
+    } else {
+        meta.remove("generation");
+    }
+    if def.status && !matches!(def.kind.as_str(), "Node" | "Event") {
+        if let Some(o) = obj.as_object_mut() {
+            o.remove("status");
+        }
+    }
+    defaults::apply(def, obj);
+    kinds::on_create(api, def, obj).await
+}
+
+/// Carries server-owned state from `old` into `new` for an update through `subresource`.
+pub(crate) fn prepare_update(def: &ResourceDef, subresource: Option<&str>, old: &Value, new: &mut Value) {
+    match subresource {
+        Some("status") => {
+            let status = new.get("status").cloned();
+            *new = with_status(old, status);
+        }
+        Some("finalize") => {
+            let finalizers = new.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+            let mut merged = old.clone();
+            merged["spec"]["finalizers"] = finalizers;
+            *new = merged;
+        }
+        Some("binding") => {}
+        _ => {
+            if def.status {
+                match old.get("status") {
+                    Some(s) => new["status"] = s.clone(),
+                    None => {
+                        if let Some(o) = new.as_object_mut() {
+                            o.remove("status");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let old_meta = old.get("metadata").cloned().unwrap_or(json!({}));
+    let meta = meta_mut(new);
+    for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+        match old_meta.get(k) {
+            Some(v) => meta.insert(k.into(), v.clone()),
+            None => meta.remove(k),
+        };
+    }
+    if !meta.contains_key("managedFields") {
+        if let Some(m) = old_meta.get("managedFields") {
+            meta.insert("managedFields".into(), m.clone());
+        }
+    }
+    if def.kind == "Service" && new.pointer("/spec/clusterIP").is_none() {
+        for k in ["clusterIP", "clusterIPs"] {
+            if let Some(v) = old.pointer(&format!("/spec/{k}")) {
+                new["spec"][k] = v.clone();
+            }
+        }
+    }
+    defaults::apply(def, new);
+    if spec_of(old) != spec_of(new) {
+        if let Some(g) = old_meta.get("generation").and_then(Value::as_i64) {
+            meta_mut(new).insert("generation".into(), json!(g + 1));
+        }
+    }
+}
+
+fn with_status(old: &Value, status: Option<Value>) -> Value {
+    let mut out = old.clone();
+    match status {
+        Some(s) => out["status"] = s,
+        None => {
+            if let Some(o) = out.as_object_mut() {
+                o.remove("status");
+            }
+        }
+    }
+    out
+}
+
+/// Everything but metadata and status: a change here bumps `metadata.generation`.
+fn spec_of(obj: &Value) -> Value {
+    let mut v = obj.clone();
+    if let Some(o) = v.as_object_mut() {
+        for k in ["metadata", "status", "apiVersion", "kind"] {
+            o.remove(k);
+        }
+    }
+    v
+}
+
+/// Kind-independent and kind-specific validation; empty = valid.
+pub(crate) fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let name = objects::name(obj);
+    let name_problem = match def.kind.as_str() {
+        "Namespace" | "Service" => crate::validation::dns_label(name),
+        "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding" => path_segment(name),
+        _ => crate::validation::dns_subdomain(name),
+    };
+    if let Some(why) = name_problem {
+        errors.push(FieldError::invalid("metadata.name", &json!(name), why));
+    }
+    crate::validation::labels(obj, &mut errors);
+    if let Some(old) = old {
+        let old_fin = objects::finalizers(old);
+        if objects::is_deleting(old) {
+            for f in objects::finalizers(obj) {
+                if !old_fin.contains(&f) {
+                    errors.push(FieldError::forbidden("metadata.finalizers", format!("no new finalizers can be added if the object is being deleted, found new finalizers []string{{{f:?}}}")));
+                }
+            }
+        }
+    }
+    kinds::validate(def, obj, old, &mut errors);
+    errors
+}
+
+fn path_segment(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("name or generateName is required".into());
+    }
+    if name == "." || name == ".." || name.contains('/') || name.contains('%') {
+        return Some("may not be '.' or '..' or contain '/' or '%'".into());
+    }
+    None
+}
+
+/// Built-in admission that the API server itself needs: NamespaceLifecycle (objects go into
+/// existing, non-terminating namespaces only).
+pub(crate) async fn admit(api: &Arc<ApiServer>, def: &ResourceDef, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
+    if !def.namespaced || old.is_some() {
+        return Ok(());
+    }
+    let ns = meta_str(obj, "namespace").unwrap_or_default();
+    let ns_def = api.registry.lookup("", "v1", "namespaces").ok_or_else(|| ApiError::internal("namespaces not registered"))?;
+    let Some(kv) = api.store.get(&ns_def.key(None, ns)).await? else {
+        return Err(ApiError::not_found("", "namespaces", ns));
+    };
+    let ns_obj: Value = serde_json::from_slice(&kv.value).map_err(ApiError::internal)?;
+    if objects::is_deleting(&ns_obj) {
+        return Err(ApiError::forbidden(format!(
+            "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+            def.plural,
+            objects::name(obj)
+        )));
+    }
+    Ok(())
+}
+
+/// Side effects after a successful write: CRDs start or stop serving their kinds.
+pub(crate) async fn after_write(api: &Arc<ApiServer>, def: &ResourceDef, obj: &Value, deleted: bool) {
+    if def.kind == "CustomResourceDefinition" && def.group == "apiextensions.k8s.io" {
+        sync_crd(api, obj, deleted);
+    }
+}
