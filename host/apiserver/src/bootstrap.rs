@@ -19,11 +19,23 @@ pub(crate) async fn run(api: &Arc<ApiServer>, secure_port: u16) -> anyhow::Resul
         dry_run: false,
         validation: FieldValidation::Strict,
         manager: "keelson".into(),
-        user: UserInfo { name: "system:apiserver".into(), groups: vec!["system:masters".into()] },
+        user: UserInfo {
+            name: "system:apiserver".into(),
+            groups: vec!["system:masters".into()],
+        },
         managed_fields: None,
     };
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-        ensure(api, "", "v1", "namespaces", None, json!({"metadata": {"name": ns}}), &opts).await?;
+        ensure(
+            api,
+            "",
+            "v1",
+            "namespaces",
+            None,
+            json!({"metadata": {"name": ns}}),
+            &opts,
+        )
+        .await?;
     }
     let service = json!({
         "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
@@ -36,7 +48,10 @@ pub(crate) async fn run(api: &Arc<ApiServer>, secure_port: u16) -> anyhow::Resul
     });
     upsert_endpoints(api, endpoints, &opts).await?;
     // Serve every stored CRD.
-    if let Some(def) = api.registry.lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions") {
+    if let Some(def) =
+        api.registry
+            .lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+    {
         let (items, _) = api.store.list(&def.prefix()).await?;
         for kv in items {
             if let Ok(crd) = serde_json::from_slice::<Value>(&kv.value) {
@@ -47,9 +62,23 @@ pub(crate) async fn run(api: &Arc<ApiServer>, secure_port: u16) -> anyhow::Resul
     Ok(())
 }
 
-async fn ensure(api: &Arc<ApiServer>, group: &str, version: &str, plural: &str, ns: Option<&str>, obj: Value, opts: &CreateOptions) -> anyhow::Result<()> {
-    let def = api.registry.lookup(group, version, plural).ok_or_else(|| anyhow::anyhow!("{plural} not registered"))?;
-    let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+async fn ensure(
+    api: &Arc<ApiServer>,
+    group: &str,
+    version: &str,
+    plural: &str,
+    ns: Option<&str>,
+    obj: Value,
+    opts: &CreateOptions,
+) -> anyhow::Result<()> {
+    let def = api
+        .registry
+        .lookup(group, version, plural)
+        .ok_or_else(|| anyhow::anyhow!("{plural} not registered"))?;
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     if api.store.get(&def.key(ns, &name)).await?.is_some() {
         return Ok(());
     }
@@ -61,14 +90,23 @@ async fn ensure(api: &Arc<ApiServer>, group: &str, version: &str, plural: &str, 
 }
 
 /// The kubernetes Endpoints follow the real secure port, which may change between starts.
-async fn upsert_endpoints(api: &Arc<ApiServer>, endpoints: Value, opts: &CreateOptions) -> anyhow::Result<()> {
-    let def = api.registry.lookup("", "v1", "endpoints").ok_or_else(|| anyhow::anyhow!("endpoints not registered"))?;
+async fn upsert_endpoints(
+    api: &Arc<ApiServer>,
+    endpoints: Value,
+    opts: &CreateOptions,
+) -> anyhow::Result<()> {
+    let def = api
+        .registry
+        .lookup("", "v1", "endpoints")
+        .ok_or_else(|| anyhow::anyhow!("endpoints not registered"))?;
     let key = def.key(Some("default"), "kubernetes");
     if let Some(kv) = api.store.get(&key).await? {
         let mut current: Value = serde_json::from_slice(&kv.value)?;
         if current["subsets"] != endpoints["subsets"] {
             current["subsets"] = endpoints["subsets"].clone();
-            api.store.update(&key, crate::objects::to_store(&current), kv.mod_revision).await?;
+            api.store
+                .update(&key, crate::objects::to_store(&current), kv.mod_revision)
+                .await?;
         }
         return Ok(());
     }

@@ -10,10 +10,10 @@ use crate::registry::ResourceDef;
 use crate::ApiServer;
 
 /// The Kubernetes version Keelson speaks (kubectl picks its binary from the minor).
-pub const KUBE_MINOR: &str = "33";
+pub(crate) const KUBE_MINOR: &str = "33";
 
 /// `/version`.
-pub fn version() -> Value {
+pub(crate) fn version() -> Value {
     json!({
         "major": "1",
         "minor": KUBE_MINOR,
@@ -43,11 +43,16 @@ pub(crate) fn handle(api: &ApiServer, path: &str, _headers: &HeaderMap) -> Optio
                 ["api", v] => resource_list(api, "", v)?,
                 ["apis", g] => {
                     let groups = group_list(api);
-                    groups["groups"].as_array()?.iter().find(|x| x["name"] == *g).cloned().map(|mut g| {
-                        g["kind"] = json!("APIGroup");
-                        g["apiVersion"] = json!("v1");
-                        g
-                    })?
+                    groups["groups"]
+                        .as_array()?
+                        .iter()
+                        .find(|x| x["name"] == *g)
+                        .cloned()
+                        .map(|mut g| {
+                            g["kind"] = json!("APIGroup");
+                            g["apiVersion"] = json!("v1");
+                            g
+                        })?
                 }
                 ["apis", g, v] => resource_list(api, g, v)?,
                 _ => return None,
@@ -64,17 +69,34 @@ fn group_list(api: &ApiServer) -> Value {
         .into_iter()
         .filter(|(g, _)| !g.is_empty())
         .map(|(g, versions)| {
-            let vs: Vec<Value> = versions.iter().map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v})).collect();
+            let vs: Vec<Value> = versions
+                .iter()
+                .map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
+                .collect();
             json!({"name": g, "versions": vs, "preferredVersion": vs[0]})
         })
         .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
-const VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const VERBS: [&str; 8] = [
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 fn resource_list(api: &ApiServer, group: &str, version: &str) -> Option<Value> {
-    let defs: Vec<_> = api.registry.all().into_iter().filter(|d| d.group == group && d.version == version).collect();
+    let defs: Vec<_> = api
+        .registry
+        .all()
+        .into_iter()
+        .filter(|d| d.group == group && d.version == version)
+        .collect();
     if defs.is_empty() {
         return None;
     }
@@ -83,8 +105,14 @@ fn resource_list(api: &ApiServer, group: &str, version: &str) -> Option<Value> {
         resources.push(resource(d));
         resources.extend(subresources(d));
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }
 
 fn resource(d: &ResourceDef) -> Value {
@@ -118,7 +146,12 @@ fn subresources(d: &ResourceDef) -> Vec<Value> {
         out.push(sub("status", &d.kind, None, &["get", "patch", "update"]));
     }
     if d.scale.is_some() {
-        out.push(sub("scale", "Scale", Some(("autoscaling", "v1")), &["get", "patch", "update"]));
+        out.push(sub(
+            "scale",
+            "Scale",
+            Some(("autoscaling", "v1")),
+            &["get", "patch", "update"],
+        ));
     }
     for extra in &d.extra_subresources {
         out.push(match *extra {

@@ -23,7 +23,12 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        Self { code, reason, message: message.into(), details: None }
+        Self {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
     }
 
     /// 400 BadRequest.
@@ -46,8 +51,12 @@ impl ApiError {
     }
     /// 404 for a path that names no resource.
     pub fn no_route(path: &str) -> Self {
-        Self::new(404, "NotFound", format!("the server could not find the requested resource ({path})"))
-            .with_details(json!({}))
+        Self::new(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource ({path})"),
+        )
+        .with_details(json!({}))
     }
     /// 405 MethodNotAllowed.
     pub fn method_not_allowed(verb: &str, resource: &str) -> Self {
@@ -60,8 +69,12 @@ impl ApiError {
     /// 409 AlreadyExists.
     pub fn already_exists(group: &str, resource: &str, name: &str) -> Self {
         let qualified = qualified(group, resource);
-        Self::new(409, "AlreadyExists", format!("{qualified} \"{name}\" already exists"))
-            .with_details(json!({"name": name, "group": group, "kind": resource}))
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{qualified} \"{name}\" already exists"),
+        )
+        .with_details(json!({"name": name, "group": group, "kind": resource}))
     }
     /// 409 Conflict on a stale resourceVersion.
     pub fn conflict(group: &str, resource: &str, name: &str) -> Self {
@@ -91,23 +104,38 @@ impl ApiError {
     }
     /// 422 Invalid with field causes: `ConfigMap "x" is invalid: data: Too long: …`.
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<FieldError>) -> Self {
-        let qualified = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
-        let summary: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
+        let qualified = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
+        let summary: Vec<String> = causes
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect();
         let message = if summary.len() == 1 {
             format!("{qualified} \"{name}\" is invalid: {}", summary[0])
         } else {
-            format!("{qualified} \"{name}\" is invalid: [{}]", summary.join(", "))
+            format!(
+                "{qualified} \"{name}\" is invalid: [{}]",
+                summary.join(", ")
+            )
         };
         let causes: Vec<Value> = causes
             .iter()
             .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
             .collect();
-        Self::new(422, "Invalid", message).with_details(json!({"name": name, "group": group, "kind": kind, "causes": causes}))
+        Self::new(422, "Invalid", message)
+            .with_details(json!({"name": name, "group": group, "kind": kind, "causes": causes}))
     }
     /// 500 InternalError: says little; the cause is logged.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new(500, "InternalError", "Internal error occurred: something went wrong; see the server log")
+        Self::new(
+            500,
+            "InternalError",
+            "Internal error occurred: something went wrong; see the server log",
+        )
     }
     /// 503 ServiceUnavailable.
     pub fn unavailable(message: impl Into<String>) -> Self {
@@ -155,19 +183,35 @@ impl FieldError {
             Value::String(s) => format!("{s:?}"),
             other => other.to_string(),
         };
-        Self { field: field.into(), reason: "FieldValueInvalid", message: format!("Invalid value: {shown}: {why}") }
+        Self {
+            field: field.into(),
+            reason: "FieldValueInvalid",
+            message: format!("Invalid value: {shown}: {why}"),
+        }
     }
     /// A missing value: `Required value`.
     pub fn required(field: impl Into<String>) -> Self {
-        Self { field: field.into(), reason: "FieldValueRequired", message: "Required value".into() }
+        Self {
+            field: field.into(),
+            reason: "FieldValueRequired",
+            message: "Required value".into(),
+        }
     }
     /// A forbidden change or value.
     pub fn forbidden(field: impl Into<String>, why: impl std::fmt::Display) -> Self {
-        Self { field: field.into(), reason: "FieldValueForbidden", message: format!("Forbidden: {why}") }
+        Self {
+            field: field.into(),
+            reason: "FieldValueForbidden",
+            message: format!("Forbidden: {why}"),
+        }
     }
     /// A value that is too long.
     pub fn too_long(field: impl Into<String>, why: impl std::fmt::Display) -> Self {
-        Self { field: field.into(), reason: "FieldValueTooLong", message: format!("Too long: {why}") }
+        Self {
+            field: field.into(),
+            reason: "FieldValueTooLong",
+            message: format!("Too long: {why}"),
+        }
     }
 }
 
@@ -195,6 +239,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&self.status()).unwrap_or_default();
-        (code, [(http::header::CONTENT_TYPE, "application/json")], body).into_response()
+        (
+            code,
+            [(http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
     }
 }

@@ -10,8 +10,8 @@
 //! # Ok(()) }
 //! ```
 
-pub mod client;
 mod bootstrap;
+pub mod client;
 mod codec;
 mod discovery;
 pub mod error;
@@ -97,13 +97,24 @@ impl ApiServer {
         let mut tokens = HashMap::new();
         tokens.insert(
             admin_token.to_string(),
-            UserInfo { name: "admin".into(), groups: vec!["system:masters".into(), "system:authenticated".into()] },
+            UserInfo {
+                name: "admin".into(),
+                groups: vec!["system:masters".into(), "system:authenticated".into()],
+            },
         );
         tokens.insert(
             internal_token.clone(),
-            UserInfo { name: "system:kube-controller-manager".into(), groups: vec!["system:masters".into(), "system:authenticated".into()] },
+            UserInfo {
+                name: "system:kube-controller-manager".into(),
+                groups: vec!["system:masters".into(), "system:authenticated".into()],
+            },
         );
-        Arc::new(Self { store, registry: Registry::builtin(), tokens, internal_token })
+        Arc::new(Self {
+            store,
+            registry: Registry::builtin(),
+            tokens,
+            internal_token,
+        })
     }
 
     /// Who a bearer token belongs to.

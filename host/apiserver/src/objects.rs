@@ -34,7 +34,9 @@ pub(crate) fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj.get("metadata").is_some_and(Value::is_object) {
         obj["metadata"] = json!({});
     }
-    obj["metadata"].as_object_mut().expect("metadata is an object")
+    obj["metadata"]
+        .as_object_mut()
+        .expect("metadata is an object")
 }
 
 /// A string field of `metadata`.
@@ -51,33 +53,33 @@ pub(crate) fn name(obj: &Value) -> &str {
 pub(crate) fn finalizers(obj: &Value) -> Vec<String> {
     obj.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|f| f.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// Is `metadata.deletionTimestamp` set?
 pub(crate) fn is_deleting(obj: &Value) -> bool {
-    obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null())
+    obj.pointer("/metadata/deletionTimestamp")
+        .is_some_and(|v| !v.is_null())
 }
 
 /// The resourceVersion a client sent, parsed; 0 when absent or empty.
 pub(crate) fn sent_rv(obj: &Value) -> ApiResult<i64> {
     match meta_str(obj, "resourceVersion") {
         None | Some("") => Ok(0),
-        Some(s) => s
-            .parse()
-            .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {s:?}: must be a number"))),
+        Some(s) => s.parse().map_err(|_| {
+            ApiError::bad_request(format!("invalid resourceVersion {s:?}: must be a number"))
+        }),
     }
 }
 
 /// Now as an RFC 3339 timestamp with second precision (`metav1.Time`).
 pub(crate) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-/// Now with microseconds (`metav1.MicroTime`).
-pub(crate) fn now_micro() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 /// A fresh UID.
@@ -88,7 +90,9 @@ pub(crate) fn uid() -> String {
 /// A `generateName` suffix: five lowercase alphanumerics (no vowels, like Kubernetes).
 pub(crate) fn name_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    (0..5).map(|_| ALPHABET[rand::random::<usize>() % ALPHABET.len()] as char).collect()
+    (0..5)
+        .map(|_| ALPHABET[rand::random::<usize>() % ALPHABET.len()] as char)
+        .collect()
 }
 
 /// The list kind of a kind (`ConfigMap` → `ConfigMapList`).

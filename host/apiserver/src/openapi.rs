@@ -26,7 +26,12 @@ pub(crate) fn handle(api: &ApiServer, path: &str) -> Option<ApiResult<Response>>
         ["apis", g, v] => (g.to_string(), v.to_string()),
         _ => return Some(Err(ApiError::no_route(path))),
     };
-    let defs: Vec<_> = api.registry.all().into_iter().filter(|d| d.group == group && d.version == version).collect();
+    let defs: Vec<_> = api
+        .registry
+        .all()
+        .into_iter()
+        .filter(|d| d.group == group && d.version == version)
+        .collect();
     if defs.is_empty() {
         return Some(Err(ApiError::no_route(path)));
     }
@@ -46,19 +51,37 @@ fn v3_index(api: &ApiServer) -> Value {
     for (g, versions) in api.registry.group_versions() {
         for v in versions {
             let p = gv_path(&g, &v);
-            let hash = format!("{:016X}", fxhash(&api.registry.all().iter().filter(|d| d.group == g && d.version == v).map(|d| format!("{}{}{:?}", d.plural, d.kind, d.schema)).collect::<String>()));
-            paths.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={hash}")}));
+            let hash = format!(
+                "{:016X}",
+                fxhash(
+                    &api.registry
+                        .all()
+                        .iter()
+                        .filter(|d| d.group == g && d.version == v)
+                        .map(|d| format!("{}{}{:?}", d.plural, d.kind, d.schema))
+                        .collect::<String>()
+                )
+            );
+            paths.insert(
+                p.clone(),
+                json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={hash}")}),
+            );
         }
     }
     json!({"paths": paths})
 }
 
 fn fxhash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+    s.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    })
 }
 
 /// Schemas of the given kinds: name → schema, with GVK extensions; `refs` maps kind → schema name.
-fn schemas(defs: &[std::sync::Arc<ResourceDef>], definitions_path: &'static str) -> (Map<String, Value>, Vec<(String, String)>) {
+fn schemas(
+    defs: &[std::sync::Arc<ResourceDef>],
+    definitions_path: &'static str,
+) -> (Map<String, Value>, Vec<(String, String)>) {
     let mut settings = SchemaSettings::openapi3();
     settings.definitions_path = definitions_path.into();
     let mut generator = settings.into_generator();
@@ -68,11 +91,20 @@ fn schemas(defs: &[std::sync::Arc<ResourceDef>], definitions_path: &'static str)
         let name = match (d.openapi, &d.schema) {
             (Some(f), _) => {
                 let r = f(&mut generator);
-                let reference = r.get("$ref").and_then(Value::as_str).unwrap_or_default().to_string();
+                let reference = r
+                    .get("$ref")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
                 reference.rsplit('/').next().unwrap_or_default().to_string()
             }
             (None, Some(schema)) => {
-                let name = format!("{}.{}.{}", d.group.split('.').rev().collect::<Vec<_>>().join("."), d.version, d.kind);
+                let name = format!(
+                    "{}.{}.{}",
+                    d.group.split('.').rev().collect::<Vec<_>>().join("."),
+                    d.version,
+                    d.kind
+                );
                 custom.insert(name.clone(), schema.clone());
                 name
             }
@@ -84,7 +116,10 @@ fn schemas(defs: &[std::sync::Arc<ResourceDef>], definitions_path: &'static str)
     out.extend(custom);
     for (d, (_, name)) in defs.iter().zip(refs.iter()) {
         if let Some(s) = out.get_mut(name).and_then(Value::as_object_mut) {
-            s.insert("x-kubernetes-group-version-kind".into(), json!([{"group": d.group, "version": d.version, "kind": d.kind}]));
+            s.insert(
+                "x-kubernetes-group-version-kind".into(),
+                json!([{"group": d.group, "version": d.version, "kind": d.kind}]),
+            );
         }
     }
     (out, refs)
@@ -96,8 +131,16 @@ fn param(name: &str, ty: &str) -> Value {
 
 fn operations(d: &ResourceDef, schema_ref: &str) -> Vec<(String, Value)> {
     let gvk = json!({"group": d.group, "version": d.version, "kind": d.kind});
-    let base = if d.group.is_empty() { format!("/api/{}", d.version) } else { format!("/apis/{}/{}", d.group, d.version) };
-    let scope = if d.namespaced { format!("{base}/namespaces/{{namespace}}/{}", d.plural) } else { format!("{base}/{}", d.plural) };
+    let base = if d.group.is_empty() {
+        format!("/api/{}", d.version)
+    } else {
+        format!("/apis/{}/{}", d.group, d.version)
+    };
+    let scope = if d.namespaced {
+        format!("{base}/namespaces/{{namespace}}/{}", d.plural)
+    } else {
+        format!("{base}/{}", d.plural)
+    };
     let body = json!({"content": {"application/json": {"schema": {"$ref": schema_ref}}}});
     let ok = json!({"200": {"description": "OK", "content": {"application/json": {"schema": {"$ref": schema_ref}}}}});
     let op = |verb: &str, action: &str, extra: Vec<Value>| {
@@ -113,7 +156,13 @@ fn operations(d: &ResourceDef, schema_ref: &str) -> Vec<(String, Value)> {
         }
         o
     };
-    let write_params = || vec![param("dryRun", "string"), param("fieldManager", "string"), param("fieldValidation", "string")];
+    let write_params = || {
+        vec![
+            param("dryRun", "string"),
+            param("fieldManager", "string"),
+            param("fieldValidation", "string"),
+        ]
+    };
     let mut patch_params = write_params();
     patch_params.push(param("force", "boolean"));
     let collection = json!({
@@ -127,9 +176,15 @@ fn operations(d: &ResourceDef, schema_ref: &str) -> Vec<(String, Value)> {
         "patch": op("patch", "patch", patch_params),
         "delete": op("delete", "delete", vec![param("dryRun", "string"), param("propagationPolicy", "string")]),
     });
-    let mut out = vec![(scope.clone(), collection), (format!("{scope}/{{name}}"), item)];
+    let mut out = vec![
+        (scope.clone(), collection),
+        (format!("{scope}/{{name}}"), item),
+    ];
     if d.status {
-        out.push((format!("{scope}/{{name}}/status"), json!({"get": op("read", "get", vec![]), "put": op("replace", "put", write_params())})));
+        out.push((
+            format!("{scope}/{{name}}/status"),
+            json!({"get": op("read", "get", vec![]), "put": op("replace", "put", write_params())}),
+        ));
     }
     out
 }

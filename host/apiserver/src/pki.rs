@@ -10,7 +10,7 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, 
 
 /// PEM material and the admin token, as loaded from (or written to) the data dir.
 #[derive(Clone)]
-pub struct Credentials {
+pub(crate) struct Credentials {
     /// CA certificate (PEM).
     pub ca_pem: String,
     /// Serving certificate (PEM).
@@ -24,7 +24,12 @@ pub struct Credentials {
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(contents.as_bytes())?;
     f.sync_all()
 }
@@ -34,10 +39,15 @@ fn tls_dir(data_dir: &Path) -> PathBuf {
 }
 
 /// Loads the credentials, creating any that are missing.
-pub fn ensure(data_dir: &Path) -> std::io::Result<Credentials> {
+pub(crate) fn ensure(data_dir: &Path) -> std::io::Result<Credentials> {
     let dir = tls_dir(data_dir);
     std::fs::create_dir_all(&dir)?;
-    let (ca, cert, key, token) = (dir.join("ca.crt"), dir.join("server.crt"), dir.join("server.key"), data_dir.join("token"));
+    let (ca, cert, key, token) = (
+        dir.join("ca.crt"),
+        dir.join("server.crt"),
+        dir.join("server.key"),
+        data_dir.join("token"),
+    );
     if !(ca.exists() && cert.exists() && key.exists()) {
         let made = generate().map_err(std::io::Error::other)?;
         write_private(&ca, &made.0)?;
@@ -59,9 +69,15 @@ pub fn ensure(data_dir: &Path) -> std::io::Result<Credentials> {
 
 fn generate() -> Result<(String, String, String), rcgen::Error> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.distinguished_name.push(DnType::CommonName, "keelson-ca");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "keelson-ca");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     ca_params.not_after = rcgen::date_time_ymd(2036, 1, 1);
     let ca_key = KeyPair::generate()?;
     let ca_cert = ca_params.self_signed(&ca_key)?;
@@ -84,7 +100,9 @@ fn generate() -> Result<(String, String, String), rcgen::Error> {
         }
     }
     let mut params = CertificateParams::new(sans)?;
-    params.distinguished_name.push(DnType::CommonName, "keelson-apiserver");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "keelson-apiserver");
     params.not_after = rcgen::date_time_ymd(2036, 1, 1);
     let key = KeyPair::generate()?;
     let issuer = Issuer::new(ca_params, ca_key);
@@ -93,7 +111,7 @@ fn generate() -> Result<(String, String, String), rcgen::Error> {
 }
 
 /// Writes `<data-dir>/kubeconfig.yaml` (mode 0600) for `https://127.0.0.1:<port>`.
-pub fn write_kubeconfig(path: &Path, creds: &Credentials, port: u16) -> std::io::Result<()> {
+pub(crate) fn write_kubeconfig(path: &Path, creds: &Credentials, port: u16) -> std::io::Result<()> {
     let ca = base64::engine::general_purpose::STANDARD.encode(creds.ca_pem.as_bytes());
     let text = format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: {ca}\n    server: https://127.0.0.1:{port}\n  name: keelson\ncontexts:\n- context:\n    cluster: keelson\n    user: admin\n  name: keelson\ncurrent-context: keelson\npreferences: {{}}\nusers:\n- name: admin\n  user:\n    token: {}\n",
@@ -106,8 +124,9 @@ pub fn write_kubeconfig(path: &Path, creds: &Credentials, port: u16) -> std::io:
 }
 
 /// A rustls server config for the serving certificate, offering HTTP/2 and HTTP/1.1.
-pub fn server_tls(creds: &Credentials) -> std::io::Result<rustls::ServerConfig> {
-    let certs = rustls_pemfile::certs(&mut creds.cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+pub(crate) fn server_tls(creds: &Credentials) -> std::io::Result<rustls::ServerConfig> {
+    let certs =
+        rustls_pemfile::certs(&mut creds.cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
     let key = rustls_pemfile::private_key(&mut creds.key_pem.as_bytes())?
         .ok_or_else(|| std::io::Error::other("no private key in server.key"))?;
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());

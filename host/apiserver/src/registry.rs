@@ -7,10 +7,10 @@ use serde_json::Value;
 
 /// Checks a JSON object against its typed (k8s-openapi) definition and returns the object as the
 /// type reads it (unknown fields dropped). An error is a decoding error message.
-pub type TypedCheck = fn(&Value) -> Result<Value, String>;
+pub(crate) type TypedCheck = fn(&Value) -> Result<Value, String>;
 
 /// Adds a kind's JSON schema (and its dependencies) to an OpenAPI generator, returning a `$ref`.
-pub type SchemaFn = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
+pub(crate) type SchemaFn = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
 
 /// How a kind is served and stored.
 #[derive(Debug, Clone)]
@@ -59,7 +59,11 @@ impl ResourceDef {
 
     /// The store prefix of every object of this resource.
     pub fn prefix(&self) -> String {
-        let g = if self.group.is_empty() { "core" } else { &self.group };
+        let g = if self.group.is_empty() {
+            "core"
+        } else {
+            &self.group
+        };
         format!("/registry/{g}/{}/", self.plural)
     }
 
@@ -85,7 +89,9 @@ impl ResourceDef {
     }
 }
 
-fn roundtrip<T: serde::de::DeserializeOwned + serde::Serialize>(v: &Value) -> Result<Value, String> {
+fn roundtrip<T: serde::de::DeserializeOwned + serde::Serialize>(
+    v: &Value,
+) -> Result<Value, String> {
     let typed = T::deserialize(v).map_err(|e| e.to_string())?;
     serde_json::to_value(&typed).map_err(|e| e.to_string())
 }
@@ -187,7 +193,11 @@ impl Registry {
                     categories: if r.all { vec!["all".into()] } else { vec![] },
                     status: r.status,
                     scale: r.scale.then(|| {
-                        ("spec.replicas".to_string(), "status.replicas".to_string(), Some("status.selector".to_string()))
+                        (
+                            "spec.replicas".to_string(),
+                            "status.replicas".to_string(),
+                            Some("status.selector".to_string()),
+                        )
                     }),
                     typed: Some(r.typed),
                     openapi: Some(r.openapi),
@@ -197,7 +207,9 @@ impl Registry {
                 })
             })
             .collect();
-        Self { defs: RwLock::new(defs) }
+        Self {
+            defs: RwLock::new(defs),
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<ResourceDef>>> {
@@ -211,12 +223,18 @@ impl Registry {
 
     /// Looks up a resource by group, version and plural name.
     pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceDef>> {
-        self.read().iter().find(|d| d.group == group && d.version == version && d.plural == plural).cloned()
+        self.read()
+            .iter()
+            .find(|d| d.group == group && d.version == version && d.plural == plural)
+            .cloned()
     }
 
     /// Looks up the served definition of a kind.
     pub fn by_kind(&self, group: &str, kind: &str) -> Option<Arc<ResourceDef>> {
-        self.read().iter().find(|d| d.group == group && d.kind == kind).cloned()
+        self.read()
+            .iter()
+            .find(|d| d.group == group && d.kind == kind)
+            .cloned()
     }
 
     /// Group/versions served, in discovery order (core first).

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 /// What a resource path names.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RequestInfo {
+pub(crate) struct RequestInfo {
     /// API group (empty for core).
     pub group: String,
     /// API version.
@@ -25,7 +25,7 @@ pub struct RequestInfo {
 impl RequestInfo {
     /// Parses `/api/v1/...` or `/apis/<group>/<version>/...`; `None` when the path is not a
     /// resource path (discovery and other endpoints).
-    pub fn parse(path: &str) -> Option<Self> {
+    pub(crate) fn parse(path: &str) -> Option<Self> {
         let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
         let (group, version, rest) = match parts.as_slice() {
             ["api", v, rest @ ..] => (String::new(), v.to_string(), rest),
@@ -36,7 +36,11 @@ impl RequestInfo {
             return None;
         }
         let mut rest: Vec<String> = rest.iter().map(|s| decode(s)).collect();
-        let mut info = RequestInfo { group, version, ..Default::default() };
+        let mut info = RequestInfo {
+            group,
+            version,
+            ..Default::default()
+        };
         if rest[0] == "watch" {
             info.legacy_watch = true;
             rest.remove(0);
@@ -64,37 +68,43 @@ impl RequestInfo {
 }
 
 fn decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Query parameters, parsed once.
 #[derive(Debug, Clone, Default)]
-pub struct Query {
+pub(crate) struct Query {
     map: HashMap<String, String>,
 }
 
 impl Query {
     /// Parses a raw query string.
-    pub fn parse(raw: Option<&str>) -> Self {
+    pub(crate) fn parse(raw: Option<&str>) -> Self {
         let map = raw
-            .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .map(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .into_owned()
+                    .collect()
+            })
             .unwrap_or_default();
         Self { map }
     }
     /// A parameter's value.
-    pub fn get(&self, k: &str) -> Option<&str> {
+    pub(crate) fn get(&self, k: &str) -> Option<&str> {
         self.map.get(k).map(|s| s.as_str())
     }
     /// A boolean parameter (`true`/`1`).
-    pub fn flag(&self, k: &str) -> bool {
+    pub(crate) fn flag(&self, k: &str) -> bool {
         matches!(self.get(k), Some("true") | Some("1"))
     }
     /// `dryRun=All`.
-    pub fn dry_run(&self) -> bool {
+    pub(crate) fn dry_run(&self) -> bool {
         self.get("dryRun") == Some("All")
     }
     /// A numeric parameter.
-    pub fn number(&self, k: &str) -> Option<i64> {
+    pub(crate) fn number(&self, k: &str) -> Option<i64> {
         self.get(k).and_then(|v| v.parse().ok())
     }
 }
@@ -103,18 +113,62 @@ impl Query {
 mod tests {
     use super::*;
 
+    /// group, version, namespace, resource, name, subresource.
+    type Parsed<'a> = (
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+    );
+
     #[test]
     fn parses_paths() {
-        let cases: &[(&str, Option<(&str, &str, Option<&str>, &str, Option<&str>, Option<&str>)>)] = &[
-            ("/api/v1/namespaces", Some(("", "v1", None, "namespaces", None, None))),
-            ("/api/v1/namespaces/default", Some(("", "v1", None, "namespaces", Some("default"), None))),
-            ("/api/v1/namespaces/x/status", Some(("", "v1", None, "namespaces", Some("x"), Some("status")))),
-            ("/api/v1/namespaces/x/finalize", Some(("", "v1", None, "namespaces", Some("x"), Some("finalize")))),
-            ("/api/v1/namespaces/ns/pods", Some(("", "v1", Some("ns"), "pods", None, None))),
-            ("/api/v1/namespaces/ns/pods/p/status", Some(("", "v1", Some("ns"), "pods", Some("p"), Some("status")))),
-            ("/apis/apps/v1/namespaces/ns/deployments/d/scale", Some(("apps", "v1", Some("ns"), "deployments", Some("d"), Some("scale")))),
-            ("/apis/apps/v1/deployments", Some(("apps", "v1", None, "deployments", None, None))),
-            ("/api/v1/nodes/n1", Some(("", "v1", None, "nodes", Some("n1"), None))),
+        let cases: &[(&str, Option<Parsed>)] = &[
+            (
+                "/api/v1/namespaces",
+                Some(("", "v1", None, "namespaces", None, None)),
+            ),
+            (
+                "/api/v1/namespaces/default",
+                Some(("", "v1", None, "namespaces", Some("default"), None)),
+            ),
+            (
+                "/api/v1/namespaces/x/status",
+                Some(("", "v1", None, "namespaces", Some("x"), Some("status"))),
+            ),
+            (
+                "/api/v1/namespaces/x/finalize",
+                Some(("", "v1", None, "namespaces", Some("x"), Some("finalize"))),
+            ),
+            (
+                "/api/v1/namespaces/ns/pods",
+                Some(("", "v1", Some("ns"), "pods", None, None)),
+            ),
+            (
+                "/api/v1/namespaces/ns/pods/p/status",
+                Some(("", "v1", Some("ns"), "pods", Some("p"), Some("status"))),
+            ),
+            (
+                "/apis/apps/v1/namespaces/ns/deployments/d/scale",
+                Some((
+                    "apps",
+                    "v1",
+                    Some("ns"),
+                    "deployments",
+                    Some("d"),
+                    Some("scale"),
+                )),
+            ),
+            (
+                "/apis/apps/v1/deployments",
+                Some(("apps", "v1", None, "deployments", None, None)),
+            ),
+            (
+                "/api/v1/nodes/n1",
+                Some(("", "v1", None, "nodes", Some("n1"), None)),
+            ),
             ("/api", None),
             ("/apis/apps/v1", None),
             ("/api/v1/a/b/c/d", None),
@@ -122,7 +176,14 @@ mod tests {
         for (path, want) in cases {
             let got = RequestInfo::parse(path);
             let got = got.as_ref().map(|i| {
-                (i.group.as_str(), i.version.as_str(), i.namespace.as_deref(), i.resource.as_str(), i.name.as_deref(), i.subresource.as_deref())
+                (
+                    i.group.as_str(),
+                    i.version.as_str(),
+                    i.namespace.as_deref(),
+                    i.resource.as_str(),
+                    i.name.as_deref(),
+                    i.subresource.as_deref(),
+                )
             });
             assert_eq!(&got, want, "{path}");
         }

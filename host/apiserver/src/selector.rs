@@ -36,7 +36,10 @@ fn split_top(s: &str) -> Vec<String> {
         cur.push(c);
     }
     out.push(cur);
-    out.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+    out.into_iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 fn set_values(s: &str) -> Result<Vec<String>, String> {
@@ -66,10 +69,23 @@ impl LabelSelector {
             } else if let Some((k, v)) = term.split_once(" in ") {
                 Req::In(k.trim().into(), set_values(v)?)
             } else if let Some((k, v)) = term.split_once('>') {
-                Req::Gt(k.trim().into(), v.trim().parse().map_err(|_| format!("invalid number in {term:?}"))?)
+                Req::Gt(
+                    k.trim().into(),
+                    v.trim()
+                        .parse()
+                        .map_err(|_| format!("invalid number in {term:?}"))?,
+                )
             } else if let Some((k, v)) = term.split_once('<') {
-                Req::Lt(k.trim().into(), v.trim().parse().map_err(|_| format!("invalid number in {term:?}"))?)
-            } else if term.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
+                Req::Lt(
+                    k.trim().into(),
+                    v.trim()
+                        .parse()
+                        .map_err(|_| format!("invalid number in {term:?}"))?,
+                )
+            } else if term
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+            {
                 Req::Exists(term.clone())
             } else {
                 return Err(format!("unable to parse requirement: {term:?}"));
@@ -82,18 +98,36 @@ impl LabelSelector {
     /// Builds a selector from a `LabelSelector` object; `None` input or `{}` matches everything.
     pub fn from_object(sel: Option<&Value>) -> Result<Self, String> {
         let mut reqs = Vec::new();
-        let Some(sel) = sel else { return Ok(Self(reqs)) };
+        let Some(sel) = sel else {
+            return Ok(Self(reqs));
+        };
         if let Some(m) = sel.get("matchLabels").and_then(Value::as_object) {
             for (k, v) in m {
-                reqs.push(Req::Eq(k.clone(), v.as_str().unwrap_or_default().to_string()));
+                reqs.push(Req::Eq(
+                    k.clone(),
+                    v.as_str().unwrap_or_default().to_string(),
+                ));
             }
         }
-        for e in sel.get("matchExpressions").and_then(Value::as_array).into_iter().flatten() {
-            let key = e.get("key").and_then(Value::as_str).unwrap_or_default().to_string();
+        for e in sel
+            .get("matchExpressions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let key = e
+                .get("key")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             let values: Vec<String> = e
                 .get("values")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default();
             reqs.push(match e.get("operator").and_then(Value::as_str) {
                 Some("In") => Req::In(key, values),
@@ -116,8 +150,12 @@ impl LabelSelector {
             Req::NotIn(k, vs) => !get(k).is_some_and(|x| vs.iter().any(|v| v == x)),
             Req::Exists(k) => get(k).is_some(),
             Req::NotExists(k) => get(k).is_none(),
-            Req::Gt(k, n) => get(k).and_then(|x| x.parse::<i64>().ok()).is_some_and(|x| x > *n),
-            Req::Lt(k, n) => get(k).and_then(|x| x.parse::<i64>().ok()).is_some_and(|x| x < *n),
+            Req::Gt(k, n) => get(k)
+                .and_then(|x| x.parse::<i64>().ok())
+                .is_some_and(|x| x > *n),
+            Req::Lt(k, n) => get(k)
+                .and_then(|x| x.parse::<i64>().ok())
+                .is_some_and(|x| x < *n),
         })
     }
 
@@ -148,7 +186,9 @@ impl FieldSelector {
             } else if let Some((k, v)) = term.split_once('=') {
                 (k, true, v)
             } else {
-                return Err(format!("invalid field selector: {term:?}: expected key=value or key!=value"));
+                return Err(format!(
+                    "invalid field selector: {term:?}: expected key=value or key!=value"
+                ));
             };
             reqs.push((k.trim().to_string(), eq, v.trim().to_string()));
         }
@@ -195,7 +235,11 @@ mod tests {
             ("n<3", false),
         ];
         for (sel, want) in cases {
-            assert_eq!(LabelSelector::parse(sel).unwrap().matches(labels), want, "{sel}");
+            assert_eq!(
+                LabelSelector::parse(sel).unwrap().matches(labels),
+                want,
+                "{sel}"
+            );
         }
         assert!(LabelSelector::parse("app in web").is_err());
         assert!(LabelSelector::parse("a b c").is_err());
@@ -207,7 +251,10 @@ mod tests {
         let s = LabelSelector::from_object(Some(&sel)).unwrap();
         assert!(s.matches(json!({"app": "web", "tier": "front"}).as_object()));
         assert!(!s.matches(json!({"app": "web"}).as_object()));
-        assert!(LabelSelector::from_object(Some(&json!({"matchExpressions": [{"key": "a", "operator": "Bad"}]}))).is_err());
+        assert!(LabelSelector::from_object(Some(
+            &json!({"matchExpressions": [{"key": "a", "operator": "Bad"}]})
+        ))
+        .is_err());
     }
 
     #[test]
@@ -222,7 +269,11 @@ mod tests {
             ("spec.missing=", true),
         ];
         for (sel, want) in cases {
-            assert_eq!(FieldSelector::parse(sel).unwrap().matches(&pod), want, "{sel}");
+            assert_eq!(
+                FieldSelector::parse(sel).unwrap().matches(&pod),
+                want,
+                "{sel}"
+            );
         }
         assert!(FieldSelector::parse("nonsense").is_err());
     }

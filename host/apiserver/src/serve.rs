@@ -56,7 +56,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         None => None,
     };
     tracing::info!(port = secure_port, store = %config.store, "serving the Kubernetes API");
-    Ok(Running { api, secure_port, insecure_port, kubeconfig })
+    Ok(Running {
+        api,
+        secure_port,
+        insecure_port,
+        kubeconfig,
+    })
 }
 
 async fn accept_tls(listener: TcpListener, tls: TlsAcceptor, router: axum::Router) {
@@ -71,7 +76,8 @@ async fn accept_tls(listener: TcpListener, tls: TlsAcceptor, router: axum::Route
         };
         let (tls, router) = (tls.clone(), router.clone());
         tokio::spawn(async move {
-            match tokio::time::timeout(std::time::Duration::from_secs(10), tls.accept(stream)).await {
+            match tokio::time::timeout(std::time::Duration::from_secs(10), tls.accept(stream)).await
+            {
                 Ok(Ok(stream)) => serve_connection(TokioIo::new(stream), router, peer).await,
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -82,7 +88,9 @@ async fn accept_tls(listener: TcpListener, tls: TlsAcceptor, router: axum::Route
 
 async fn accept_plain(listener: TcpListener, router: axum::Router) {
     loop {
-        let Ok((stream, peer)) = listener.accept().await else { continue };
+        let Ok((stream, peer)) = listener.accept().await else {
+            continue;
+        };
         let router = router.clone();
         tokio::spawn(async move { serve_connection(TokioIo::new(stream), router, peer).await });
     }
@@ -93,7 +101,10 @@ where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let service = TowerToHyperService::new(router);
-    if let Err(e) = auto::Builder::new(TokioExecutor::new()).serve_connection_with_upgrades(io, service).await {
+    if let Err(e) = auto::Builder::new(TokioExecutor::new())
+        .serve_connection_with_upgrades(io, service)
+        .await
+    {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }

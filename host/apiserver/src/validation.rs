@@ -34,12 +34,19 @@ impl FieldValidation {
 /// Decodes `obj` as its typed definition: type errors are a 400; unknown fields are handled per
 /// `mode` and then dropped, as decoding into Kubernetes' Go types drops them. Returns the
 /// warnings to send.
-pub(crate) fn check_fields(def: &ResourceDef, obj: &mut Value, mode: FieldValidation) -> ApiResult<Vec<String>> {
+pub(crate) fn check_fields(
+    def: &ResourceDef,
+    obj: &mut Value,
+    mode: FieldValidation,
+) -> ApiResult<Vec<String>> {
     let Some(typed) = def.typed else {
         return crate::strategy::custom_resource_check(def, obj, mode);
     };
     let known = typed(obj).map_err(|e| {
-        ApiError::bad_request(format!("{} in version \"{}\" cannot be handled as a {}: {e}", def.kind, def.version, def.kind))
+        ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: {e}",
+            def.kind, def.version, def.kind
+        ))
     })?;
     let mut unknown = Vec::new();
     unknown_fields(obj, &known, "", &mut unknown);
@@ -49,11 +56,18 @@ pub(crate) fn check_fields(def: &ResourceDef, obj: &mut Value, mode: FieldValida
 }
 
 /// Turns a list of unknown field paths into an error (Strict) or warnings.
-pub(crate) fn report_unknown(def: &ResourceDef, unknown: Vec<String>, mode: FieldValidation) -> ApiResult<Vec<String>> {
+pub(crate) fn report_unknown(
+    def: &ResourceDef,
+    unknown: Vec<String>,
+    mode: FieldValidation,
+) -> ApiResult<Vec<String>> {
     if unknown.is_empty() || mode == FieldValidation::Ignore {
         return Ok(Vec::new());
     }
-    let msgs: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+    let msgs: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
     if mode == FieldValidation::Strict {
         return Err(ApiError::bad_request(format!(
             "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
@@ -71,7 +85,11 @@ fn unknown_fields(sent: &Value, known: &Value, path: &str, out: &mut Vec<String>
     match (sent, known) {
         (Value::Object(s), Value::Object(k)) => {
             for (key, v) in s {
-                let p = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                let p = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
                 match k.get(key) {
                     Some(kv) => unknown_fields(v, kv, &p, out),
                     None if v.is_null() => {}
@@ -102,7 +120,8 @@ pub(crate) fn dns_subdomain(name: &str) -> Option<String> {
     let ok = !name.is_empty()
         && name.split('.').all(|l| {
             !l.is_empty()
-                && l.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && l.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
                 && !l.starts_with('-')
                 && !l.ends_with('-')
         });
@@ -115,7 +134,9 @@ pub(crate) fn dns_label(name: &str) -> Option<String> {
         return Some("must be no more than 63 characters".into());
     }
     let ok = !name.is_empty()
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !name.starts_with('-')
         && !name.ends_with('-');
     (!ok).then(|| "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')".into())
@@ -123,12 +144,16 @@ pub(crate) fn dns_label(name: &str) -> Option<String> {
 
 /// Label keys and values as Kubernetes checks them.
 pub(crate) fn labels(obj: &Value, errors: &mut Vec<FieldError>) {
-    let Some(labels) = obj.pointer("/metadata/labels").and_then(Value::as_object) else { return };
+    let Some(labels) = obj.pointer("/metadata/labels").and_then(Value::as_object) else {
+        return;
+    };
     for (k, v) in labels {
         let name = k.rsplit('/').next().unwrap_or_default();
-        let prefix_ok = k.rsplit_once('/').is_none_or(|(p, _)| dns_subdomain(p).is_none());
+        let prefix_ok = k
+            .rsplit_once('/')
+            .is_none_or(|(p, _)| dns_subdomain(p).is_none());
         if name.is_empty() || name.len() > 63 || !qualified_ok(name) || !prefix_ok {
-            errors.push(FieldError::invalid(format!("metadata.labels"), &Value::String(k.clone()), "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"));
+            errors.push(FieldError::invalid("metadata.labels", &Value::String(k.clone()), "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"));
         }
         match v.as_str() {
             Some(s) if s.is_empty() || (s.len() <= 63 && qualified_ok(s)) => {}
@@ -138,7 +163,8 @@ pub(crate) fn labels(obj: &Value, errors: &mut Vec<FieldError>) {
 }
 
 fn qualified_ok(s: &str) -> bool {
-    s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
         && s.chars().last().is_some_and(|c| c.is_ascii_alphanumeric())
 }

@@ -54,11 +54,22 @@ pub async fn resources(client: &ApiClient) -> Vec<Resource> {
     }
     let mut out = Vec::new();
     for gv in gvs {
-        let path = if gv.contains('/') { format!("/apis/{gv}") } else { format!("/api/{gv}") };
-        let Ok(list) = client.get(&path).await else { continue };
+        let path = if gv.contains('/') {
+            format!("/apis/{gv}")
+        } else {
+            format!("/api/{gv}")
+        };
+        let Ok(list) = client.get(&path).await else {
+            continue;
+        };
         for r in list["resources"].as_array().into_iter().flatten() {
             let name = r["name"].as_str().unwrap_or_default();
-            let verbs: Vec<&str> = r["verbs"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            let verbs: Vec<&str> = r["verbs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
             if name.contains('/') || !verbs.contains(&"watch") || !verbs.contains(&"delete") {
                 continue;
             }

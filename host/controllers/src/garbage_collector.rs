@@ -46,7 +46,10 @@ struct Graph {
 }
 
 fn uid_of(obj: &Value) -> String {
-    obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string()
+    obj.pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 impl Graph {
@@ -69,7 +72,12 @@ impl Graph {
             name: meta["name"].as_str().unwrap_or_default().into(),
             owners,
             deleting: meta.get("deletionTimestamp").is_some_and(|v| !v.is_null()),
-            finalizers: meta["finalizers"].as_array().into_iter().flatten().filter_map(|f| f.as_str().map(String::from)).collect(),
+            finalizers: meta["finalizers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f.as_str().map(String::from))
+                .collect(),
         }
     }
 
@@ -81,19 +89,30 @@ impl Graph {
         self.remove(&uid, false);
         let node = Self::node_of(res, obj);
         for o in &node.owners {
-            self.dependents.entry(o.uid.clone()).or_default().insert(uid.clone());
+            self.dependents
+                .entry(o.uid.clone())
+                .or_default()
+                .insert(uid.clone());
             if self.nodes.get(&o.uid).is_some_and(|n| n.deleting) {
                 self.queue.insert(o.uid.clone());
             }
         }
-        if !node.owners.is_empty() || (node.deleting && node.finalizers.iter().any(|f| f == ORPHAN || f == FOREGROUND)) {
+        if !node.owners.is_empty()
+            || (node.deleting
+                && node
+                    .finalizers
+                    .iter()
+                    .any(|f| f == ORPHAN || f == FOREGROUND))
+        {
             self.queue.insert(uid.clone());
         }
         self.nodes.insert(uid, node);
     }
 
     fn remove(&mut self, uid: &str, deleted: bool) {
-        let Some(node) = self.nodes.remove(uid) else { return };
+        let Some(node) = self.nodes.remove(uid) else {
+            return;
+        };
         for o in &node.owners {
             if let Some(d) = self.dependents.get_mut(&o.uid) {
                 d.remove(uid);
@@ -111,7 +130,12 @@ impl Graph {
 
     fn sync(&mut self, res: usize, items: &[Value]) {
         let live: HashSet<String> = items.iter().map(uid_of).collect();
-        let gone: Vec<String> = self.nodes.iter().filter(|(u, n)| n.res == res && !live.contains(*u)).map(|(u, _)| u.clone()).collect();
+        let gone: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|(u, n)| n.res == res && !live.contains(*u))
+            .map(|(u, _)| u.clone())
+            .collect();
         for u in gone {
             self.remove(&u, true);
         }
@@ -181,16 +205,34 @@ async fn process(client: &ApiClient, graph: &mut Graph) {
     }
 }
 
-async fn attempt(client: &ApiClient, graph: &mut Graph, uid: &str) -> Result<(), keelson_apiserver::ApiError> {
-    let Some(node) = graph.nodes.get(uid).cloned() else { return Ok(()) };
+async fn attempt(
+    client: &ApiClient,
+    graph: &mut Graph,
+    uid: &str,
+) -> Result<(), keelson_apiserver::ApiError> {
+    let Some(node) = graph.nodes.get(uid).cloned() else {
+        return Ok(());
+    };
     let path = graph.path(&node);
-    let deps: Vec<Node> = graph.dependents.get(uid).into_iter().flatten().filter_map(|d| graph.nodes.get(d).cloned()).collect();
+    let deps: Vec<Node> = graph
+        .dependents
+        .get(uid)
+        .into_iter()
+        .flatten()
+        .filter_map(|d| graph.nodes.get(d).cloned())
+        .collect();
     if node.deleting && node.finalizers.iter().any(|f| f == ORPHAN) {
         for dep in &deps {
             let dep_path = graph.path(dep);
             edit(client, &dep_path, |obj| {
-                let refs = obj["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
-                obj["metadata"]["ownerReferences"] = json!(refs.into_iter().filter(|r| r["uid"] != uid).collect::<Vec<_>>());
+                let refs = obj["metadata"]["ownerReferences"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                obj["metadata"]["ownerReferences"] = json!(refs
+                    .into_iter()
+                    .filter(|r| r["uid"] != uid)
+                    .collect::<Vec<_>>());
             })
             .await?;
         }
@@ -223,20 +265,39 @@ async fn attempt(client: &ApiClient, graph: &mut Graph, uid: &str) -> Result<(),
         delete(client, &path, "Background").await?;
     } else if !absent.is_empty() {
         edit(client, &path, |obj| {
-            let refs = obj["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
-            obj["metadata"]["ownerReferences"] = json!(refs.into_iter().filter(|r| !absent.iter().any(|a| r["uid"] == a.as_str())).collect::<Vec<_>>());
+            let refs = obj["metadata"]["ownerReferences"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            obj["metadata"]["ownerReferences"] = json!(refs
+                .into_iter()
+                .filter(|r| !absent.iter().any(|a| r["uid"] == a.as_str()))
+                .collect::<Vec<_>>());
         })
         .await?;
     }
     Ok(())
 }
 
-async fn owner_exists(client: &ApiClient, graph: &Graph, node: &Node, owner: &Owner) -> Result<bool, keelson_apiserver::ApiError> {
-    let Some(res) = graph.resources.iter().find(|r| r.api_version == owner.api_version && r.kind == owner.kind) else {
+async fn owner_exists(
+    client: &ApiClient,
+    graph: &Graph,
+    node: &Node,
+    owner: &Owner,
+) -> Result<bool, keelson_apiserver::ApiError> {
+    let Some(res) = graph
+        .resources
+        .iter()
+        .find(|r| r.api_version == owner.api_version && r.kind == owner.kind)
+    else {
         // An owner kind nobody serves cannot exist (yet); keep the dependent, as Kubernetes does.
         return Ok(true);
     };
-    let ns = if res.namespaced { node.ns.as_deref() } else { None };
+    let ns = if res.namespaced {
+        node.ns.as_deref()
+    } else {
+        None
+    };
     match client.get(&res.object_path(ns, &owner.name)).await {
         Ok(obj) => Ok(uid_of(&obj) == owner.uid),
         Err(e) if e.code == 404 => Ok(false),
@@ -244,8 +305,20 @@ async fn owner_exists(client: &ApiClient, graph: &Graph, node: &Node, owner: &Ow
     }
 }
 
-async fn delete(client: &ApiClient, path: &str, policy: &str) -> Result<(), keelson_apiserver::ApiError> {
-    match client.delete(path, Some(&json!({"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": policy}))).await {
+async fn delete(
+    client: &ApiClient,
+    path: &str,
+    policy: &str,
+) -> Result<(), keelson_apiserver::ApiError> {
+    match client
+        .delete(
+            path,
+            Some(
+                &json!({"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": policy}),
+            ),
+        )
+        .await
+    {
         Ok(_) => Ok(()),
         Err(e) if e.code == 404 => Ok(()),
         Err(e) => Err(e),
@@ -253,7 +326,11 @@ async fn delete(client: &ApiClient, path: &str, policy: &str) -> Result<(), keel
 }
 
 /// Read-modify-write with the object's resourceVersion; 404 counts as done.
-async fn edit(client: &ApiClient, path: &str, change: impl Fn(&mut Value)) -> Result<(), keelson_apiserver::ApiError> {
+async fn edit(
+    client: &ApiClient,
+    path: &str,
+    change: impl Fn(&mut Value),
+) -> Result<(), keelson_apiserver::ApiError> {
     for _ in 0..5 {
         let mut obj = match client.get(path).await {
             Ok(o) => o,
@@ -272,10 +349,20 @@ async fn edit(client: &ApiClient, path: &str, change: impl Fn(&mut Value)) -> Re
 }
 
 /// Removes one finalizer from an object.
-pub(crate) async fn remove_finalizer(client: &ApiClient, path: &str, finalizer: &str) -> Result<(), keelson_apiserver::ApiError> {
+pub(crate) async fn remove_finalizer(
+    client: &ApiClient,
+    path: &str,
+    finalizer: &str,
+) -> Result<(), keelson_apiserver::ApiError> {
     edit(client, path, |obj| {
-        let list = obj["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
-        obj["metadata"]["finalizers"] = json!(list.into_iter().filter(|f| f != finalizer).collect::<Vec<_>>());
+        let list = obj["metadata"]["finalizers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        obj["metadata"]["finalizers"] = json!(list
+            .into_iter()
+            .filter(|f| f != finalizer)
+            .collect::<Vec<_>>());
     })
     .await
 }

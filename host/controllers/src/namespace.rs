@@ -45,7 +45,11 @@ pub async fn run(client: ApiClient) {
 /// Deletes the namespace's content; finalizes it once nothing is left. True when done.
 async fn clean(client: &ApiClient, ns: &str) -> Result<bool, keelson_apiserver::ApiError> {
     let mut remaining = 0usize;
-    for r in discovery::resources(client).await.into_iter().filter(|r| r.namespaced) {
+    for r in discovery::resources(client)
+        .await
+        .into_iter()
+        .filter(|r| r.namespaced)
+    {
         let (items, _) = match client.list(&r.list_path(Some(ns))).await {
             Ok(x) => x,
             Err(e) if e.code == 404 => continue,
@@ -53,12 +57,18 @@ async fn clean(client: &ApiClient, ns: &str) -> Result<bool, keelson_apiserver::
         };
         for item in &items {
             remaining += 1;
-            if item.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
+            if item
+                .pointer("/metadata/deletionTimestamp")
+                .is_some_and(|v| !v.is_null())
+            {
                 continue;
             }
             let name = item["metadata"]["name"].as_str().unwrap_or_default();
             let opts = json!({"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"});
-            match client.delete(&r.object_path(Some(ns), name), Some(&opts)).await {
+            match client
+                .delete(&r.object_path(Some(ns), name), Some(&opts))
+                .await
+            {
                 Ok(_) => {}
                 Err(e) if e.code == 404 => {}
                 Err(e) => return Err(e),

@@ -15,7 +15,10 @@ pub async fn run(client: ApiClient) {
             Change::Delete(_) => continue,
         };
         for ns in namespaces {
-            if ns.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
+            if ns
+                .pointer("/metadata/deletionTimestamp")
+                .is_some_and(|v| !v.is_null())
+            {
                 continue;
             }
             let name = ns["metadata"]["name"].as_str().unwrap_or_default();
@@ -33,6 +36,8 @@ async fn ensure_default(client: &ApiClient, ns: &str) {
     match client.create(&path, &sa).await {
         Ok(_) => tracing::info!(namespace = %ns, "created default ServiceAccount"),
         Err(e) if e.code == 409 || e.code == 403 || e.code == 404 => {}
-        Err(e) => tracing::warn!(namespace = %ns, error = %e.message, "creating default ServiceAccount failed"),
+        Err(e) => {
+            tracing::warn!(namespace = %ns, error = %e.message, "creating default ServiceAccount failed")
+        }
     }
 }

@@ -5,8 +5,8 @@
 //! compaction error to [`Error::Expired`].
 
 use etcd_client::{
-    Client, Compare, CompareOp, DeleteOptions, EventType, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse,
-    WatchOptions,
+    Client, Compare, CompareOp, DeleteOptions, EventType, GetOptions, KvClient, Txn, TxnOp,
+    TxnOpResponse, WatchOptions,
 };
 use tokio::sync::mpsc;
 
@@ -53,7 +53,10 @@ impl Backend for EtcdBackend {
     }
 
     async fn list(&self, prefix: &str) -> Result<(Vec<KeyValue>, i64)> {
-        let resp = self.kv().get(prefix, Some(GetOptions::new().with_prefix())).await?;
+        let resp = self
+            .kv()
+            .get(prefix, Some(GetOptions::new().with_prefix()))
+            .await?;
         let mut items: Vec<KeyValue> = resp.kvs().iter().map(convert).collect();
         items.sort_by(|a, b| a.key.cmp(&b.key));
         Ok((items, header_revision(resp.header())))
@@ -68,7 +71,12 @@ impl Backend for EtcdBackend {
             return Err(Error::AlreadyExists(key.to_string()));
         }
         let rev = header_revision(resp.header());
-        Ok(KeyValue { key: key.to_string(), value, create_revision: rev, mod_revision: rev })
+        Ok(KeyValue {
+            key: key.to_string(),
+            value,
+            create_revision: rev,
+            mod_revision: rev,
+        })
     }
 
     async fn update(&self, key: &str, value: Vec<u8>, expected: i64) -> Result<KeyValue> {
@@ -79,7 +87,10 @@ impl Backend for EtcdBackend {
         };
         let txn = Txn::new()
             .when(vec![cond])
-            .and_then(vec![TxnOp::put(key, value.clone(), None), TxnOp::get(key, None)])
+            .and_then(vec![
+                TxnOp::put(key, value.clone(), None),
+                TxnOp::get(key, None),
+            ])
             .or_else(vec![TxnOp::get(key, None)]);
         let resp = self.kv().txn(txn).await?;
         let current = resp.op_responses().into_iter().find_map(|r| match r {
@@ -101,7 +112,10 @@ impl Backend for EtcdBackend {
         };
         let txn = Txn::new()
             .when(vec![cond])
-            .and_then(vec![TxnOp::delete(key, Some(DeleteOptions::new().with_prev_key()))])
+            .and_then(vec![TxnOp::delete(
+                key,
+                Some(DeleteOptions::new().with_prev_key()),
+            )])
             .or_else(vec![TxnOp::get(key, None)]);
         let resp = self.kv().txn(txn).await?;
         let rev = header_revision(resp.header());
@@ -112,19 +126,31 @@ impl Backend for EtcdBackend {
             _ => None,
         });
         match (succeeded, found) {
-            (true, Some(kv)) => Ok(KeyValue { mod_revision: rev, ..kv }),
+            (true, Some(kv)) => Ok(KeyValue {
+                mod_revision: rev,
+                ..kv
+            }),
             (_, None) => Err(Error::NotFound(key.to_string())),
             (false, Some(_)) => Err(Error::Conflict(key.to_string())),
         }
     }
 
     async fn current_revision(&self) -> Result<i64> {
-        let resp = self.kv().get(PREFIX, Some(GetOptions::new().with_prefix().with_count_only())).await?;
+        let resp = self
+            .kv()
+            .get(
+                PREFIX,
+                Some(GetOptions::new().with_prefix().with_count_only()),
+            )
+            .await?;
         Ok(header_revision(resp.header()))
     }
 
     async fn watch(&self, after: i64) -> Result<mpsc::Receiver<Result<Event>>> {
-        let opts = WatchOptions::new().with_prefix().with_prev_key().with_start_revision(after + 1);
+        let opts = WatchOptions::new()
+            .with_prefix()
+            .with_prev_key()
+            .with_start_revision(after + 1);
         let mut stream = self.client.watch_client().watch(PREFIX, Some(opts)).await?;
         let (tx, rx) = mpsc::channel(1024);
         tokio::spawn(async move {
@@ -139,7 +165,12 @@ impl Backend for EtcdBackend {
                 };
                 if msg.compact_revision() > 0 || msg.canceled() {
                     let oldest = msg.compact_revision();
-                    let _ = tx.send(Err(Error::Expired { requested: after, oldest })).await;
+                    let _ = tx
+                        .send(Err(Error::Expired {
+                            requested: after,
+                            oldest,
+                        }))
+                        .await;
                     return;
                 }
                 for ev in msg.events() {
@@ -147,13 +178,23 @@ impl Backend for EtcdBackend {
                     let event = match ev.event_type() {
                         EventType::Put => {
                             let kv = convert(kv);
-                            let kind = if kv.create_revision == kv.mod_revision { EventKind::Created } else { EventKind::Updated };
+                            let kind = if kv.create_revision == kv.mod_revision {
+                                EventKind::Created
+                            } else {
+                                EventKind::Updated
+                            };
                             Event { kind, kv }
                         }
                         EventType::Delete => {
                             let rev = kv.mod_revision();
                             let prev = ev.prev_kv().map(convert).unwrap_or_else(|| convert(kv));
-                            Event { kind: EventKind::Deleted, kv: KeyValue { mod_revision: rev, ..prev } }
+                            Event {
+                                kind: EventKind::Deleted,
+                                kv: KeyValue {
+                                    mod_revision: rev,
+                                    ..prev
+                                },
+                            }
                         }
                     };
                     if tx.send(Ok(event)).await.is_err() {

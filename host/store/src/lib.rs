@@ -119,9 +119,11 @@ impl Store {
         if url.is_empty() || url == "embedded" || url.starts_with("sqlite") {
             return Self::open_embedded(data_dir).await;
         }
-        let rest = url
-            .strip_prefix("etcd://")
-            .ok_or_else(|| Error::Config(format!("unknown store URL {url:?}: use embedded or etcd://host:port")))?;
+        let rest = url.strip_prefix("etcd://").ok_or_else(|| {
+            Error::Config(format!(
+                "unknown store URL {url:?}: use embedded or etcd://host:port"
+            ))
+        })?;
         let endpoints: Vec<String> = rest
             .split(',')
             .filter(|s| !s.is_empty())

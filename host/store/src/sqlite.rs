@@ -48,7 +48,8 @@ impl SqliteBackend {
     /// Opens or creates the log at `path` and loads the current state into memory.
     pub fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::Config(format!("{}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::Config(format!("{}: {e}", dir.display())))?;
         }
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -89,29 +90,46 @@ impl SqliteBackend {
                 }
             }
         }
-        state.revision = conn.query_row("SELECT COALESCE(MAX(revision), 0) FROM log", [], |r| r.get(0))?;
+        state.revision = conn.query_row("SELECT COALESCE(MAX(revision), 0) FROM log", [], |r| {
+            r.get(0)
+        })?;
         let last: Option<i64> = conn
-            .query_row("SELECT value FROM meta WHERE name = 'revision'", [], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE name = 'revision'", [], |r| {
+                r.get(0)
+            })
             .optional()?;
         state.revision = state.revision.max(last.unwrap_or(0));
         state.compacted = conn
-            .query_row("SELECT value FROM meta WHERE name = 'compacted'", [], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE name = 'compacted'", [], |r| {
+                r.get(0)
+            })
             .optional()?
             .unwrap_or(0);
         let state = Arc::new(RwLock::new(state));
         let (events, _) = broadcast::channel(16_384);
         let (tx, rx) = std::sync::mpsc::channel();
-        let writer = Writer { conn, state: state.clone(), events: events.clone() };
+        let writer = Writer {
+            conn,
+            state: state.clone(),
+            events: events.clone(),
+        };
         std::thread::Builder::new()
             .name("keelson-store-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| Error::Config(format!("spawn writer: {e}")))?;
-        Ok(Self { state, writes: tx, events, path: path.to_path_buf() })
+        Ok(Self {
+            state,
+            writes: tx,
+            events,
+            path: path.to_path_buf(),
+        })
     }
 
     async fn submit(&self, op: Op) -> Result<KeyValue> {
         let (reply, rx) = oneshot::channel();
-        self.writes.send(Request { op, reply }).map_err(|_| Error::Closed)?;
+        self.writes
+            .send(Request { op, reply })
+            .map_err(|_| Error::Closed)?;
         rx.await.map_err(|_| Error::Closed)?
     }
 
@@ -142,7 +160,8 @@ impl Backend for SqliteBackend {
     }
 
     async fn update(&self, key: &str, value: Vec<u8>, expected: i64) -> Result<KeyValue> {
-        self.submit(Op::Update(key.to_string(), value, expected)).await
+        self.submit(Op::Update(key.to_string(), value, expected))
+            .await
     }
 
     async fn delete(&self, key: &str, expected: i64) -> Result<KeyValue> {
@@ -161,9 +180,16 @@ impl Backend for SqliteBackend {
             (s.compacted, s.revision)
         };
         if after < compacted {
-            return Err(Error::Expired { requested: after, oldest: compacted });
+            return Err(Error::Expired {
+                requested: after,
+                oldest: compacted,
+            });
         }
-        let history = if after < revision { read_history(&self.path, after)? } else { Vec::new() };
+        let history = if after < revision {
+            read_history(&self.path, after)?
+        } else {
+            Vec::new()
+        };
         let (tx, rx) = mpsc::channel(1024);
         tokio::spawn(async move {
             let mut last = after;
@@ -183,7 +209,12 @@ impl Backend for SqliteBackend {
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
-                        let _ = tx.send(Err(Error::Expired { requested: last, oldest: last + 1 })).await;
+                        let _ = tx
+                            .send(Err(Error::Expired {
+                                requested: last,
+                                oldest: last + 1,
+                            }))
+                            .await;
                         return;
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
@@ -223,6 +254,9 @@ fn read_history(path: &Path, after: i64) -> Result<Vec<Event>> {
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
+/// A request's reply channel and its validated outcome (event, whether it deletes).
+type Outcome = (oneshot::Sender<Result<KeyValue>>, Result<(Event, bool)>);
+
 struct Writer {
     conn: Connection,
     state: Arc<RwLock<State>>,
@@ -251,43 +285,79 @@ impl Writer {
         };
         // Changes of this batch not yet visible in `state`.
         let mut overlay: BTreeMap<String, Option<KeyValue>> = BTreeMap::new();
-        let mut results: Vec<(oneshot::Sender<Result<KeyValue>>, Result<(Event, bool)>)> = Vec::new();
+        let mut results: Vec<Outcome> = Vec::new();
         let mut compact_to = None;
         {
             let state = self.state.read().unwrap_or_else(|e| e.into_inner());
-            let lookup = |overlay: &BTreeMap<String, Option<KeyValue>>, key: &str| match overlay.get(key) {
-                Some(v) => v.clone(),
-                None => state.current.get(key).cloned(),
-            };
+            let lookup =
+                |overlay: &BTreeMap<String, Option<KeyValue>>, key: &str| match overlay.get(key) {
+                    Some(v) => v.clone(),
+                    None => state.current.get(key).cloned(),
+                };
             for req in batch {
                 let outcome = match req.op {
                     Op::Create(key, value) => match lookup(&overlay, &key) {
                         Some(_) => Err(Error::AlreadyExists(key)),
                         None => {
                             revision += 1;
-                            let kv = KeyValue { key: key.clone(), value, create_revision: revision, mod_revision: revision };
+                            let kv = KeyValue {
+                                key: key.clone(),
+                                value,
+                                create_revision: revision,
+                                mod_revision: revision,
+                            };
                             overlay.insert(key, Some(kv.clone()));
-                            Ok((Event { kind: EventKind::Created, kv }, false))
+                            Ok((
+                                Event {
+                                    kind: EventKind::Created,
+                                    kv,
+                                },
+                                false,
+                            ))
                         }
                     },
                     Op::Update(key, value, expected) => match lookup(&overlay, &key) {
                         None => Err(Error::NotFound(key)),
-                        Some(old) if expected != 0 && old.mod_revision != expected => Err(Error::Conflict(key)),
+                        Some(old) if expected != 0 && old.mod_revision != expected => {
+                            Err(Error::Conflict(key))
+                        }
                         Some(old) => {
                             revision += 1;
-                            let kv = KeyValue { key: key.clone(), value, create_revision: old.create_revision, mod_revision: revision };
+                            let kv = KeyValue {
+                                key: key.clone(),
+                                value,
+                                create_revision: old.create_revision,
+                                mod_revision: revision,
+                            };
                             overlay.insert(key, Some(kv.clone()));
-                            Ok((Event { kind: EventKind::Updated, kv }, false))
+                            Ok((
+                                Event {
+                                    kind: EventKind::Updated,
+                                    kv,
+                                },
+                                false,
+                            ))
                         }
                     },
                     Op::Delete(key, expected) => match lookup(&overlay, &key) {
                         None => Err(Error::NotFound(key)),
-                        Some(old) if expected != 0 && old.mod_revision != expected => Err(Error::Conflict(key)),
+                        Some(old) if expected != 0 && old.mod_revision != expected => {
+                            Err(Error::Conflict(key))
+                        }
                         Some(old) => {
                             revision += 1;
-                            let kv = KeyValue { mod_revision: revision, ..old };
+                            let kv = KeyValue {
+                                mod_revision: revision,
+                                ..old
+                            };
                             overlay.insert(key, None);
-                            Ok((Event { kind: EventKind::Deleted, kv }, true))
+                            Ok((
+                                Event {
+                                    kind: EventKind::Deleted,
+                                    kv,
+                                },
+                                true,
+                            ))
                         }
                     },
                     Op::Compact(rev) => {
@@ -295,7 +365,12 @@ impl Writer {
                         Ok((
                             Event {
                                 kind: EventKind::Updated,
-                                kv: KeyValue { key: String::new(), value: Vec::new(), create_revision: 0, mod_revision: rev },
+                                kv: KeyValue {
+                                    key: String::new(),
+                                    value: Vec::new(),
+                                    create_revision: 0,
+                                    mod_revision: rev,
+                                },
                             },
                             false,
                         ))
@@ -342,7 +417,7 @@ impl Writer {
 
     fn write_log(
         &mut self,
-        results: &[(oneshot::Sender<Result<KeyValue>>, Result<(Event, bool)>)],
+        results: &[Outcome],
         revision: i64,
         compact_to: Option<i64>,
     ) -> rusqlite::Result<()> {
@@ -356,11 +431,20 @@ impl Writer {
                     if ev.kv.key.is_empty() {
                         continue;
                     }
-                    insert.execute(params![ev.kv.mod_revision, ev.kv.key, ev.kv.value, ev.kv.create_revision, *deleted as i64])?;
+                    insert.execute(params![
+                        ev.kv.mod_revision,
+                        ev.kv.key,
+                        ev.kv.value,
+                        ev.kv.create_revision,
+                        *deleted as i64
+                    ])?;
                 }
             }
         }
-        tx.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('revision', ?1)", [revision])?;
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (name, value) VALUES ('revision', ?1)",
+            [revision],
+        )?;
         if let Some(c) = compact_to {
             // Keep the newest row of every live key; drop superseded rows and old tombstones.
             tx.execute(
@@ -368,7 +452,10 @@ impl Writer {
                 [c],
             )?;
             tx.execute("DELETE FROM log WHERE revision <= ?1 AND deleted = 1", [c])?;
-            tx.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('compacted', ?1)", [c])?;
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (name, value) VALUES ('compacted', ?1)",
+                [c],
+            )?;
         }
         tx.commit()
     }

@@ -12,26 +12,53 @@ async fn suite(store: Store) {
     let a = store.create("/registry/t/a", b"1".to_vec()).await.unwrap();
     assert!(a.mod_revision > base);
     assert_eq!(a.create_revision, a.mod_revision);
-    assert!(matches!(store.create("/registry/t/a", b"x".to_vec()).await, Err(Error::AlreadyExists(_))));
-    let a2 = store.update("/registry/t/a", b"2".to_vec(), a.mod_revision).await.unwrap();
+    assert!(matches!(
+        store.create("/registry/t/a", b"x".to_vec()).await,
+        Err(Error::AlreadyExists(_))
+    ));
+    let a2 = store
+        .update("/registry/t/a", b"2".to_vec(), a.mod_revision)
+        .await
+        .unwrap();
     assert!(a2.mod_revision > a.mod_revision);
     assert_eq!(a2.create_revision, a.create_revision);
-    assert!(matches!(store.update("/registry/t/a", b"3".to_vec(), a.mod_revision).await, Err(Error::Conflict(_))));
-    assert!(matches!(store.update("/registry/t/none", b"3".to_vec(), 0).await, Err(Error::NotFound(_))));
+    assert!(matches!(
+        store
+            .update("/registry/t/a", b"3".to_vec(), a.mod_revision)
+            .await,
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(
+        store.update("/registry/t/none", b"3".to_vec(), 0).await,
+        Err(Error::NotFound(_))
+    ));
     store.create("/registry/t/b", b"b".to_vec()).await.unwrap();
     store.create("/registry/u/c", b"c".to_vec()).await.unwrap();
     let (items, rev) = store.list("/registry/t/").await.unwrap();
-    assert_eq!(items.iter().map(|k| k.key.as_str()).collect::<Vec<_>>(), ["/registry/t/a", "/registry/t/b"]);
+    assert_eq!(
+        items.iter().map(|k| k.key.as_str()).collect::<Vec<_>>(),
+        ["/registry/t/a", "/registry/t/b"]
+    );
     assert!(rev >= a2.mod_revision);
-    assert_eq!(store.get("/registry/t/a").await.unwrap().unwrap().value, b"2");
-    assert!(matches!(store.delete("/registry/t/a", a.mod_revision).await, Err(Error::Conflict(_))));
+    assert_eq!(
+        store.get("/registry/t/a").await.unwrap().unwrap().value,
+        b"2"
+    );
+    assert!(matches!(
+        store.delete("/registry/t/a", a.mod_revision).await,
+        Err(Error::Conflict(_))
+    ));
     let gone = store.delete("/registry/t/a", 0).await.unwrap();
     assert_eq!(gone.value, b"2");
     assert!(store.get("/registry/t/a").await.unwrap().is_none());
 
     let mut seen = Vec::new();
     for _ in 0..4 {
-        let ev = tokio::time::timeout(Duration::from_secs(5), watch.next()).await.unwrap().unwrap().unwrap();
+        let ev = tokio::time::timeout(Duration::from_secs(5), watch.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         seen.push((ev.kind, ev.kv.key.clone(), ev.kv.value.clone()));
     }
     assert_eq!(
@@ -45,18 +72,31 @@ async fn suite(store: Store) {
     );
     // A watcher that resumes mid-way gets exactly the later events.
     let mut resumed = store.watch("/registry/t/", a2.mod_revision).await.unwrap();
-    let ev = tokio::time::timeout(Duration::from_secs(5), resumed.next()).await.unwrap().unwrap().unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(5), resumed.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(ev.kv.key, "/registry/t/b");
 
     // Compaction: history at or below the revision is gone, current values stay.
     let now = store.current_revision().await.unwrap();
     store.backend().compact(now).await.unwrap();
-    assert_eq!(store.get("/registry/t/b").await.unwrap().unwrap().value, b"b");
+    assert_eq!(
+        store.get("/registry/t/b").await.unwrap().unwrap().value,
+        b"b"
+    );
     match store.backend().watch(base).await {
         Err(Error::Expired { .. }) => {}
         Ok(mut rx) => {
-            let first = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
-            assert!(matches!(first, Err(Error::Expired { .. })), "expected expiry, got {first:?}");
+            let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(
+                matches!(first, Err(Error::Expired { .. })),
+                "expected expiry, got {first:?}"
+            );
         }
         Err(e) => panic!("unexpected {e}"),
     }
@@ -76,12 +116,20 @@ async fn embedded_survives_reopen() {
     let rev = {
         let b = SqliteBackend::open(&path).unwrap();
         let store = Store::new(Arc::new(b)).await.unwrap();
-        store.create("/registry/x/1", b"one".to_vec()).await.unwrap();
-        let kv = store.create("/registry/x/2", b"two".to_vec()).await.unwrap();
+        store
+            .create("/registry/x/1", b"one".to_vec())
+            .await
+            .unwrap();
+        let kv = store
+            .create("/registry/x/2", b"two".to_vec())
+            .await
+            .unwrap();
         store.delete("/registry/x/1", 0).await.unwrap();
         kv.mod_revision
     };
-    let store = Store::new(Arc::new(SqliteBackend::open(&path).unwrap())).await.unwrap();
+    let store = Store::new(Arc::new(SqliteBackend::open(&path).unwrap()))
+        .await
+        .unwrap();
     let (items, now) = store.list("/registry/x/").await.unwrap();
     assert_eq!(items.len(), 1);
     assert_eq!(items[0].mod_revision, rev);
@@ -103,7 +151,11 @@ impl Drop for Etcd {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn start_etcd() -> Etcd {
@@ -115,8 +167,14 @@ fn start_etcd() -> Etcd {
         .args(["--listen-client-urls", &format!("http://{endpoint}")])
         .args(["--advertise-client-urls", &format!("http://{endpoint}")])
         .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-        .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
-        .args(["--initial-cluster", &format!("default=http://127.0.0.1:{peer}")])
+        .args([
+            "--initial-advertise-peer-urls",
+            &format!("http://127.0.0.1:{peer}"),
+        ])
+        .args([
+            "--initial-cluster",
+            &format!("default=http://127.0.0.1:{peer}"),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -127,13 +185,22 @@ fn start_etcd() -> Etcd {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    Etcd { child, _dir: dir, endpoint }
+    Etcd {
+        child,
+        _dir: dir,
+        endpoint,
+    }
 }
 
 #[tokio::test]
 #[ignore = "needs etcd"]
 async fn etcd_backend() {
     let etcd = start_etcd();
-    let store = Store::open(&format!("etcd://{}", etcd.endpoint), std::path::Path::new("/nonexistent")).await.unwrap();
+    let store = Store::open(
+        &format!("etcd://{}", etcd.endpoint),
+        std::path::Path::new("/nonexistent"),
+    )
+    .await
+    .unwrap();
     suite(store).await;
 }

@@ -49,7 +49,11 @@ impl WatchCache {
         let (live, _) = broadcast::channel(BUFFER * 4);
         let cache = Arc::new(Self {
             backend: backend.clone(),
-            ring: Mutex::new(Ring { events: VecDeque::new(), oldest: revision, revision }),
+            ring: Mutex::new(Ring {
+                events: VecDeque::new(),
+                oldest: revision,
+                revision,
+            }),
             live,
         });
         let rx = backend.watch(revision).await?;
@@ -144,12 +148,20 @@ impl WatchCache {
             loop {
                 match live.recv().await {
                     Ok(ev) => {
-                        if ev.kv.mod_revision > last && ev.kv.key.starts_with(&prefix) && tx.send(Ok((*ev).clone())).await.is_err() {
+                        if ev.kv.mod_revision > last
+                            && ev.kv.key.starts_with(&prefix)
+                            && tx.send(Ok((*ev).clone())).await.is_err()
+                        {
                             return;
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
-                        let _ = tx.send(Err(Error::Expired { requested: after, oldest: after + 1 })).await;
+                        let _ = tx
+                            .send(Err(Error::Expired {
+                                requested: after,
+                                oldest: after + 1,
+                            }))
+                            .await;
                         return;
                     }
                     Err(broadcast::error::RecvError::Closed) => return,

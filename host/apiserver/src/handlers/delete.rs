@@ -32,24 +32,41 @@ fn options(ctx: &Ctx, body: &[u8]) -> ApiResult<DeleteOptions> {
         codec::decode_object(&ctx.headers, body)?
     };
     let from_body = |k: &str| body.get(k).and_then(Value::as_str).map(String::from);
-    let propagation = ctx.query.get("propagationPolicy").map(String::from).or_else(|| from_body("propagationPolicy")).or_else(|| {
-        match (ctx.query.get("orphanDependents"), body.get("orphanDependents").and_then(Value::as_bool)) {
-            (Some("true"), _) | (_, Some(true)) => Some("Orphan".into()),
-            (Some("false"), _) | (_, Some(false)) => Some("Background".into()),
-            _ => None,
-        }
-    });
+    let propagation = ctx
+        .query
+        .get("propagationPolicy")
+        .map(String::from)
+        .or_else(|| from_body("propagationPolicy"))
+        .or_else(|| {
+            match (
+                ctx.query.get("orphanDependents"),
+                body.get("orphanDependents").and_then(Value::as_bool),
+            ) {
+                (Some("true"), _) | (_, Some(true)) => Some("Orphan".into()),
+                (Some("false"), _) | (_, Some(false)) => Some("Background".into()),
+                _ => None,
+            }
+        });
     if let Some(p) = &propagation {
         if !matches!(p.as_str(), "Orphan" | "Background" | "Foreground") {
             return Err(ApiError::bad_request(format!("propagationPolicy: Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\"")));
         }
     }
     let dry_run = ctx.query.dry_run()
-        || body.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All"));
+        || body
+            .get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|v| v == "All"));
     Ok(DeleteOptions {
         propagation,
-        uid: body.pointer("/preconditions/uid").and_then(Value::as_str).map(String::from),
-        resource_version: body.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(String::from),
+        uid: body
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(String::from),
+        resource_version: body
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(String::from),
         dry_run,
     })
 }
@@ -60,7 +77,10 @@ async fn delete_one(ctx: &Ctx, kv: KeyValue, opts: &DeleteOptions) -> ApiResult<
     if let Some(uid) = &opts.uid {
         if objects::meta_str(&obj, "uid") != Some(uid.as_str()) {
             return Err(ApiError::conflict_message(
-                format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", objects::meta_str(&obj, "uid").unwrap_or_default()),
+                format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    objects::meta_str(&obj, "uid").unwrap_or_default()
+                ),
                 json!({"name": ctx.name(), "kind": ctx.def.plural}),
             ));
         }
@@ -76,15 +96,25 @@ async fn delete_one(ctx: &Ctx, kv: KeyValue, opts: &DeleteOptions) -> ApiResult<
     let mut finalizers = objects::finalizers(&obj);
     match opts.propagation.as_deref() {
         Some("Orphan") if !finalizers.iter().any(|f| f == ORPHAN) => finalizers.push(ORPHAN.into()),
-        Some("Foreground") if !finalizers.iter().any(|f| f == FOREGROUND) => finalizers.push(FOREGROUND.into()),
+        Some("Foreground") if !finalizers.iter().any(|f| f == FOREGROUND) => {
+            finalizers.push(FOREGROUND.into())
+        }
         _ => {}
     }
-    let spec_finalizers = obj.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+    let spec_finalizers = obj
+        .pointer("/spec/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
     if finalizers.is_empty() && !spec_finalizers {
         if opts.dry_run {
             return Ok((200, obj));
         }
-        let gone = ctx.api.store.delete(&kv.key, kv.mod_revision).await.map_err(|e| conflict(ctx, e))?;
+        let gone = ctx
+            .api
+            .store
+            .delete(&kv.key, kv.mod_revision)
+            .await
+            .map_err(|e| conflict(ctx, e))?;
         objects::set_rv(&mut obj, gone.mod_revision);
         strategy::after_write(&ctx.api, &ctx.def, &obj, true).await;
         return Ok((200, obj));
@@ -103,7 +133,12 @@ async fn delete_one(ctx: &Ctx, kv: KeyValue, opts: &DeleteOptions) -> ApiResult<
     if opts.dry_run {
         return Ok((202, obj));
     }
-    let rev = ctx.api.store.update(&kv.key, objects::to_store(&obj), kv.mod_revision).await.map_err(|e| conflict(ctx, e))?;
+    let rev = ctx
+        .api
+        .store
+        .update(&kv.key, objects::to_store(&obj), kv.mod_revision)
+        .await
+        .map_err(|e| conflict(ctx, e))?;
     objects::set_rv(&mut obj, rev.mod_revision);
     strategy::after_write(&ctx.api, &ctx.def, &obj, false).await;
     Ok((202, obj))
@@ -111,15 +146,39 @@ async fn delete_one(ctx: &Ctx, kv: KeyValue, opts: &DeleteOptions) -> ApiResult<
 
 pub(crate) async fn delete(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     let opts = options(&ctx, &body)?;
+    if ctx.def.kind == "Namespace"
+        && ctx.def.group.is_empty()
+        && strategy::PROTECTED_NAMESPACES.contains(&ctx.name())
+    {
+        return Err(ApiError::forbidden(format!(
+            "namespaces \"{}\" is forbidden: this namespace may not be deleted",
+            ctx.name()
+        )));
+    }
     for _ in 0..8 {
-        let kv = ctx.api.store.get(&ctx.key()).await?.ok_or_else(|| ctx.not_found())?;
+        let kv = ctx
+            .api
+            .store
+            .get(&ctx.key())
+            .await?
+            .ok_or_else(|| ctx.not_found())?;
         match delete_one(&ctx, kv, &opts).await {
             Ok((code, obj)) => return Ok(respond(code, &obj)),
-            Err(e) if e.reason == "Conflict" && opts.resource_version.is_none() && opts.uid.is_none() => continue,
+            Err(e)
+                if e.reason == "Conflict"
+                    && opts.resource_version.is_none()
+                    && opts.uid.is_none() =>
+            {
+                continue
+            }
             Err(e) => return Err(e),
         }
     }
-    Err(ApiError::conflict(&ctx.def.group, &ctx.def.plural, ctx.name()))
+    Err(ApiError::conflict(
+        &ctx.def.group,
+        &ctx.def.plural,
+        ctx.name(),
+    ))
 }
 
 pub(crate) async fn delete_collection(ctx: Ctx) -> ApiResult<Response> {
@@ -127,7 +186,9 @@ pub(crate) async fn delete_collection(ctx: Ctx) -> ApiResult<Response> {
     let (items, rev) = read::list_objects(&ctx).await?;
     let mut deleted = Vec::new();
     for (key, _) in items {
-        let Some(kv) = ctx.api.store.get(&key).await? else { continue };
+        let Some(kv) = ctx.api.store.get(&key).await? else {
+            continue;
+        };
         match delete_one(&ctx, kv, &opts).await {
             Ok((_, obj)) => deleted.push(obj),
             Err(e) if e.code == 404 || e.code == 409 => continue,

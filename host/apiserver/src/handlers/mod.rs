@@ -58,7 +58,11 @@ impl Ctx {
         if let Some(m) = self.query.get("fieldManager") {
             return m.to_string();
         }
-        let ua = self.headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("unknown");
+        let ua = self
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("unknown");
         ua.split('/').next().unwrap_or("unknown").to_string()
     }
 }
@@ -70,7 +74,9 @@ pub(crate) fn router(api: Arc<ApiServer>) -> axum::Router {
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).map(str::trim)
+    v.strip_prefix("Bearer ")
+        .or_else(|| v.strip_prefix("bearer "))
+        .map(str::trim)
 }
 
 /// Marker inserted by the plaintext listener: requests on it are trusted as admin.
@@ -91,14 +97,27 @@ async fn dispatch(State(api): State<Arc<ApiServer>>, req: Request) -> Response {
 
 async fn handle(api: Arc<ApiServer>, req: Request) -> ApiResult<Response> {
     let path = req.uri().path().trim_end_matches('/').to_string();
-    let path = if path.is_empty() { "/".to_string() } else { path };
-    if matches!(path.as_str(), "/healthz" | "/livez" | "/readyz") || path.starts_with("/healthz/") || path.starts_with("/livez/") || path.starts_with("/readyz/") {
+    let path = if path.is_empty() {
+        "/".to_string()
+    } else {
+        path
+    };
+    if matches!(path.as_str(), "/healthz" | "/livez" | "/readyz")
+        || path.starts_with("/healthz/")
+        || path.starts_with("/livez/")
+        || path.starts_with("/readyz/")
+    {
         return Ok("ok".into_response());
     }
     let user = if req.extensions().get::<Insecure>().is_some() {
-        UserInfo { name: "admin".into(), groups: vec!["system:masters".into()] }
+        UserInfo {
+            name: "admin".into(),
+            groups: vec!["system:masters".into()],
+        }
     } else {
-        bearer(req.headers()).and_then(|t| api.authenticate(t)).ok_or_else(ApiError::unauthorized)?
+        bearer(req.headers())
+            .and_then(|t| api.authenticate(t))
+            .ok_or_else(ApiError::unauthorized)?
     };
     let query = Query::parse(req.uri().query());
     if req.method() == Method::GET {
@@ -118,7 +137,14 @@ async fn handle(api: Arc<ApiServer>, req: Request) -> ApiResult<Response> {
         return Err(ApiError::no_route(&path));
     }
     let (parts, body) = req.into_parts();
-    let ctx = Ctx { api, def, info, query, headers: parts.headers, user };
+    let ctx = Ctx {
+        api,
+        def,
+        info,
+        query,
+        headers: parts.headers,
+        user,
+    };
     let watching = ctx.info.legacy_watch || ctx.query.flag("watch");
     let sub = ctx.info.subresource.clone();
     match (parts.method, ctx.info.name.is_some(), sub.as_deref()) {
@@ -148,14 +174,19 @@ async fn handle(api: Arc<ApiServer>, req: Request) -> ApiResult<Response> {
             subresource::handle(ctx, method, s, body).await
         }
         (_, _, Some(_)) => Err(ApiError::no_route(&path)),
-        (method, _, None) => Err(ApiError::method_not_allowed(method.as_str(), &ctx.def.plural)),
+        (method, _, None) => Err(ApiError::method_not_allowed(
+            method.as_str(),
+            &ctx.def.plural,
+        )),
     }
 }
 
 /// Reads a request body, refusing more than [`MAX_BODY`] bytes.
 async fn read_body(body: Body) -> ApiResult<bytes::Bytes> {
     axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
-        ApiError::too_large(format!("the request body is larger than the limit of {MAX_BODY} bytes"))
+        ApiError::too_large(format!(
+            "the request body is larger than the limit of {MAX_BODY} bytes"
+        ))
     })
 }
 

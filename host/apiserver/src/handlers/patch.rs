@@ -27,7 +27,9 @@ fn patch_type(ct: &str) -> ApiResult<PatchType> {
         "application/json-patch+json" => PatchType::Json,
         "application/merge-patch+json" => PatchType::Merge,
         "application/strategic-merge-patch+json" => PatchType::Strategic,
-        "application/apply-patch+yaml" | "application/apply-patch+json" | "application/apply-patch+cbor" => PatchType::Apply,
+        "application/apply-patch+yaml"
+        | "application/apply-patch+json"
+        | "application/apply-patch+cbor" => PatchType::Apply,
         other => return Err(ApiError::unsupported_media_type(other)),
     })
 }
@@ -37,9 +39,21 @@ fn apply_patch(ctx: &Ctx, kind: PatchType, current: &Value, body: &[u8]) -> ApiR
     let bad = |e: String| ApiError::bad_request(e);
     match kind {
         PatchType::Json => {
-            let ops: json_patch::Patch = serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON patch: {e}")))?;
+            let ops: json_patch::Patch = serde_json::from_slice(body)
+                .map_err(|e| bad(format!("invalid JSON patch: {e}")))?;
             let mut doc = current.clone();
-            json_patch::patch(&mut doc, &ops).map_err(|e| ApiError::invalid(&ctx.def.group, &ctx.def.kind, ctx.name(), vec![crate::error::FieldError { field: "patch".into(), reason: "FieldValueInvalid", message: e.to_string() }]))?;
+            json_patch::patch(&mut doc, &ops).map_err(|e| {
+                ApiError::invalid(
+                    &ctx.def.group,
+                    &ctx.def.kind,
+                    ctx.name(),
+                    vec![crate::error::FieldError {
+                        field: "patch".into(),
+                        reason: "FieldValueInvalid",
+                        message: e.to_string(),
+                    }],
+                )
+            })?;
             Ok(doc)
         }
         PatchType::Merge => {
@@ -54,7 +68,9 @@ fn apply_patch(ctx: &Ctx, kind: PatchType, current: &Value, body: &[u8]) -> ApiR
         PatchType::Strategic => {
             let p: Value = codec::decode_json(body)?;
             if ctx.def.typed.is_none() {
-                return Err(ApiError::unsupported_media_type("application/strategic-merge-patch+json (not supported for custom resources)"));
+                return Err(ApiError::unsupported_media_type(
+                    "application/strategic-merge-patch+json (not supported for custom resources)",
+                ));
             }
             patch::strategic_merge(current, &p, &ctx.def.group, &ctx.def.kind).map_err(bad)
         }
@@ -69,14 +85,23 @@ pub(crate) async fn patch(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
         return apply(ctx, body, opts).await;
     }
     for _ in 0..8 {
-        let old_kv = ctx.api.store.get(&ctx.key()).await?.ok_or_else(|| ctx.not_found())?;
+        let old_kv = ctx
+            .api
+            .store
+            .get(&ctx.key())
+            .await?
+            .ok_or_else(|| ctx.not_found())?;
         let current = from_store(&ctx.def, &old_kv)?;
         let patched = apply_patch(&ctx, kind, &current, &body)?;
         if let Some(done) = write_patched(&ctx, &old_kv, &current, patched, &opts, true).await? {
             return Ok(done.respond(200));
         }
     }
-    Err(ApiError::conflict(&ctx.def.group, &ctx.def.plural, ctx.name()))
+    Err(ApiError::conflict(
+        &ctx.def.group,
+        &ctx.def.plural,
+        ctx.name(),
+    ))
 }
 
 /// Writes a patched object; `None` = lost a race, retry.
@@ -88,16 +113,28 @@ async fn write_patched(
     opts: &CreateOptions,
     track_fields: bool,
 ) -> ApiResult<Option<Written>> {
-    let pinned = objects::meta_str(&patched, "resourceVersion").filter(|rv| *rv != objects::meta_str(current, "resourceVersion").unwrap_or_default()).map(String::from);
+    let pinned = objects::meta_str(&patched, "resourceVersion")
+        .filter(|rv| *rv != objects::meta_str(current, "resourceVersion").unwrap_or_default())
+        .map(String::from);
     if pinned.is_some() {
-        return Err(ApiError::conflict(&ctx.def.group, &ctx.def.plural, ctx.name()));
+        return Err(ApiError::conflict(
+            &ctx.def.group,
+            &ctx.def.plural,
+            ctx.name(),
+        ));
     }
     if objects::name(&patched) != ctx.name() {
-        return Err(ApiError::bad_request(format!("the name of the object ({}) does not match the name on the URL ({})", objects::name(&patched), ctx.name())));
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({}) does not match the name on the URL ({})",
+            objects::name(&patched),
+            ctx.name()
+        )));
     }
     match update_object(ctx, old_kv, patched, opts, track_fields).await {
         Ok(w) => Ok(Some(w)),
-        Err(e) if e.code == 409 && e.reason == "Conflict" && !e.message.contains("apply") => Ok(None),
+        Err(e) if e.code == 409 && e.reason == "Conflict" && !e.message.contains("apply") => {
+            Ok(None)
+        }
         Err(e) => Err(e),
     }
 }
@@ -111,14 +148,24 @@ async fn apply(ctx: Ctx, body: Bytes, opts: CreateOptions) -> ApiResult<Response
     let manager = ctx
         .query
         .get("fieldManager")
-        .ok_or_else(|| ApiError::bad_request("PATCH with an apply patch requires the fieldManager parameter"))?
+        .ok_or_else(|| {
+            ApiError::bad_request("PATCH with an apply patch requires the fieldManager parameter")
+        })?
         .to_string();
     let force = ctx.query.flag("force");
     for _ in 0..8 {
         let now = objects::now();
         let Some(old_kv) = ctx.api.store.get(&ctx.key()).await? else {
-            let created = patch::apply(None, &applied, &manager, force, &ctx.def.group, &ctx.def.kind, &now)
-                .map_err(|c| conflicts(&ctx, c))?;
+            let created = patch::apply(
+                None,
+                &applied,
+                &manager,
+                force,
+                &ctx.def.group,
+                &ctx.def.kind,
+                &now,
+            )
+            .map_err(|c| conflicts(&ctx, c))?;
             let mut opts = opts.clone();
             opts.manager = manager.clone();
             opts.managed_fields = created.pointer("/metadata/managedFields").cloned();
@@ -129,26 +176,48 @@ async fn apply(ctx: Ctx, body: Bytes, opts: CreateOptions) -> ApiResult<Response
             }
         };
         let current = from_store(&ctx.def, &old_kv)?;
-        let merged = patch::apply(Some(&current), &applied, &manager, force, &ctx.def.group, &ctx.def.kind, &now)
-            .map_err(|c| conflicts(&ctx, c))?;
+        let merged = patch::apply(
+            Some(&current),
+            &applied,
+            &manager,
+            force,
+            &ctx.def.group,
+            &ctx.def.kind,
+            &now,
+        )
+        .map_err(|c| conflicts(&ctx, c))?;
         if let Some(done) = write_patched(&ctx, &old_kv, &current, merged, &opts, false).await? {
             return Ok(done.respond(200));
         }
     }
-    Err(ApiError::conflict(&ctx.def.group, &ctx.def.plural, ctx.name()))
+    Err(ApiError::conflict(
+        &ctx.def.group,
+        &ctx.def.plural,
+        ctx.name(),
+    ))
 }
 
 /// The 409 that `kubectl apply --server-side` prints on ownership conflicts.
 fn conflicts(ctx: &Ctx, list: Vec<patch::ApplyConflict>) -> ApiError {
-    let lines: Vec<String> = list.iter().map(|c| format!("conflict with \"{}\": {}", c.manager, c.field)).collect();
+    let lines: Vec<String> = list
+        .iter()
+        .map(|c| format!("conflict with \"{}\": {}", c.manager, c.field))
+        .collect();
     let message = if lines.len() == 1 {
         format!("Apply failed with 1 conflict: {}", lines[0])
     } else {
-        format!("Apply failed with {} conflicts: {}", lines.len(), lines.join("\n"))
+        format!(
+            "Apply failed with {} conflicts: {}",
+            lines.len(),
+            lines.join("\n")
+        )
     };
     let causes: Vec<Value> = list
         .iter()
         .map(|c| serde_json::json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{}\"", c.manager), "field": c.field}))
         .collect();
-    ApiError::conflict_message(message, serde_json::json!({"name": ctx.name(), "group": ctx.def.group, "kind": ctx.def.plural, "causes": causes}))
+    ApiError::conflict_message(
+        message,
+        serde_json::json!({"name": ctx.name(), "group": ctx.def.group, "kind": ctx.def.plural, "causes": causes}),
+    )
 }

@@ -14,11 +14,21 @@ use crate::table;
 
 pub(crate) async fn get(ctx: Ctx) -> ApiResult<Response> {
     let rep = representation(&ctx.headers)?;
-    let kv = ctx.api.store.get(&ctx.key()).await?.ok_or_else(|| ctx.not_found())?;
+    let kv = ctx
+        .api
+        .store
+        .get(&ctx.key())
+        .await?
+        .ok_or_else(|| ctx.not_found())?;
     let obj = from_store(&ctx.def, &kv)?;
     let out = match rep {
         Representation::Object => obj,
-        Representation::Table => table::to_table(&ctx.def, &[obj], &kv.mod_revision.to_string(), ctx.query.get("includeObject")),
+        Representation::Table => table::to_table(
+            &ctx.def,
+            &[obj],
+            &kv.mod_revision.to_string(),
+            ctx.query.get("includeObject"),
+        ),
         Representation::Metadata => objects::partial_metadata(&obj),
     };
     Ok(respond(200, &out))
@@ -46,7 +56,11 @@ impl Filter {
 /// Reads every matching object of the request's scope, with the list revision.
 pub(crate) async fn list_objects(ctx: &Ctx) -> ApiResult<(Vec<(String, Value)>, i64)> {
     let filter = Filter::from_ctx(ctx)?;
-    let (kvs, rev) = ctx.api.store.list(&ctx.def.prefix_in(ctx.namespace())).await?;
+    let (kvs, rev) = ctx
+        .api
+        .store
+        .list(&ctx.def.prefix_in(ctx.namespace()))
+        .await?;
     let mut out = Vec::with_capacity(kvs.len());
     for kv in &kvs {
         let obj = from_store(&ctx.def, kv)?;
@@ -100,7 +114,6 @@ pub(crate) async fn list(ctx: Ctx) -> ApiResult<Response> {
     Ok(respond(200, &out))
 }
 
-
 fn encode_continue(rv: &str, start: &str) -> String {
     let raw = json!({"v": "meta.k8s.io/v1", "rv": rv, "start": start}).to_string();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
@@ -108,7 +121,9 @@ fn encode_continue(rv: &str, start: &str) -> String {
 
 fn decode_continue(token: &str) -> ApiResult<(String, String)> {
     let bad = || ApiError::bad_request(format!("continue key is not valid: {token:?}"));
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     let rv = v.get("rv").and_then(Value::as_str).ok_or_else(bad)?;
     let start = v.get("start").and_then(Value::as_str).ok_or_else(bad)?;

@@ -8,26 +8,43 @@ use serde_json::{json, Value};
 
 use super::write::{update_object, CreateOptions};
 use super::{respond, Ctx};
+use crate::codec;
 use crate::error::{ApiError, ApiResult};
 use crate::objects::{self, from_store};
 use crate::registry::ResourceDef;
-use crate::codec;
 
 /// Does this kind serve subresource `s` through this module?
 pub(crate) fn serves(def: &ResourceDef, s: &str) -> bool {
-    (s == "scale" && def.scale.is_some()) || (def.kind == "Pod" && matches!(s, "binding" | "eviction"))
+    (s == "scale" && def.scale.is_some())
+        || (def.kind == "Pod" && matches!(s, "binding" | "eviction"))
 }
 
-pub(crate) async fn handle(ctx: Ctx, method: Method, sub: &str, body: Bytes) -> ApiResult<Response> {
+pub(crate) async fn handle(
+    ctx: Ctx,
+    method: Method,
+    sub: &str,
+    body: Bytes,
+) -> ApiResult<Response> {
     match (sub, method) {
         ("scale", Method::GET) => {
-            let kv = ctx.api.store.get(&ctx.key()).await?.ok_or_else(|| ctx.not_found())?;
-            Ok(respond(200, &to_scale(&ctx.def, &from_store(&ctx.def, &kv)?)))
+            let kv = ctx
+                .api
+                .store
+                .get(&ctx.key())
+                .await?
+                .ok_or_else(|| ctx.not_found())?;
+            Ok(respond(
+                200,
+                &to_scale(&ctx.def, &from_store(&ctx.def, &kv)?),
+            ))
         }
         ("scale", Method::PUT) | ("scale", Method::PATCH) => scale_write(ctx, body).await,
         ("binding", Method::POST) => bind(ctx, body).await,
         ("eviction", Method::POST) => evict(ctx, body).await,
-        (s, m) => Err(ApiError::method_not_allowed(m.as_str(), &format!("{}/{s}", ctx.def.plural))),
+        (s, m) => Err(ApiError::method_not_allowed(
+            m.as_str(),
+            &format!("{}/{s}", ctx.def.plural),
+        )),
     }
 }
 
@@ -40,17 +57,42 @@ fn to_scale(def: &ResourceDef, obj: &Value) -> Value {
     let (spec, status, selector) = def.scale.clone().unwrap_or_default();
     let replicas = obj.pointer(&pointer(&spec)).cloned().unwrap_or(json!(0));
     let current = obj.pointer(&pointer(&status)).cloned().unwrap_or(json!(0));
-    let mut sel = selector.as_deref().and_then(|p| obj.pointer(&pointer(p))).and_then(Value::as_str).map(String::from);
+    let mut sel = selector
+        .as_deref()
+        .and_then(|p| obj.pointer(&pointer(p)))
+        .and_then(Value::as_str)
+        .map(String::from);
     if sel.is_none() {
-        if let Some(labels) = obj.pointer("/spec/selector/matchLabels").and_then(Value::as_object) {
-            sel = Some(labels.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(","));
+        if let Some(labels) = obj
+            .pointer("/spec/selector/matchLabels")
+            .and_then(Value::as_object)
+        {
+            sel = Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
         } else if let Some(labels) = obj.pointer("/spec/selector").and_then(Value::as_object) {
-            sel = Some(labels.iter().filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}"))).collect::<Vec<_>>().join(","));
+            sel = Some(
+                labels
+                    .iter()
+                    .filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}")))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
         }
     }
     let m = obj.get("metadata").cloned().unwrap_or(json!({}));
     let mut meta = json!({});
-    for k in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
+    for k in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
         if let Some(v) = m.get(k) {
             meta[k] = v.clone();
         }
@@ -66,14 +108,21 @@ async fn scale_write(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     let opts = CreateOptions::from_ctx(&ctx)?;
     let ct = codec::content_type(&ctx.headers);
     for _ in 0..8 {
-        let kv = ctx.api.store.get(&ctx.key()).await?.ok_or_else(|| ctx.not_found())?;
+        let kv = ctx
+            .api
+            .store
+            .get(&ctx.key())
+            .await?
+            .ok_or_else(|| ctx.not_found())?;
         let obj = from_store(&ctx.def, &kv)?;
         let current = to_scale(&ctx.def, &obj);
         let wanted = match ct.as_str() {
             "application/json-patch+json" => {
-                let ops: json_patch::Patch = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+                let ops: json_patch::Patch = serde_json::from_slice(&body)
+                    .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
                 let mut doc = current.clone();
-                json_patch::patch(&mut doc, &ops).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                json_patch::patch(&mut doc, &ops)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
                 doc
             }
             "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
@@ -85,14 +134,30 @@ async fn scale_write(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
                 let sent = codec::decode_object(&ctx.headers, &body)?;
                 let rv = objects::sent_rv(&sent)?;
                 if rv != 0 && rv != kv.mod_revision {
-                    return Err(ApiError::conflict(&ctx.def.group, &ctx.def.plural, ctx.name()));
+                    return Err(ApiError::conflict(
+                        &ctx.def.group,
+                        &ctx.def.plural,
+                        ctx.name(),
+                    ));
                 }
                 sent
             }
         };
-        let replicas = wanted.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
+        let replicas = wanted
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         if replicas < 0 {
-            return Err(ApiError::invalid("autoscaling", "Scale", ctx.name(), vec![crate::error::FieldError::invalid("spec.replicas", &json!(replicas), "must be greater than or equal to 0")]));
+            return Err(ApiError::invalid(
+                "autoscaling",
+                "Scale",
+                ctx.name(),
+                vec![crate::error::FieldError::invalid(
+                    "spec.replicas",
+                    &json!(replicas),
+                    "must be greater than or equal to 0",
+                )],
+            ));
         }
         let mut updated = obj.clone();
         let (spec_path, _, _) = ctx.def.scale.clone().unwrap_or_default();
@@ -103,7 +168,11 @@ async fn scale_write(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
             Err(e) => return Err(e),
         }
     }
-    Err(ApiError::conflict(&ctx.def.group, &ctx.def.plural, ctx.name()))
+    Err(ApiError::conflict(
+        &ctx.def.group,
+        &ctx.def.plural,
+        ctx.name(),
+    ))
 }
 
 fn set_path(obj: &mut Value, path: &str, v: Value) {
@@ -127,27 +196,69 @@ fn success() -> Value {
 
 async fn bind(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     let binding = codec::decode_object(&ctx.headers, &body)?;
-    let node = binding.pointer("/target/name").and_then(Value::as_str).filter(|n| !n.is_empty());
+    let node = binding
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty());
     let Some(node) = node.map(String::from) else {
-        return Err(ApiError::invalid("", "Binding", ctx.name(), vec![crate::error::FieldError::required("target.name")]));
+        return Err(ApiError::invalid(
+            "",
+            "Binding",
+            ctx.name(),
+            vec![crate::error::FieldError::required("target.name")],
+        ));
     };
     let opts = CreateOptions::from_ctx(&ctx)?;
     for _ in 0..8 {
-        let kv = ctx.api.store.get(&ctx.key()).await?.ok_or_else(|| ctx.not_found())?;
+        let kv = ctx
+            .api
+            .store
+            .get(&ctx.key())
+            .await?
+            .ok_or_else(|| ctx.not_found())?;
         let mut pod = from_store(&ctx.def, &kv)?;
         if objects::is_deleting(&pod) {
-            return Err(ApiError::conflict_message(format!("pod {} is being deleted, cannot be assigned to a host", ctx.name()), json!({"name": ctx.name(), "kind": "pods"})));
+            return Err(ApiError::conflict_message(
+                format!(
+                    "pod {} is being deleted, cannot be assigned to a host",
+                    ctx.name()
+                ),
+                json!({"name": ctx.name(), "kind": "pods"}),
+            ));
         }
-        if let Some(existing) = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
-            return Err(ApiError::conflict_message(format!("pod {} is already assigned to node \"{existing}\"", ctx.name()), json!({"name": ctx.name(), "kind": "pods"})));
+        if let Some(existing) = pod
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+        {
+            return Err(ApiError::conflict_message(
+                format!(
+                    "pod {} is already assigned to node \"{existing}\"",
+                    ctx.name()
+                ),
+                json!({"name": ctx.name(), "kind": "pods"}),
+            ));
         }
         pod["spec"]["nodeName"] = json!(node);
         let cond = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": objects::now()});
-        let conds = pod["status"]["conditions"].as_array().cloned().unwrap_or_default();
-        let mut conds: Vec<Value> = conds.into_iter().filter(|c| c["type"] != "PodScheduled").collect();
+        let conds = pod["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut conds: Vec<Value> = conds
+            .into_iter()
+            .filter(|c| c["type"] != "PodScheduled")
+            .collect();
         conds.push(cond);
         pod["status"]["conditions"] = json!(conds);
-        let mut bctx = Ctx { api: ctx.api.clone(), def: ctx.def.clone(), info: ctx.info.clone(), query: ctx.query.clone(), headers: ctx.headers.clone(), user: ctx.user.clone() };
+        let mut bctx = Ctx {
+            api: ctx.api.clone(),
+            def: ctx.def.clone(),
+            info: ctx.info.clone(),
+            query: ctx.query.clone(),
+            headers: ctx.headers.clone(),
+            user: ctx.user.clone(),
+        };
         bctx.info.subresource = Some("binding".into());
         match update_object(&bctx, &kv, pod, &opts, true).await {
             Ok(_) => return Ok(respond(201, &success())),
@@ -155,17 +266,34 @@ async fn bind(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
             Err(e) => return Err(e),
         }
     }
-    Err(ApiError::conflict(&ctx.def.group, &ctx.def.plural, ctx.name()))
+    Err(ApiError::conflict(
+        &ctx.def.group,
+        &ctx.def.plural,
+        ctx.name(),
+    ))
 }
 
 async fn evict(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     let eviction = codec::decode_object(&ctx.headers, &body)?;
     if objects::name(&eviction) != ctx.name() {
-        return Err(ApiError::bad_request(format!("name in URL ({}) does not match name in Eviction object ({})", ctx.name(), objects::name(&eviction))));
+        return Err(ApiError::bad_request(format!(
+            "name in URL ({}) does not match name in Eviction object ({})",
+            ctx.name(),
+            objects::name(&eviction)
+        )));
     }
-    let kv = ctx.api.store.get(&ctx.key()).await?.ok_or_else(|| ctx.not_found())?;
+    let kv = ctx
+        .api
+        .store
+        .get(&ctx.key())
+        .await?
+        .ok_or_else(|| ctx.not_found())?;
     if !ctx.query.dry_run() {
-        ctx.api.store.delete(&kv.key, kv.mod_revision).await.map_err(|e| super::write::conflict(&ctx, e))?;
+        ctx.api
+            .store
+            .delete(&kv.key, kv.mod_revision)
+            .await
+            .map_err(|e| super::write::conflict(&ctx, e))?;
     }
     Ok(respond(201, &success()))
 }

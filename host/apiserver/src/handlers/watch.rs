@@ -34,7 +34,11 @@ pub(crate) async fn watch(ctx: Ctx) -> ApiResult<Response> {
     let rep = representation(&ctx.headers)?;
     let filter = Filter::from_ctx(&ctx)?;
     let only_name = ctx.info.name.clone();
-    let rv_param = ctx.query.get("resourceVersion").unwrap_or_default().to_string();
+    let rv_param = ctx
+        .query
+        .get("resourceVersion")
+        .unwrap_or_default()
+        .to_string();
     let send_initial = match ctx.query.get("sendInitialEvents") {
         Some("true") => true,
         Some(_) => false,
@@ -53,29 +57,49 @@ pub(crate) async fn watch(ctx: Ctx) -> ApiResult<Response> {
     let render = move |obj: Value| -> Value {
         match rep {
             Representation::Object => obj,
-            Representation::Table => table::to_table(&def, &[obj.clone()], crate::objects::meta_str(&obj, "resourceVersion").unwrap_or_default(), None),
+            Representation::Table => table::to_table(
+                &def,
+                std::slice::from_ref(&obj),
+                crate::objects::meta_str(&obj, "resourceVersion").unwrap_or_default(),
+                None,
+            ),
             Representation::Metadata => crate::objects::partial_metadata(&obj),
         }
     };
-    let keep = move |obj: &Value| filter.matches(obj) && only_name.as_deref().is_none_or(|n| crate::objects::name(obj) == n);
+    let keep = move |obj: &Value| {
+        filter.matches(obj)
+            && only_name
+                .as_deref()
+                .is_none_or(|n| crate::objects::name(obj) == n)
+    };
 
     // Initial state (synthetic ADDED events), then everything after its revision.
     let mut after = match rv_param.parse::<i64>() {
         Ok(rv) if rv > 0 && !send_initial => rv,
         Ok(_) | Err(_) if !rv_param.is_empty() && rv_param != "0" => {
-            return Err(ApiError::bad_request(format!("invalid resourceVersion {rv_param:?}")));
+            return Err(ApiError::bad_request(format!(
+                "invalid resourceVersion {rv_param:?}"
+            )));
         }
         _ => 0,
     };
     let mut initial = Vec::new();
     if send_initial {
         let (items, rev) = list_objects(&ctx).await?;
-        initial = items.into_iter().map(|(_, o)| o).filter(|o| keep(o)).collect();
+        initial = items
+            .into_iter()
+            .map(|(_, o)| o)
+            .filter(|o| keep(o))
+            .collect();
         after = rev;
     }
     let bookmark_proto = json!({"kind": ctx.def.kind, "apiVersion": ctx.def.api_version(), "metadata": {"resourceVersion": ""}});
     let explicit_initial = ctx.query.get("sendInitialEvents") == Some("true");
-    let stream = ctx.api.store.watch(&ctx.def.prefix_in(ctx.namespace()), after).await;
+    let stream = ctx
+        .api
+        .store
+        .watch(&ctx.def.prefix_in(ctx.namespace()), after)
+        .await;
     let def = ctx.def.clone();
     tokio::spawn(async move {
         let deadline = tokio::time::sleep(timeout);
@@ -133,7 +157,9 @@ pub(crate) async fn watch(ctx: Ctx) -> ApiResult<Response> {
             }
         }
     });
-    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, std::convert::Infallible>));
+    let body = Body::from_stream(
+        tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, std::convert::Infallible>),
+    );
     Ok(Response::builder()
         .status(200)
         .header(http::header::CONTENT_TYPE, "application/json")

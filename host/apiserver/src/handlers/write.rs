@@ -49,7 +49,9 @@ impl Written {
     pub(crate) fn respond(self, code: u16) -> Response {
         let mut r = respond(code, &self.object);
         for w in self.warnings {
-            if let Ok(v) = http::HeaderValue::from_str(&format!("299 - \"{}\"", w.replace('"', "'"))) {
+            if let Ok(v) =
+                http::HeaderValue::from_str(&format!("299 - \"{}\"", w.replace('"', "'")))
+            {
                 r.headers_mut().append(http::header::WARNING, v);
             }
         }
@@ -58,7 +60,11 @@ impl Written {
 }
 
 /// Fills and checks `apiVersion`/`kind` and the namespace against the request.
-pub(crate) fn check_identity(def: &ResourceDef, ns: Option<&str>, obj: &mut Value) -> ApiResult<()> {
+pub(crate) fn check_identity(
+    def: &ResourceDef,
+    ns: Option<&str>,
+    obj: &mut Value,
+) -> ApiResult<()> {
     match obj.get("kind").and_then(Value::as_str) {
         Some(k) if !k.is_empty() && k != def.kind => {
             return Err(ApiError::bad_request(format!(
@@ -106,7 +112,10 @@ pub(crate) async fn create_object(
 ) -> ApiResult<Written> {
     check_identity(def, ns, &mut obj)?;
     let meta = meta_mut(&mut obj);
-    let has_name = meta.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+    let has_name = meta
+        .get("name")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty());
     if !has_name {
         match meta.get("generateName").and_then(Value::as_str) {
             Some(prefix) if !prefix.is_empty() => {
@@ -114,7 +123,12 @@ pub(crate) async fn create_object(
                 meta.insert("name".into(), json!(name));
             }
             _ => {
-                return Err(ApiError::invalid(&def.group, &def.kind, "", vec![crate::error::FieldError::required("metadata.name")]))
+                return Err(ApiError::invalid(
+                    &def.group,
+                    &def.kind,
+                    "",
+                    vec![crate::error::FieldError::required("metadata.name")],
+                ))
             }
         }
     }
@@ -122,7 +136,12 @@ pub(crate) async fn create_object(
     strategy::prepare_create(api, def, &mut obj, &opts.user).await?;
     let errors = strategy::validate(def, &obj, None);
     if !errors.is_empty() {
-        return Err(ApiError::invalid(&def.group, &def.kind, objects::name(&obj), errors));
+        return Err(ApiError::invalid(
+            &def.group,
+            &def.kind,
+            objects::name(&obj),
+            errors,
+        ));
     }
     crate::strategy::admit(api, def, &obj, None).await?;
     let now = objects::now();
@@ -133,16 +152,28 @@ pub(crate) async fn create_object(
     meta_mut(&mut obj).insert("managedFields".into(), managed);
     let name = objects::name(&obj).to_string();
     if opts.dry_run {
-        return Ok(Written { object: obj, warnings });
+        return Ok(Written {
+            object: obj,
+            warnings,
+        });
     }
     let key = def.key(meta_str(&obj, "namespace"), &name);
-    let kv = api.store.create(&key, to_store(&obj)).await.map_err(|e| match e {
-        StoreError::AlreadyExists(_) => ApiError::already_exists(&def.group, &def.plural, &name),
-        other => other.into(),
-    })?;
+    let kv = api
+        .store
+        .create(&key, to_store(&obj))
+        .await
+        .map_err(|e| match e {
+            StoreError::AlreadyExists(_) => {
+                ApiError::already_exists(&def.group, &def.plural, &name)
+            }
+            other => other.into(),
+        })?;
     objects::set_rv(&mut obj, kv.mod_revision);
     strategy::after_write(api, def, &obj, false).await;
-    Ok(Written { object: obj, warnings })
+    Ok(Written {
+        object: obj,
+        warnings,
+    })
 }
 
 pub(crate) async fn create(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
@@ -172,28 +203,62 @@ pub(crate) async fn update_object(
     }
     crate::strategy::admit(&ctx.api, def, &new, Some(&old)).await?;
     if track_fields {
-        let managed = patch::track_update(Some(&old), &new, &opts.manager, &def.api_version(), &objects::now());
+        let managed = patch::track_update(
+            Some(&old),
+            &new,
+            &opts.manager,
+            &def.api_version(),
+            &objects::now(),
+        );
         meta_mut(&mut new).insert("managedFields".into(), managed);
     }
     if opts.dry_run {
         objects::set_rv(&mut new, old_kv.mod_revision);
-        return Ok(Written { object: new, warnings });
+        return Ok(Written {
+            object: new,
+            warnings,
+        });
     }
-    let spec_finalizers = new.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
-    if objects::is_deleting(&new) && objects::finalizers(&new).is_empty() && !(def.kind == "Namespace" && spec_finalizers) {
-        let kv = ctx.api.store.delete(&old_kv.key, old_kv.mod_revision).await.map_err(|e| conflict(ctx, e))?;
+    let spec_finalizers = new
+        .pointer("/spec/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
+    if objects::is_deleting(&new)
+        && objects::finalizers(&new).is_empty()
+        && !(def.kind == "Namespace" && spec_finalizers)
+    {
+        let kv = ctx
+            .api
+            .store
+            .delete(&old_kv.key, old_kv.mod_revision)
+            .await
+            .map_err(|e| conflict(ctx, e))?;
         objects::set_rv(&mut new, kv.mod_revision);
         strategy::after_write(&ctx.api, def, &new, true).await;
-        return Ok(Written { object: new, warnings });
+        return Ok(Written {
+            object: new,
+            warnings,
+        });
     }
     if to_store(&new) == old_kv.value {
         objects::set_rv(&mut new, old_kv.mod_revision);
-        return Ok(Written { object: new, warnings });
+        return Ok(Written {
+            object: new,
+            warnings,
+        });
     }
-    let kv = ctx.api.store.update(&old_kv.key, to_store(&new), old_kv.mod_revision).await.map_err(|e| conflict(ctx, e))?;
+    let kv = ctx
+        .api
+        .store
+        .update(&old_kv.key, to_store(&new), old_kv.mod_revision)
+        .await
+        .map_err(|e| conflict(ctx, e))?;
     objects::set_rv(&mut new, kv.mod_revision);
     strategy::after_write(&ctx.api, def, &new, false).await;
-    Ok(Written { object: new, warnings })
+    Ok(Written {
+        object: new,
+        warnings,
+    })
 }
 
 /// Maps store errors of a conditional write on the request's object.
@@ -220,7 +285,11 @@ pub(crate) async fn update(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
         return Err(ctx.not_found());
     };
     if sent_rv != 0 && sent_rv != old_kv.mod_revision {
-        return Err(ApiError::conflict(&ctx.def.group, &ctx.def.plural, ctx.name()));
+        return Err(ApiError::conflict(
+            &ctx.def.group,
+            &ctx.def.plural,
+            ctx.name(),
+        ));
     }
     let written = update_object(&ctx, &old_kv, new, &opts, true).await?;
     Ok(written.respond(200).into_response())

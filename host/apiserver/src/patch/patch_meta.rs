@@ -242,6 +242,7 @@ pub(crate) fn list_strategy(group: &str, kind: &str, path: &[&str]) -> ListStrat
 /// for an atomic/replace list (and for merged lists of primitives, see
 /// [`list_strategy`]). `path` = field names from the object root, list indexes
 /// omitted, e.g. `["spec","template","spec","containers","ports"]`.
+#[cfg(test)]
 pub(crate) fn merge_key(group: &str, kind: &str, path: &[&str]) -> Option<&'static str> {
     match list_strategy(group, kind, path) {
         MergeKey(k) => Some(k),

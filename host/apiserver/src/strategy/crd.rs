@@ -13,27 +13,44 @@ use crate::validation::{report_unknown, FieldValidation};
 use crate::ApiServer;
 
 fn s(v: &Value, p: &str) -> String {
-    v.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string()
+    v.pointer(p)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn strings(v: &Value, p: &str) -> Vec<String> {
     v.pointer(p)
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// The registry entries a CRD asks for, one per served version.
 pub(crate) fn defs_of(crd: &Value) -> Vec<ResourceDef> {
     let kind = s(crd, "/spec/names/kind");
-    let singular = Some(s(crd, "/spec/names/singular")).filter(|x| !x.is_empty()).unwrap_or_else(|| kind.to_lowercase());
-    let versions = crd.pointer("/spec/versions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let singular = Some(s(crd, "/spec/names/singular"))
+        .filter(|x| !x.is_empty())
+        .unwrap_or_else(|| kind.to_lowercase());
+    let versions = crd
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     versions
         .iter()
         .filter(|v| v.get("served").and_then(Value::as_bool).unwrap_or(true))
         .map(|v| {
             let scale = v.pointer("/subresources/scale").map(|sc| {
-                let path = |k: &str| sc.get(k).and_then(Value::as_str).map(|p| p.trim_start_matches('.').to_string());
+                let path = |k: &str| {
+                    sc.get(k)
+                        .and_then(Value::as_str)
+                        .map(|p| p.trim_start_matches('.').to_string())
+                };
                 (
                     path("specReplicasPath").unwrap_or_else(|| "spec.replicas".into()),
                     path("statusReplicasPath").unwrap_or_else(|| "status.replicas".into()),
@@ -53,8 +70,14 @@ pub(crate) fn defs_of(crd: &Value) -> Vec<ResourceDef> {
                 scale,
                 typed: None,
                 openapi: None,
-                schema: Some(v.pointer("/schema/openAPIV3Schema").cloned().unwrap_or(json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}))),
-                printer_columns: v.get("additionalPrinterColumns").and_then(Value::as_array).cloned().unwrap_or_default(),
+                schema: Some(v.pointer("/schema/openAPIV3Schema").cloned().unwrap_or(
+                    json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+                )),
+                printer_columns: v
+                    .get("additionalPrinterColumns")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
                 extra_subresources: vec![],
             }
         })
@@ -69,7 +92,11 @@ pub(crate) fn sync_crd(api: &Arc<ApiServer>, crd: &Value, deleted: bool) {
         return;
     }
     api.registry.set_custom(&name, vec![]);
-    let prefix = format!("/registry/{}/{}/", s(crd, "/spec/group"), s(crd, "/spec/names/plural"));
+    let prefix = format!(
+        "/registry/{}/{}/",
+        s(crd, "/spec/group"),
+        s(crd, "/spec/names/plural")
+    );
     let store = api.store.clone();
     tokio::spawn(async move {
         if let Ok((items, _)) = store.list(&prefix).await {
@@ -119,30 +146,59 @@ pub(crate) fn validate(crd: &Value, old: Option<&Value>, errors: &mut Vec<FieldE
         errors.push(FieldError::required("spec.names.kind"));
     }
     if name != format!("{plural}.{group}") {
-        errors.push(FieldError::invalid("metadata.name", &json!(name), "must be spec.names.plural+\".\"+spec.group"));
+        errors.push(FieldError::invalid(
+            "metadata.name",
+            &json!(name),
+            "must be spec.names.plural+\".\"+spec.group",
+        ));
     }
     if !matches!(s(crd, "/spec/scope").as_str(), "Namespaced" | "Cluster") {
-        errors.push(FieldError { field: "spec.scope".into(), reason: "FieldValueNotSupported", message: "Unsupported value: must be \"Cluster\" or \"Namespaced\"".into() });
+        errors.push(FieldError {
+            field: "spec.scope".into(),
+            reason: "FieldValueNotSupported",
+            message: "Unsupported value: must be \"Cluster\" or \"Namespaced\"".into(),
+        });
     }
-    let versions = crd.pointer("/spec/versions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let versions = crd
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     if versions.is_empty() {
         errors.push(FieldError::required("spec.versions"));
     }
-    let storage = versions.iter().filter(|v| v.get("storage") == Some(&json!(true))).count();
+    let storage = versions
+        .iter()
+        .filter(|v| v.get("storage") == Some(&json!(true)))
+        .count();
     if !versions.is_empty() && storage != 1 {
-        errors.push(FieldError::invalid("spec.versions", &json!(storage), "must have exactly one version marked as storage version"));
+        errors.push(FieldError::invalid(
+            "spec.versions",
+            &json!(storage),
+            "must have exactly one version marked as storage version",
+        ));
     }
     if let Some(old) = old {
         if s(old, "/spec/scope") != s(crd, "/spec/scope") {
-            errors.push(FieldError::invalid("spec.scope", &crd["spec"]["scope"], "field is immutable"));
+            errors.push(FieldError::invalid(
+                "spec.scope",
+                &crd["spec"]["scope"],
+                "field is immutable",
+            ));
         }
     }
 }
 
 /// Checks a custom resource against its version's schema: wrong types are 422 Invalid, unknown
 /// fields follow `fieldValidation` and are pruned (unless `x-kubernetes-preserve-unknown-fields`).
-pub(crate) fn custom_resource_check(def: &ResourceDef, obj: &mut Value, mode: FieldValidation) -> ApiResult<Vec<String>> {
-    let Some(schema) = def.schema.clone() else { return Ok(Vec::new()) };
+pub(crate) fn custom_resource_check(
+    def: &ResourceDef,
+    obj: &mut Value,
+    mode: FieldValidation,
+) -> ApiResult<Vec<String>> {
+    let Some(schema) = def.schema.clone() else {
+        return Ok(Vec::new());
+    };
     let mut errors = Vec::new();
     let mut unknown = Vec::new();
     if let Some(top) = obj.as_object_mut() {
@@ -154,7 +210,13 @@ pub(crate) fn custom_resource_check(def: &ResourceDef, obj: &mut Value, mode: Fi
                 continue;
             }
             match props.and_then(|p| p.get(&k)) {
-                Some(sub) => walk(sub, top.get_mut(&k).expect("key exists"), &k, &mut errors, &mut unknown),
+                Some(sub) => walk(
+                    sub,
+                    top.get_mut(&k).expect("key exists"),
+                    &k,
+                    &mut errors,
+                    &mut unknown,
+                ),
                 None if preserve => {}
                 None => {
                     unknown.push(k.clone());
@@ -165,20 +227,41 @@ pub(crate) fn custom_resource_check(def: &ResourceDef, obj: &mut Value, mode: Fi
         required(&schema, top, "", &mut errors);
     }
     if !errors.is_empty() {
-        return Err(ApiError::invalid(&def.group, &def.kind, objects::name(obj), errors));
+        return Err(ApiError::invalid(
+            &def.group,
+            &def.kind,
+            objects::name(obj),
+            errors,
+        ));
     }
     report_unknown(def, unknown, mode)
 }
 
 fn required(schema: &Value, obj: &Map<String, Value>, path: &str, errors: &mut Vec<FieldError>) {
-    for r in schema.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+    for r in schema
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
         if !obj.contains_key(r) {
-            errors.push(FieldError::required(if path.is_empty() { r.to_string() } else { format!("{path}.{r}") }));
+            errors.push(FieldError::required(if path.is_empty() {
+                r.to_string()
+            } else {
+                format!("{path}.{r}")
+            }));
         }
     }
 }
 
-fn walk(schema: &Value, v: &mut Value, path: &str, errors: &mut Vec<FieldError>, unknown: &mut Vec<String>) {
+fn walk(
+    schema: &Value,
+    v: &mut Value,
+    path: &str,
+    errors: &mut Vec<FieldError>,
+    unknown: &mut Vec<String>,
+) {
     if v.is_null() && schema.get("nullable") == Some(&json!(true)) {
         return;
     }
@@ -187,7 +270,10 @@ fn walk(schema: &Value, v: &mut Value, path: &str, errors: &mut Vec<FieldError>,
     let ok = match (ty, &*v) {
         _ if int_or_string => v.is_i64() || v.is_u64() || v.is_string(),
         (None, _) => true,
-        (Some("object"), Value::Object(_)) | (Some("array"), Value::Array(_)) | (Some("string"), Value::String(_)) | (Some("boolean"), Value::Bool(_)) => true,
+        (Some("object"), Value::Object(_))
+        | (Some("array"), Value::Array(_))
+        | (Some("string"), Value::String(_))
+        | (Some("boolean"), Value::Bool(_)) => true,
         (Some("integer"), Value::Number(n)) => n.is_i64() || n.is_u64(),
         (Some("number"), Value::Number(_)) => true,
         _ => false,
@@ -201,12 +287,30 @@ fn walk(schema: &Value, v: &mut Value, path: &str, errors: &mut Vec<FieldError>,
             Value::Array(_) => "array",
             Value::Object(_) => "object",
         };
-        errors.push(FieldError { field: path.into(), reason: "FieldValueTypeInvalid", message: format!("Invalid value: \"{got}\": {path} in body must be of type {}: \"{got}\"", ty.unwrap_or("int-or-string")) });
+        errors.push(FieldError {
+            field: path.into(),
+            reason: "FieldValueTypeInvalid",
+            message: format!(
+                "Invalid value: \"{got}\": {path} in body must be of type {}: \"{got}\"",
+                ty.unwrap_or("int-or-string")
+            ),
+        });
         return;
     }
     if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
         if !allowed.contains(v) {
-            errors.push(FieldError { field: path.into(), reason: "FieldValueNotSupported", message: format!("Unsupported value: {v}: supported values: {}", allowed.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")) });
+            errors.push(FieldError {
+                field: path.into(),
+                reason: "FieldValueNotSupported",
+                message: format!(
+                    "Unsupported value: {v}: supported values: {}",
+                    allowed
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
         }
     }
     match v {
@@ -218,8 +322,17 @@ fn walk(schema: &Value, v: &mut Value, path: &str, errors: &mut Vec<FieldError>,
             for k in keys {
                 let sub_path = format!("{path}.{k}");
                 match props.and_then(|p| p.get(&k)).or(additional) {
-                    Some(sub) => walk(sub, map.get_mut(&k).expect("key exists"), &sub_path, errors, unknown),
-                    None if preserve || (props.is_none() && schema.get("additionalProperties").is_none() && ty.is_none()) => {}
+                    Some(sub) => walk(
+                        sub,
+                        map.get_mut(&k).expect("key exists"),
+                        &sub_path,
+                        errors,
+                        unknown,
+                    ),
+                    None if preserve
+                        || (props.is_none()
+                            && schema.get("additionalProperties").is_none()
+                            && ty.is_none()) => {}
                     None => {
                         unknown.push(sub_path);
                         map.remove(&k);

@@ -38,8 +38,16 @@ pub(super) fn apply(def: &ResourceDef, obj: &mut Value) {
             default(spec, "strategy", json!({"type": "RollingUpdate"}));
             if spec["strategy"]["type"] == "RollingUpdate" {
                 default(&mut spec["strategy"], "rollingUpdate", json!({}));
-                default(&mut spec["strategy"]["rollingUpdate"], "maxUnavailable", json!("25%"));
-                default(&mut spec["strategy"]["rollingUpdate"], "maxSurge", json!("25%"));
+                default(
+                    &mut spec["strategy"]["rollingUpdate"],
+                    "maxUnavailable",
+                    json!("25%"),
+                );
+                default(
+                    &mut spec["strategy"]["rollingUpdate"],
+                    "maxSurge",
+                    json!("25%"),
+                );
             }
             pod_template(obj.pointer_mut("/spec/template"));
         }
@@ -48,14 +56,26 @@ pub(super) fn apply(def: &ResourceDef, obj: &mut Value) {
             default(spec, "replicas", json!(1));
             default(spec, "revisionHistoryLimit", json!(10));
             default(spec, "podManagementPolicy", json!("OrderedReady"));
-            default(spec, "updateStrategy", json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}));
-            default(spec, "persistentVolumeClaimRetentionPolicy", json!({"whenDeleted": "Retain", "whenScaled": "Retain"}));
+            default(
+                spec,
+                "updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+            );
+            default(
+                spec,
+                "persistentVolumeClaimRetentionPolicy",
+                json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+            );
             pod_template(obj.pointer_mut("/spec/template"));
         }
         "DaemonSet" => {
             let spec = &mut obj["spec"];
             default(spec, "revisionHistoryLimit", json!(10));
-            default(spec, "updateStrategy", json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}));
+            default(
+                spec,
+                "updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+            );
             pod_template(obj.pointer_mut("/spec/template"));
         }
         "Job" => {
@@ -89,7 +109,11 @@ pub(super) fn apply(def: &ResourceDef, obj: &mut Value) {
         }
         "PersistentVolumeClaim" => default(&mut obj["spec"], "volumeMode", json!("Filesystem")),
         "PersistentVolume" => {
-            default(&mut obj["spec"], "persistentVolumeReclaimPolicy", json!("Retain"));
+            default(
+                &mut obj["spec"],
+                "persistentVolumeReclaimPolicy",
+                json!("Retain"),
+            );
             default(&mut obj["spec"], "volumeMode", json!("Filesystem"));
         }
         "StorageClass" => {
@@ -104,7 +128,9 @@ pub(super) fn apply(def: &ResourceDef, obj: &mut Value) {
 /// Secret `stringData` is write-only: it is merged into `data` (base64) and dropped.
 fn string_data_into_data(obj: &mut Value) {
     use base64::Engine;
-    let Some(sd) = obj.as_object_mut().and_then(|o| o.remove("stringData")) else { return };
+    let Some(sd) = obj.as_object_mut().and_then(|o| o.remove("stringData")) else {
+        return;
+    };
     let Some(sd) = sd.as_object() else { return };
     if !obj.get("data").is_some_and(Value::is_object) {
         obj["data"] = json!({});
@@ -151,8 +177,16 @@ fn container(c: &mut Value) {
     default(c, "resources", json!({}));
     let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
     let last = image.rsplit('/').next().unwrap_or_default();
-    let tag = if last.contains('@') { Some("digest") } else { last.split_once(':').map(|(_, t)| t) };
-    let policy = if tag.is_none() || tag == Some("latest") { "Always" } else { "IfNotPresent" };
+    let tag = if last.contains('@') {
+        Some("digest")
+    } else {
+        last.split_once(':').map(|(_, t)| t)
+    };
+    let policy = if tag.is_none() || tag == Some("latest") {
+        "Always"
+    } else {
+        "IfNotPresent"
+    };
     default(c, "imagePullPolicy", json!(policy));
     if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
         for p in ports {
@@ -173,7 +207,10 @@ fn service(obj: &mut Value) {
         default(spec, "ipFamilyPolicy", json!("SingleStack"));
         default(spec, "ipFamilies", json!(["IPv4"]));
     }
-    if matches!(spec["type"].as_str(), Some("NodePort") | Some("LoadBalancer")) {
+    if matches!(
+        spec["type"].as_str(),
+        Some("NodePort") | Some("LoadBalancer")
+    ) {
         default(spec, "externalTrafficPolicy", json!("Cluster"));
     }
     if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {

@@ -16,7 +16,11 @@ use crate::ApiServer;
 pub(crate) const MAX_DATA: usize = 1024 * 1024;
 
 /// Status and allocations a new object of some kinds starts with.
-pub(super) async fn on_create(api: &Arc<ApiServer>, def: &ResourceDef, obj: &mut Value) -> ApiResult<()> {
+pub(super) async fn on_create(
+    api: &Arc<ApiServer>,
+    def: &ResourceDef,
+    obj: &mut Value,
+) -> ApiResult<()> {
     match def.kind.as_str() {
         "Pod" => {
             obj["status"] = json!({"phase": "Pending", "qosClass": qos_class(&obj["spec"])});
@@ -31,7 +35,11 @@ pub(super) async fn on_create(api: &Arc<ApiServer>, def: &ResourceDef, obj: &mut
 }
 
 fn qos_class(spec: &Value) -> &'static str {
-    let containers: Vec<&Value> = spec.get("containers").and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default();
+    let containers: Vec<&Value> = spec
+        .get("containers")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
     let mut any = false;
     let mut guaranteed = !containers.is_empty();
     for c in &containers {
@@ -62,17 +70,27 @@ async fn allocate_cluster_ip(api: &Arc<ApiServer>, obj: &mut Value) -> ApiResult
     if spec["type"] == "ExternalName" {
         return Ok(());
     }
-    if spec.get("clusterIP").and_then(Value::as_str).is_some_and(|ip| !ip.is_empty()) {
+    if spec
+        .get("clusterIP")
+        .and_then(Value::as_str)
+        .is_some_and(|ip| !ip.is_empty())
+    {
         let ip = spec["clusterIP"].clone();
         obj["spec"]["clusterIPs"] = json!([ip]);
         return Ok(());
     }
-    let Some(def) = api.registry.lookup("", "v1", "services") else { return Ok(()) };
+    let Some(def) = api.registry.lookup("", "v1", "services") else {
+        return Ok(());
+    };
     let (items, _) = api.store.list(&def.prefix()).await?;
     let used: HashSet<String> = items
         .iter()
         .filter_map(|kv| serde_json::from_slice::<Value>(&kv.value).ok())
-        .filter_map(|s| s.pointer("/spec/clusterIP").and_then(Value::as_str).map(String::from))
+        .filter_map(|s| {
+            s.pointer("/spec/clusterIP")
+                .and_then(Value::as_str)
+                .map(String::from)
+        })
         .collect();
     // 10.43.0.0/16 (k3s's range); .0.1 is the kubernetes Service, .0.10 is kept for DNS.
     for _ in 0..65536 {
@@ -88,11 +106,18 @@ async fn allocate_cluster_ip(api: &Arc<ApiServer>, obj: &mut Value) -> ApiResult
             return Ok(());
         }
     }
-    Err(crate::error::ApiError::internal("service IP range 10.43.0.0/16 is exhausted"))
+    Err(crate::error::ApiError::internal(
+        "service IP range 10.43.0.0/16 is exhausted",
+    ))
 }
 
 /// Kind-specific validation.
-pub(super) fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>, errors: &mut Vec<FieldError>) {
+pub(super) fn validate(
+    def: &ResourceDef,
+    obj: &Value,
+    old: Option<&Value>,
+    errors: &mut Vec<FieldError>,
+) {
     if def.is_custom() {
         return;
     }
@@ -108,24 +133,48 @@ pub(super) fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>, erro
             workload(obj, old, errors);
         }
         "ReplicationController" => {
-            pod_spec(&obj["spec"]["template"]["spec"], "spec.template.spec", errors);
+            pod_spec(
+                &obj["spec"]["template"]["spec"],
+                "spec.template.spec",
+                errors,
+            );
         }
         "Job" => {
-            let rp = obj.pointer("/spec/template/spec/restartPolicy").and_then(Value::as_str).unwrap_or("Always");
+            let rp = obj
+                .pointer("/spec/template/spec/restartPolicy")
+                .and_then(Value::as_str)
+                .unwrap_or("Always");
             if !matches!(rp, "Never" | "OnFailure") {
-                errors.push(FieldError { field: "spec.template.spec.restartPolicy".into(), reason: "FieldValueNotSupported", message: format!("Unsupported value: {rp:?}: supported values: \"OnFailure\", \"Never\"") });
+                errors.push(FieldError {
+                    field: "spec.template.spec.restartPolicy".into(),
+                    reason: "FieldValueNotSupported",
+                    message: format!(
+                        "Unsupported value: {rp:?}: supported values: \"OnFailure\", \"Never\""
+                    ),
+                });
             }
-            pod_spec(&obj["spec"]["template"]["spec"], "spec.template.spec", errors);
+            pod_spec(
+                &obj["spec"]["template"]["spec"],
+                "spec.template.spec",
+                errors,
+            );
             if let Some(old) = old {
                 if old.pointer("/spec/template") != obj.pointer("/spec/template") {
-                    errors.push(FieldError::invalid("spec.template", &json!("..."), "field is immutable"));
+                    errors.push(FieldError::invalid(
+                        "spec.template",
+                        &json!("..."),
+                        "field is immutable",
+                    ));
                 }
             }
         }
-        "CronJob" => {
-            if obj.pointer("/spec/schedule").and_then(Value::as_str).is_none_or(str::is_empty) {
-                errors.push(FieldError::required("spec.schedule"));
-            }
+        "CronJob"
+            if obj
+                .pointer("/spec/schedule")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty) =>
+        {
+            errors.push(FieldError::required("spec.schedule"));
         }
         "Service" => service(obj, old, errors),
         "CustomResourceDefinition" => super::crd::validate(obj, old, errors),
@@ -137,34 +186,70 @@ fn data_objects(def: &ResourceDef, obj: &Value, old: Option<&Value>, errors: &mu
     let mut total = 0usize;
     let mut seen = HashSet::new();
     for field in ["data", "binaryData"] {
-        for (k, v) in obj.get(field).and_then(Value::as_object).into_iter().flatten() {
-            let key_ok = !k.is_empty() && k.len() <= 253 && k.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)) && k != "." && k != "..";
+        for (k, v) in obj
+            .get(field)
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            let key_ok = !k.is_empty()
+                && k.len() <= 253
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
+                && k != "."
+                && k != "..";
             if !key_ok {
                 errors.push(FieldError::invalid(format!("{field}[{k}]"), &json!(k), "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"));
             }
             if !seen.insert(k.clone()) {
-                errors.push(FieldError::invalid(format!("{field}[{k}]"), &json!(k), "duplicate of key present in data"));
+                errors.push(FieldError::invalid(
+                    format!("{field}[{k}]"),
+                    &json!(k),
+                    "duplicate of key present in data",
+                ));
             }
-            total += k.len() + v.as_str().map(|s| if def.kind == "Secret" || field == "binaryData" { s.len() / 4 * 3 } else { s.len() }).unwrap_or(0);
+            total += k.len()
+                + v.as_str()
+                    .map(|s| {
+                        if def.kind == "Secret" || field == "binaryData" {
+                            s.len() / 4 * 3
+                        } else {
+                            s.len()
+                        }
+                    })
+                    .unwrap_or(0);
         }
     }
     if total > MAX_DATA {
         let field = if def.kind == "Secret" { "data" } else { "[]" };
-        errors.push(FieldError::too_long(field, format!("must have at most {MAX_DATA} bytes")));
+        errors.push(FieldError::too_long(
+            field,
+            format!("must have at most {MAX_DATA} bytes"),
+        ));
     }
     if let Some(old) = old {
         if old.get("immutable") == Some(&json!(true)) {
             if obj.get("immutable") != Some(&json!(true)) {
-                errors.push(FieldError::forbidden("immutable", "field is immutable when `immutable` is set"));
+                errors.push(FieldError::forbidden(
+                    "immutable",
+                    "field is immutable when `immutable` is set",
+                ));
             }
             for f in ["data", "binaryData"] {
                 if old.get(f) != obj.get(f) {
-                    errors.push(FieldError::forbidden(f, "field is immutable when `immutable` is set"));
+                    errors.push(FieldError::forbidden(
+                        f,
+                        "field is immutable when `immutable` is set",
+                    ));
                 }
             }
         }
         if def.kind == "Secret" && old.get("type") != obj.get("type") {
-            errors.push(FieldError::invalid("type", obj.get("type").unwrap_or(&Value::Null), "field is immutable"));
+            errors.push(FieldError::invalid(
+                "type",
+                obj.get("type").unwrap_or(&Value::Null),
+                "field is immutable",
+            ));
         }
     }
 }
@@ -177,16 +262,33 @@ fn pod_spec(spec: &Value, path: &str, errors: &mut Vec<FieldError>) {
     }
     let mut names = HashSet::new();
     for list in ["initContainers", "containers"] {
-        for (i, c) in spec.get(list).and_then(Value::as_array).into_iter().flatten().enumerate() {
+        for (i, c) in spec
+            .get(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
             let name = c.get("name").and_then(Value::as_str).unwrap_or_default();
             if name.is_empty() {
                 errors.push(FieldError::required(format!("{path}.{list}[{i}].name")));
             } else if let Some(why) = crate::validation::dns_label(name) {
-                errors.push(FieldError::invalid(format!("{path}.{list}[{i}].name"), &json!(name), why));
+                errors.push(FieldError::invalid(
+                    format!("{path}.{list}[{i}].name"),
+                    &json!(name),
+                    why,
+                ));
             } else if !names.insert(name.to_string()) {
-                errors.push(FieldError { field: format!("{path}.{list}[{i}].name"), reason: "FieldValueDuplicate", message: format!("Duplicate value: {name:?}") });
+                errors.push(FieldError {
+                    field: format!("{path}.{list}[{i}].name"),
+                    reason: "FieldValueDuplicate",
+                    message: format!("Duplicate value: {name:?}"),
+                });
             }
-            if c.get("image").and_then(Value::as_str).is_none_or(|s| s.trim().is_empty()) {
+            if c.get("image")
+                .and_then(Value::as_str)
+                .is_none_or(|s| s.trim().is_empty())
+            {
                 errors.push(FieldError::required(format!("{path}.{list}[{i}].image")));
             }
         }
@@ -207,12 +309,20 @@ fn pod_update(old: &Value, new: &Value, errors: &mut Vec<FieldError>) {
             }
         }
         if let Some(o) = spec.as_object_mut() {
-            for k in ["activeDeadlineSeconds", "tolerations", "schedulingGates", "terminationGracePeriodSeconds"] {
+            for k in [
+                "activeDeadlineSeconds",
+                "tolerations",
+                "schedulingGates",
+                "terminationGracePeriodSeconds",
+            ] {
                 o.remove(k);
             }
         }
     }
-    let old_node = old.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
+    let old_node = old
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if old_node.is_empty() {
         if let Some(o) = b.as_object_mut() {
             o.remove("nodeName");
@@ -232,22 +342,48 @@ fn workload(obj: &Value, old: Option<&Value>, errors: &mut Vec<FieldError>) {
         None | Some(Value::Null) => errors.push(FieldError::required("spec.selector")),
         Some(sel) => match LabelSelector::from_object(Some(sel)) {
             Err(e) => errors.push(FieldError::invalid("spec.selector", sel, e)),
-            Ok(s) if s.is_empty() => errors.push(FieldError::invalid("spec.selector", sel, "empty selector is invalid for deployment")),
+            Ok(s) if s.is_empty() => errors.push(FieldError::invalid(
+                "spec.selector",
+                sel,
+                "empty selector is invalid for deployment",
+            )),
             Ok(s) => {
-                let labels = obj.pointer("/spec/template/metadata/labels").and_then(Value::as_object);
+                let labels = obj
+                    .pointer("/spec/template/metadata/labels")
+                    .and_then(Value::as_object);
                 if !s.matches(labels) {
-                    errors.push(FieldError::invalid("spec.template.metadata.labels", &json!(labels), "`selector` does not match template `labels`"));
+                    errors.push(FieldError::invalid(
+                        "spec.template.metadata.labels",
+                        &json!(labels),
+                        "`selector` does not match template `labels`",
+                    ));
                 }
             }
         },
     }
-    if obj.pointer("/spec/replicas").and_then(Value::as_i64).is_some_and(|r| r < 0) {
-        errors.push(FieldError::invalid("spec.replicas", &obj["spec"]["replicas"], "must be greater than or equal to 0"));
+    if obj
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .is_some_and(|r| r < 0)
+    {
+        errors.push(FieldError::invalid(
+            "spec.replicas",
+            &obj["spec"]["replicas"],
+            "must be greater than or equal to 0",
+        ));
     }
-    pod_spec(&obj["spec"]["template"]["spec"], "spec.template.spec", errors);
+    pod_spec(
+        &obj["spec"]["template"]["spec"],
+        "spec.template.spec",
+        errors,
+    );
     if let Some(old) = old {
         if old.pointer("/spec/selector") != selector {
-            errors.push(FieldError::invalid("spec.selector", selector.unwrap_or(&Value::Null), "field is immutable"));
+            errors.push(FieldError::invalid(
+                "spec.selector",
+                selector.unwrap_or(&Value::Null),
+                "field is immutable",
+            ));
         }
     }
 }
@@ -255,7 +391,10 @@ fn workload(obj: &Value, old: Option<&Value>, errors: &mut Vec<FieldError>) {
 fn service(obj: &Value, old: Option<&Value>, errors: &mut Vec<FieldError>) {
     let spec = &obj["spec"];
     let ty = spec["type"].as_str().unwrap_or("ClusterIP");
-    if !matches!(ty, "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName") {
+    if !matches!(
+        ty,
+        "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName"
+    ) {
         errors.push(FieldError { field: "spec.type".into(), reason: "FieldValueNotSupported", message: format!("Unsupported value: {ty:?}: supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\"") });
     }
     let headless = spec["clusterIP"] == "None";
@@ -266,13 +405,21 @@ fn service(obj: &Value, old: Option<&Value>, errors: &mut Vec<FieldError>) {
     for (i, p) in ports.into_iter().flatten().enumerate() {
         let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
         if !(1..=65535).contains(&port) {
-            errors.push(FieldError::invalid(format!("spec.ports[{i}].port"), &json!(port), "must be between 1 and 65535, inclusive"));
+            errors.push(FieldError::invalid(
+                format!("spec.ports[{i}].port"),
+                &json!(port),
+                "must be between 1 and 65535, inclusive",
+            ));
         }
     }
     if let Some(old) = old {
         let (o, n) = (old.pointer("/spec/clusterIP"), spec.get("clusterIP"));
         if o.is_some() && n.is_some() && o != n {
-            errors.push(FieldError::invalid("spec.clusterIPs[0]", n.unwrap_or(&Value::Null), "may not change once set"));
+            errors.push(FieldError::invalid(
+                "spec.clusterIPs[0]",
+                n.unwrap_or(&Value::Null),
+                "may not change once set",
+            ));
         }
     }
     let _ = objects::name(obj);

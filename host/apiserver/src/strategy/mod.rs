@@ -22,12 +22,22 @@ pub(crate) use crd::sync_crd;
 pub(crate) const PROTECTED_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
 
 /// Fills server-owned metadata, resets status, applies defaults.
-pub(crate) async fn prepare_create(api: &Arc<ApiServer>, def: &ResourceDef, obj: &mut Value, _user: &UserInfo) -> ApiResult<()> {
+pub(crate) async fn prepare_create(
+    api: &Arc<ApiServer>,
+    def: &ResourceDef,
+    obj: &mut Value,
+    _user: &UserInfo,
+) -> ApiResult<()> {
     let has_spec = obj.get("spec").is_some() || def.is_custom();
     let meta = meta_mut(obj);
     meta.insert("uid".into(), json!(objects::uid()));
     meta.insert("creationTimestamp".into(), json!(objects::now()));
-    for k in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+    for k in [
+        "resourceVersion",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "selfLink",
+    ] {
         meta.remove(k);
     }
     if has_spec {
@@ -45,14 +55,22 @@ pub(crate) async fn prepare_create(api: &Arc<ApiServer>, def: &ResourceDef, obj:
 }
 
 /// Carries server-owned state from `old` into `new` for an update through `subresource`.
-pub(crate) fn prepare_update(def: &ResourceDef, subresource: Option<&str>, old: &Value, new: &mut Value) {
+pub(crate) fn prepare_update(
+    def: &ResourceDef,
+    subresource: Option<&str>,
+    old: &Value,
+    new: &mut Value,
+) {
     match subresource {
         Some("status") => {
             let status = new.get("status").cloned();
             *new = with_status(old, status);
         }
         Some("finalize") => {
-            let finalizers = new.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+            let finalizers = new
+                .pointer("/spec/finalizers")
+                .cloned()
+                .unwrap_or(json!([]));
             let mut merged = old.clone();
             merged["spec"]["finalizers"] = finalizers;
             *new = merged;
@@ -73,7 +91,13 @@ pub(crate) fn prepare_update(def: &ResourceDef, subresource: Option<&str>, old: 
     }
     let old_meta = old.get("metadata").cloned().unwrap_or(json!({}));
     let meta = meta_mut(new);
-    for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+    for k in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ] {
         match old_meta.get(k) {
             Some(v) => meta.insert(k.into(), v.clone()),
             None => meta.remove(k),
@@ -162,12 +186,20 @@ fn path_segment(name: &str) -> Option<String> {
 
 /// Built-in admission that the API server itself needs: NamespaceLifecycle (objects go into
 /// existing, non-terminating namespaces only).
-pub(crate) async fn admit(api: &Arc<ApiServer>, def: &ResourceDef, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
+pub(crate) async fn admit(
+    api: &Arc<ApiServer>,
+    def: &ResourceDef,
+    obj: &Value,
+    old: Option<&Value>,
+) -> ApiResult<()> {
     if !def.namespaced || old.is_some() {
         return Ok(());
     }
     let ns = meta_str(obj, "namespace").unwrap_or_default();
-    let ns_def = api.registry.lookup("", "v1", "namespaces").ok_or_else(|| ApiError::internal("namespaces not registered"))?;
+    let ns_def = api
+        .registry
+        .lookup("", "v1", "namespaces")
+        .ok_or_else(|| ApiError::internal("namespaces not registered"))?;
     let Some(kv) = api.store.get(&ns_def.key(None, ns)).await? else {
         return Err(ApiError::not_found("", "namespaces", ns));
     };
@@ -183,7 +215,12 @@ pub(crate) async fn admit(api: &Arc<ApiServer>, def: &ResourceDef, obj: &Value, 
 }
 
 /// Side effects after a successful write: CRDs start or stop serving their kinds.
-pub(crate) async fn after_write(api: &Arc<ApiServer>, def: &ResourceDef, obj: &Value, deleted: bool) {
+pub(crate) async fn after_write(
+    api: &Arc<ApiServer>,
+    def: &ResourceDef,
+    obj: &Value,
+    deleted: bool,
+) {
     if def.kind == "CustomResourceDefinition" && def.group == "apiextensions.k8s.io" {
         sync_crd(api, obj, deleted);
     }

@@ -20,13 +20,21 @@ pub(crate) const fn col(name: &'static str, ty: &'static str, priority: u8) -> C
 }
 
 /// Renders objects as a meta.k8s.io/v1 Table.
-pub(crate) fn to_table(def: &ResourceDef, objs: &[Value], rv: &str, include: Option<&str>) -> Value {
+pub(crate) fn to_table(
+    def: &ResourceDef,
+    objs: &[Value],
+    rv: &str,
+    include: Option<&str>,
+) -> Value {
     let (defs, rows): (Vec<Value>, Vec<Vec<Value>>) = if def.is_custom() {
         custom(def, objs)
     } else {
         let (cols, cell_fn) = printers::for_kind(&def.kind);
-        let defs = cols.iter().map(|c| column_json(c.name, c.ty, c.priority, "")).collect();
-        (defs, objs.iter().map(|o| cell_fn(o)).collect())
+        let defs = cols
+            .iter()
+            .map(|c| column_json(c.name, c.ty, c.priority, ""))
+            .collect();
+        (defs, objs.iter().map(cell_fn).collect())
     };
     let rows: Vec<Value> = objs
         .iter()
@@ -55,7 +63,12 @@ fn column_json(name: &str, ty: &str, priority: u8, description: &str) -> Value {
 }
 
 fn custom(def: &ResourceDef, objs: &[Value]) -> (Vec<Value>, Vec<Vec<Value>>) {
-    let mut defs = vec![column_json("Name", "string", 0, "Name must be unique within a namespace.")];
+    let mut defs = vec![column_json(
+        "Name",
+        "string",
+        0,
+        "Name must be unique within a namespace.",
+    )];
     let mut has_age = false;
     for c in &def.printer_columns {
         let name = c["name"].as_str().unwrap_or_default();
@@ -97,7 +110,11 @@ fn custom(def: &ResourceDef, objs: &[Value]) -> (Vec<Value>, Vec<Vec<Value>>) {
 /// Evaluates a simple JSONPath (`.spec.replicas`, `.status.conditions[0].type`).
 pub(crate) fn json_path(obj: &Value, path: &str) -> Value {
     let mut cur = obj;
-    for part in path.trim_start_matches('.').split('.').filter(|p| !p.is_empty()) {
+    for part in path
+        .trim_start_matches('.')
+        .split('.')
+        .filter(|p| !p.is_empty())
+    {
         let (field, index) = match part.split_once('[') {
             Some((f, rest)) => (f, rest.trim_end_matches(']').parse::<usize>().ok()),
             None => (part, None),
@@ -140,28 +157,44 @@ pub(crate) fn human_duration(secs: i64) -> String {
     }
     let m = s / 60;
     if m < 10 {
-        return if s % 60 == 0 { format!("{m}m") } else { format!("{m}m{}s", s % 60) };
+        return if s % 60 == 0 {
+            format!("{m}m")
+        } else {
+            format!("{m}m{}s", s % 60)
+        };
     }
     if m < 180 {
         return format!("{m}m");
     }
     let h = m / 60;
     if h < 8 {
-        return if m % 60 == 0 { format!("{h}h") } else { format!("{h}h{}m", m % 60) };
+        return if m % 60 == 0 {
+            format!("{h}h")
+        } else {
+            format!("{h}h{}m", m % 60)
+        };
     }
     if h < 48 {
         return format!("{h}h");
     }
     let d = h / 24;
     if h < 24 * 8 {
-        return if h % 24 == 0 { format!("{d}d") } else { format!("{d}d{}h", h % 24) };
+        return if h % 24 == 0 {
+            format!("{d}d")
+        } else {
+            format!("{d}d{}h", h % 24)
+        };
     }
     if h < 24 * 365 * 2 {
         return format!("{d}d");
     }
     let y = d / 365;
     if h < 24 * 365 * 8 {
-        return if d % 365 == 0 { format!("{y}y") } else { format!("{y}y{}d", d % 365) };
+        return if d % 365 == 0 {
+            format!("{y}y")
+        } else {
+            format!("{y}y{}d", d % 365)
+        };
     }
     format!("{y}y")
 }
@@ -172,7 +205,17 @@ mod tests {
 
     #[test]
     fn human_durations() {
-        for (s, want) in [(5, "5s"), (119, "119s"), (125, "2m5s"), (600, "10m"), (3 * 3600 + 60, "3h1m"), (30 * 3600, "30h"), (3 * 86400 + 3600, "3d1h"), (10 * 86400, "10d"), (3 * 365 * 86400, "3y")] {
+        for (s, want) in [
+            (5, "5s"),
+            (119, "119s"),
+            (125, "2m5s"),
+            (600, "10m"),
+            (3 * 3600 + 60, "3h1m"),
+            (30 * 3600, "30h"),
+            (3 * 86400 + 3600, "3d1h"),
+            (10 * 86400, "10d"),
+            (3 * 365 * 86400, "3y"),
+        ] {
             assert_eq!(human_duration(s), want, "{s}");
         }
     }

@@ -12,16 +12,31 @@ pub(crate) struct ServerCommand {
     #[arg(long, env = "KEELSON_DATA_DIR", help_heading = "Server")]
     data_dir: Option<PathBuf>,
     /// HTTPS port of the API (0 = pick a free port).
-    #[arg(long, env = "KEELSON_SECURE_PORT", default_value_t = 6443, help_heading = "Server")]
+    #[arg(
+        long,
+        env = "KEELSON_SECURE_PORT",
+        default_value_t = 6443,
+        help_heading = "Server"
+    )]
     secure_port: u16,
     /// Address the HTTPS port listens on.
-    #[arg(long, env = "KEELSON_BIND_ADDRESS", default_value = "0.0.0.0", help_heading = "Server")]
+    #[arg(
+        long,
+        env = "KEELSON_BIND_ADDRESS",
+        default_value = "0.0.0.0",
+        help_heading = "Server"
+    )]
     bind_address: String,
     /// Plain-HTTP port without authentication, bound to 127.0.0.1 only (off unless given).
     #[arg(long, env = "KEELSON_INSECURE_PORT", help_heading = "Server")]
     insecure_port: Option<u16>,
     /// Storage: `embedded` (SQLite file in the data dir) or `etcd://host:port[,host:port…]`.
-    #[arg(long, env = "KEELSON_STORE", default_value = "embedded", help_heading = "Storage")]
+    #[arg(
+        long,
+        env = "KEELSON_STORE",
+        default_value = "embedded",
+        help_heading = "Storage"
+    )]
     store: String,
     /// Also write the admin kubeconfig to this path (like k3s).
     #[arg(long, env = "KEELSON_WRITE_KUBECONFIG", help_heading = "Server")]
@@ -35,7 +50,11 @@ fn default_data_dir() -> PathBuf {
     // SAFETY-free check of the effective user: root owns /var/lib/keelson.
     let is_root = std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
         .unwrap_or(false);
     if is_root {
         return PathBuf::from("/var/lib/keelson");
@@ -61,7 +80,10 @@ impl ServerCommand {
         let running = keelson_apiserver::start(config).await?;
         keelson_controllers::start(running.api.client());
         if self.print_ports {
-            println!("{}", serde_json::json!({"securePort": running.secure_port, "insecurePort": running.insecure_port}));
+            println!(
+                "{}",
+                serde_json::json!({"securePort": running.secure_port, "insecurePort": running.insecure_port})
+            );
         }
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,

@@ -1,0 +1,282 @@
+//! Starts and stops real servers for the tests: `keelson server` on a free port and a temp data
+//! dir (its process group is killed on drop, and its log printed if the test failed), and etcd.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The kubectl binaries the suites run with (stock Google Cloud SDK builds).
+pub(crate) const KUBECTL_133: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
+/// The oldest kubectl we support.
+pub(crate) const KUBECTL_129: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.29";
+
+/// A free TCP port on 127.0.0.1.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `keelson server`.
+pub(crate) struct Server {
+    child: Option<Child>,
+    /// Its data dir (kept for restarts).
+    pub dir: tempfile::TempDir,
+    /// The HTTPS port.
+    pub port: u16,
+    store: String,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Starts a server on the embedded store.
+    pub(crate) fn start() -> Self {
+        Self::start_with_store("embedded")
+    }
+
+    /// Starts a server on the given store URL.
+    pub(crate) fn start_with_store(store: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("server.log");
+        let mut s = Server {
+            child: None,
+            dir,
+            port: 0,
+            store: store.to_string(),
+            log,
+        };
+        s.spawn(free_port());
+        s
+    }
+
+    fn spawn(&mut self, port: u16) {
+        use std::os::unix::process::CommandExt;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_keelson"))
+            .args([
+                "server",
+                "--secure-port",
+                &port.to_string(),
+                "--store",
+                &self.store,
+            ])
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .env("KEELSON_LOG", "info,keelson_apiserver=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("start keelson");
+        self.child = Some(child);
+        self.port = port;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.kubeconfig().exists()
+                && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("keelson did not start; log:\n{}", self.log_text());
+    }
+
+    /// Kills the server with SIGKILL (its whole process group).
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe_kill_group(c.id());
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and data dir.
+    #[allow(dead_code)]
+    pub(crate) fn restart(&mut self) {
+        self.kill();
+        let port = self.port;
+        self.spawn(port);
+    }
+
+    /// Path of the admin kubeconfig.
+    pub(crate) fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig.yaml")
+    }
+
+    /// The admin bearer token.
+    #[allow(dead_code)]
+    pub(crate) fn token(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("token"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// The CA certificate (PEM).
+    #[allow(dead_code)]
+    pub(crate) fn ca_pem(&self) -> Vec<u8> {
+        std::fs::read(self.dir.path().join("tls/ca.crt")).unwrap()
+    }
+
+    /// The server log so far.
+    pub(crate) fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Runs a kubectl binary against this server.
+    pub(crate) fn kubectl(&self, bin: &str, args: &[&str]) -> Output {
+        self.kubectl_env(bin, args, &[])
+    }
+
+    /// Runs kubectl with extra environment variables (EDITOR, …).
+    pub(crate) fn kubectl_env(&self, bin: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let home = self.dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let mut cmd = Command::new(bin);
+        cmd.args(args)
+            .env("KUBECONFIG", self.kubeconfig())
+            .env("HOME", &home)
+            .stdin(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run kubectl")
+    }
+
+    /// Runs kubectl with stdin.
+    pub(crate) fn kubectl_stdin(&self, bin: &str, args: &[&str], input: &str) -> Output {
+        use std::io::Write;
+        let home = self.dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let mut child = Command::new(bin)
+            .args(args)
+            .env("KUBECONFIG", self.kubeconfig())
+            .env("HOME", &home)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("---- keelson server log ----\n{}", self.log_text());
+        }
+    }
+}
+
+fn unsafe_kill_group(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-9", "--", &format!("-{pid}")])
+        .status();
+}
+
+/// A real etcd on free ports, killed on drop; `None` when etcd is not installed.
+pub(crate) struct Etcd {
+    child: Child,
+    _dir: tempfile::TempDir,
+    /// `127.0.0.1:<port>`.
+    pub endpoint: String,
+}
+
+impl Etcd {
+    /// Starts etcd; panics when it cannot start.
+    pub(crate) fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (client, peer) = (free_port(), free_port());
+        let endpoint = format!("127.0.0.1:{client}");
+        let child = Command::new(etcd_binary())
+            .args(["--data-dir", dir.path().to_str().unwrap()])
+            .args(["--listen-client-urls", &format!("http://{endpoint}")])
+            .args(["--advertise-client-urls", &format!("http://{endpoint}")])
+            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+            .args([
+                "--initial-advertise-peer-urls",
+                &format!("http://127.0.0.1:{peer}"),
+            ])
+            .args([
+                "--initial-cluster",
+                &format!("default=http://127.0.0.1:{peer}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("etcd binary (apt install etcd-server)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline && std::net::TcpStream::connect(&endpoint).is_err() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Etcd {
+            child,
+            _dir: dir,
+            endpoint,
+        }
+    }
+
+    /// The `--store` URL for keelson.
+    pub(crate) fn store_url(&self) -> String {
+        format!("etcd://{}", self.endpoint)
+    }
+}
+
+fn etcd_binary() -> &'static Path {
+    Path::new("etcd")
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Asserts a command succeeded and returns its stdout.
+pub(crate) fn ok(out: Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "command failed ({}):\nstdout: {stdout}\nstderr: {stderr}",
+        out.status
+    );
+    stdout
+}
+
+/// Asserts a command failed and returns its stderr.
+pub(crate) fn fails(out: Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        !out.status.success(),
+        "command unexpectedly succeeded: {stdout}"
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Polls `f` until it returns true or the timeout passes.
+pub(crate) fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The project's test command (README "Run the tests"): installs what the tests need, then runs
+# formatting, lints and every test, including the ones that need etcd.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# Test dependencies: a real etcd for the etcd-backend suites.
+if ! command -v etcd >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get update -qq
+  as_root apt-get install -y -qq etcd-server etcd-client >/dev/null
+fi
+# kubectl: the stock binaries the suites drive.
+for v in 1.33 1.29; do
+  if [ ! -x "/usr/lib/google-cloud-sdk/bin/kubectl.$v" ]; then
+    echo "tools/test.sh: /usr/lib/google-cloud-sdk/bin/kubectl.$v is missing (install google-cloud-cli's kubectl)" >&2
+    exit 1
+  fi
+done
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
+
+cargo fetch --locked
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked -- --include-ignored
