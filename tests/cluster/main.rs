@@ -3,3 +3,5 @@
 
 mod harness;
 mod kubectl;
+mod bad_input;
+mod crash;

@@ -17,6 +17,8 @@ struct Cli {
 enum Command {
     /// Run the API server, store and controllers.
     Server(commands::server::ServerCommand),
+    /// Run benchmarks and print results against a baseline measured in the same run.
+    Bench(commands::bench::BenchCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,6 +36,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Server(c) => c.execute().await,
+            Command::Bench(c) => c.execute().await,
         }
     })
 }

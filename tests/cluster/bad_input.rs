@@ -1,0 +1,1 @@
+//! Bad input: malformed, oversized and wrong-type bodies each get a 4xx Status; the server keeps serving.
