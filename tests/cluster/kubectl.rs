@@ -204,6 +204,26 @@ fn suite(server: &Server, k: &str) {
             >= 2
     );
     assert_eq!(server.kubectl(k, &["diff", "-f", f]).status.code(), Some(0));
+    // Removing a list item from the file removes it from the object (patch merge keys in OpenAPI).
+    std::fs::write(
+        &file,
+        DEPLOYMENT.replace("replicas: 1", "replicas: 3").replace(
+            "env: [{name: A, value: \"1\"}]",
+            "env: [{name: B, value: \"2\"}]",
+        ),
+    )
+    .unwrap();
+    run(&["apply", "-f", f]);
+    assert_eq!(
+        run(&[
+            "get",
+            "deploy",
+            "app",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].env}"
+        ]),
+        r#"[{"name":"B","value":"2"}]"#
+    );
     let ssa = stdin(
         &["apply", "--server-side", "--field-manager=suite", "-f", "-"],
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa}\ndata: {x: \"1\", y: \"2\"}\n",

@@ -10,6 +10,7 @@
 //! # Ok(()) }
 //! ```
 
+mod admission;
 mod bootstrap;
 pub mod client;
 mod codec;
@@ -53,6 +54,8 @@ pub struct Config {
     pub store: String,
     /// Copy the kubeconfig here too.
     pub write_kubeconfig: Option<PathBuf>,
+    /// `--enable-admission-plugins` / `--disable-admission-plugins`.
+    pub admission: keelson_admission::ChainConfig,
 }
 
 impl Default for Config {
@@ -64,6 +67,7 @@ impl Default for Config {
             bind_address: "0.0.0.0".into(),
             store: "embedded".into(),
             write_kubeconfig: None,
+            admission: Default::default(),
         }
     }
 }
@@ -83,6 +87,8 @@ pub struct ApiServer {
     pub store: keelson_store::Store,
     /// Served kinds.
     pub registry: Registry,
+    /// The admission chain.
+    pub admission: keelson_admission::Chain,
     /// Bearer tokens and whom they authenticate.
     tokens: HashMap<String, UserInfo>,
     /// The token that in-process components (controllers) use.
@@ -90,8 +96,12 @@ pub struct ApiServer {
 }
 
 impl ApiServer {
-    /// Builds the state over a store, with the given admin token.
-    pub fn new(store: keelson_store::Store, admin_token: &str) -> Arc<Self> {
+    /// Builds the state over a store, with the given admin token and admission chain.
+    pub fn new(
+        store: keelson_store::Store,
+        admin_token: &str,
+        admission: keelson_admission::Chain,
+    ) -> Arc<Self> {
         let internal: [u8; 24] = rand::random();
         let internal_token: String = internal.iter().map(|b| format!("{b:02x}")).collect();
         let mut tokens = HashMap::new();
@@ -112,6 +122,7 @@ impl ApiServer {
         Arc::new(Self {
             store,
             registry: Registry::builtin(),
+            admission,
             tokens,
             internal_token,
         })

@@ -113,6 +113,11 @@ fn schemas(
         refs.push((d.kind.clone(), name));
     }
     let mut out: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
+    for (d, (_, name)) in defs.iter().zip(refs.iter()) {
+        if d.openapi.is_some() {
+            annotate_patch_meta(&mut out, name, &mut Vec::new(), &d.group, &d.kind);
+        }
+    }
     out.extend(custom);
     for (d, (_, name)) in defs.iter().zip(refs.iter()) {
         if let Some(s) = out.get_mut(name).and_then(Value::as_object_mut) {
@@ -123,6 +128,52 @@ fn schemas(
         }
     }
     (out, refs)
+}
+
+/// The definition a property points at (`$ref`, possibly inside `allOf`), by name.
+fn ref_name(schema: &Value) -> Option<String> {
+    let r = schema.get("$ref").or_else(|| schema.pointer("/allOf/0/$ref"))?.as_str()?;
+    Some(r.rsplit('/').next()?.to_string())
+}
+
+/// Adds `x-kubernetes-patch-merge-key` / `x-kubernetes-patch-strategy` to list properties, from
+/// the same patch metadata the server merges with, so kubectl computes matching patches.
+fn annotate_patch_meta(defs: &mut Map<String, Value>, def: &str, path: &mut Vec<String>, group: &str, kind: &str) {
+    if path.len() > 12 || def.contains("JSONSchemaProps") {
+        return;
+    }
+    let Some(props) = defs.get(def).and_then(|d| d.get("properties")).and_then(Value::as_object).cloned() else {
+        return;
+    };
+    for (field, prop) in props {
+        path.push(field.clone());
+        let segments: Vec<&str> = path.iter().map(String::as_str).collect();
+        if prop.get("type").and_then(Value::as_str) == Some("array") {
+            let strategy = crate::patch::list_strategy(group, kind, &segments);
+            let mut ext = Map::new();
+            match strategy {
+                crate::patch::ListStrategy::MergeKey(k) => {
+                    ext.insert("x-kubernetes-patch-merge-key".into(), json!(k));
+                    ext.insert("x-kubernetes-patch-strategy".into(), json!("merge"));
+                }
+                crate::patch::ListStrategy::Set => {
+                    ext.insert("x-kubernetes-patch-strategy".into(), json!("merge"));
+                }
+                crate::patch::ListStrategy::Atomic => {}
+            }
+            if !ext.is_empty() {
+                if let Some(p) = defs.get_mut(def).and_then(|d| d.pointer_mut(&format!("/properties/{field}"))).and_then(Value::as_object_mut) {
+                    p.extend(ext);
+                }
+            }
+            if let Some(item) = prop.get("items").and_then(ref_name) {
+                annotate_patch_meta(defs, &item, path, group, kind);
+            }
+        } else if let Some(child) = ref_name(&prop) {
+            annotate_patch_meta(defs, &child, path, group, kind);
+        }
+        path.pop();
+    }
 }
 
 fn param(name: &str, ty: &str) -> Value {

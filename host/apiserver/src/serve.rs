@@ -29,8 +29,11 @@ pub struct Running {
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&config.data_dir)?;
     let store = keelson_store::Store::open(&config.store, &config.data_dir).await?;
+    store.spawn_compactor(std::time::Duration::from_secs(300));
     let creds = pki::ensure(&config.data_dir)?;
-    let api = ApiServer::new(store, &creds.admin_token);
+    let chain = keelson_admission::Chain::new(&config.admission).map_err(anyhow::Error::msg)?;
+    tracing::info!(plugins = ?chain.enabled(), "admission chain");
+    let api = ApiServer::new(store, &creds.admin_token, chain);
 
     let listener = TcpListener::bind((config.bind_address.as_str(), config.secure_port)).await?;
     let secure_port = listener.local_addr()?.port();

@@ -165,6 +165,27 @@ impl Store {
     pub async fn watch(&self, prefix: &str, after: i64) -> Result<WatchStream> {
         self.cache.watch(prefix, after).await
     }
+    /// Compacts history periodically, like the Kubernetes API server: every `interval`, forget
+    /// the revisions older than the newest revision seen one interval earlier.
+    pub fn spawn_compactor(&self, interval: std::time::Duration) {
+        let backend = self.backend.clone();
+        tokio::spawn(async move {
+            let mut previous: Option<i64> = None;
+            let mut tick = tokio::time::interval(interval);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Some(rev) = previous.filter(|r| *r > 0) {
+                    match backend.compact(rev).await {
+                        Ok(()) => tracing::debug!(revision = rev, "compacted"),
+                        Err(e) => tracing::warn!(error = %e, "compaction failed"),
+                    }
+                }
+                previous = backend.current_revision().await.ok();
+            }
+        });
+    }
+
     /// The newest revision the watch cache has seen.
     pub fn cached_revision(&self) -> i64 {
         self.cache.revision()

@@ -11,7 +11,9 @@ use super::write::conflict;
 use super::{read, respond, Ctx};
 use crate::error::{ApiError, ApiResult};
 use crate::objects::{self, from_store, meta_mut};
+use crate::admission::{self, StoreApi};
 use crate::{codec, strategy};
+use keelson_admission::Operation;
 
 /// Kubernetes' finalizer for orphaning dependents.
 pub(crate) const ORPHAN: &str = "orphan";
@@ -146,14 +148,10 @@ async fn delete_one(ctx: &Ctx, kv: KeyValue, opts: &DeleteOptions) -> ApiResult<
 
 pub(crate) async fn delete(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     let opts = options(&ctx, &body)?;
-    if ctx.def.kind == "Namespace"
-        && ctx.def.group.is_empty()
-        && strategy::PROTECTED_NAMESPACES.contains(&ctx.name())
-    {
-        return Err(ApiError::forbidden(format!(
-            "namespaces \"{}\" is forbidden: this namespace may not be deleted",
-            ctx.name()
-        )));
+    if let Some(kv) = ctx.api.store.get(&ctx.key()).await? {
+        let old = from_store(&ctx.def, &kv)?;
+        let attrs = admission::attributes(&ctx.def, Operation::Delete, None, None, Some(old), &ctx.user, opts.dry_run);
+        ctx.api.admission.validate(&attrs, &StoreApi(ctx.api.clone())).await.map_err(admission::denied)?;
     }
     for _ in 0..8 {
         let kv = ctx

@@ -14,7 +14,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::objects::{self, from_store, meta_mut, meta_str, to_store};
 use crate::registry::ResourceDef;
 use crate::validation::FieldValidation;
+use crate::admission::{self, StoreApi};
 use crate::{codec, patch, strategy, validation, ApiServer, UserInfo};
+use keelson_admission::Operation;
 
 /// Per-request write options.
 #[derive(Clone)]
@@ -134,16 +136,7 @@ pub(crate) async fn create_object(
     }
     let warnings = validation::check_fields(def, &mut obj, opts.validation)?;
     strategy::prepare_create(api, def, &mut obj, &opts.user).await?;
-    let errors = strategy::validate(def, &obj, None);
-    if !errors.is_empty() {
-        return Err(ApiError::invalid(
-            &def.group,
-            &def.kind,
-            objects::name(&obj),
-            errors,
-        ));
-    }
-    crate::strategy::admit(api, def, &obj, None).await?;
+    let mut obj = admit(api, def, Operation::Create, None, obj, None, opts).await?;
     let now = objects::now();
     let managed = match &opts.managed_fields {
         Some(m) => m.clone(),
@@ -176,6 +169,32 @@ pub(crate) async fn create_object(
     })
 }
 
+/// Mutating admission, schema and strategy validation of the result, then validating
+/// admission; returns the object to store.
+pub(crate) async fn admit(
+    api: &Arc<ApiServer>,
+    def: &ResourceDef,
+    operation: Operation,
+    subresource: Option<&str>,
+    obj: Value,
+    old: Option<&Value>,
+    opts: &CreateOptions,
+) -> ApiResult<Value> {
+    let store_api = StoreApi(api.clone());
+    let mut attrs = admission::attributes(def, operation, subresource, Some(obj), old.cloned(), &opts.user, opts.dry_run);
+    api.admission.admit(&mut attrs, &store_api).await.map_err(admission::denied)?;
+    let mut obj = attrs.object.take().unwrap_or_default();
+    // What mutating plugins added is decoded (and pruned) like the client's input.
+    validation::check_fields(def, &mut obj, FieldValidation::Ignore)?;
+    let errors = strategy::validate(def, &obj, old);
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(&def.group, &def.kind, objects::name(&obj), errors));
+    }
+    attrs.object = Some(obj);
+    api.admission.validate(&attrs, &store_api).await.map_err(admission::denied)?;
+    Ok(attrs.object.unwrap_or_default())
+}
+
 pub(crate) async fn create(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     let obj = codec::decode_object(&ctx.headers, &body)?;
     let opts = CreateOptions::from_ctx(&ctx)?;
@@ -197,11 +216,8 @@ pub(crate) async fn update_object(
     check_identity(def, ctx.namespace(), &mut new)?;
     let warnings = validation::check_fields(def, &mut new, opts.validation)?;
     strategy::prepare_update(def, ctx.info.subresource.as_deref(), &old, &mut new);
-    let errors = strategy::validate(def, &new, Some(&old));
-    if !errors.is_empty() {
-        return Err(ApiError::invalid(&def.group, &def.kind, ctx.name(), errors));
-    }
-    crate::strategy::admit(&ctx.api, def, &new, Some(&old)).await?;
+    let sub = ctx.info.subresource.as_deref();
+    let mut new = admit(&ctx.api, def, Operation::Update, sub, new, Some(&old), opts).await?;
     if track_fields {
         let managed = patch::track_update(
             Some(&old),

@@ -7,4 +7,5 @@ mod patch_meta;
 mod strategic;
 
 pub(crate) use apply::{apply, track_update, ApplyConflict};
+pub(crate) use patch_meta::{list_strategy, ListStrategy};
 pub(crate) use strategic::strategic_merge;

@@ -10,16 +10,13 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::error::{ApiError, ApiResult, FieldError};
-use crate::objects::{self, meta_mut, meta_str};
+use crate::error::{ApiResult, FieldError};
+use crate::objects::{self, meta_mut};
 use crate::registry::ResourceDef;
 use crate::{ApiServer, UserInfo};
 
 pub(crate) use crd::custom_resource_check;
 pub(crate) use crd::sync_crd;
-
-/// Namespaces that can never be deleted.
-pub(crate) const PROTECTED_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
 
 /// Fills server-owned metadata, resets status, applies defaults.
 pub(crate) async fn prepare_create(
@@ -182,36 +179,6 @@ fn path_segment(name: &str) -> Option<String> {
         return Some("may not be '.' or '..' or contain '/' or '%'".into());
     }
     None
-}
-
-/// Built-in admission that the API server itself needs: NamespaceLifecycle (objects go into
-/// existing, non-terminating namespaces only).
-pub(crate) async fn admit(
-    api: &Arc<ApiServer>,
-    def: &ResourceDef,
-    obj: &Value,
-    old: Option<&Value>,
-) -> ApiResult<()> {
-    if !def.namespaced || old.is_some() {
-        return Ok(());
-    }
-    let ns = meta_str(obj, "namespace").unwrap_or_default();
-    let ns_def = api
-        .registry
-        .lookup("", "v1", "namespaces")
-        .ok_or_else(|| ApiError::internal("namespaces not registered"))?;
-    let Some(kv) = api.store.get(&ns_def.key(None, ns)).await? else {
-        return Err(ApiError::not_found("", "namespaces", ns));
-    };
-    let ns_obj: Value = serde_json::from_slice(&kv.value).map_err(ApiError::internal)?;
-    if objects::is_deleting(&ns_obj) {
-        return Err(ApiError::forbidden(format!(
-            "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
-            def.plural,
-            objects::name(obj)
-        )));
-    }
-    Ok(())
 }
 
 /// Side effects after a successful write: CRDs start or stop serving their kinds.

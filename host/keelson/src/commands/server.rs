@@ -41,6 +41,22 @@ pub(crate) struct ServerCommand {
     /// Also write the admin kubeconfig to this path (like k3s).
     #[arg(long, env = "KEELSON_WRITE_KUBECONFIG", help_heading = "Server")]
     write_kubeconfig: Option<PathBuf>,
+    /// Admission plugins to enable in addition to the defaults (comma-separated).
+    #[arg(
+        long,
+        env = "KEELSON_ENABLE_ADMISSION_PLUGINS",
+        value_delimiter = ',',
+        help_heading = "Admission"
+    )]
+    enable_admission_plugins: Vec<String>,
+    /// Admission plugins to disable (comma-separated).
+    #[arg(
+        long,
+        env = "KEELSON_DISABLE_ADMISSION_PLUGINS",
+        value_delimiter = ',',
+        help_heading = "Admission"
+    )]
+    disable_admission_plugins: Vec<String>,
     /// Print the bound ports as JSON on stdout once serving (for tests and scripts).
     #[arg(long, hide = true)]
     print_ports: bool,
@@ -76,6 +92,10 @@ impl ServerCommand {
             bind_address: self.bind_address,
             store: self.store,
             write_kubeconfig: self.write_kubeconfig,
+            admission: keelson_admission::ChainConfig {
+                enable: self.enable_admission_plugins,
+                disable: self.disable_admission_plugins,
+            },
         };
         let running = keelson_apiserver::start(config).await?;
         keelson_controllers::start(running.api.client());
