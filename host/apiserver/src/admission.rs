@@ -18,8 +18,13 @@ pub(crate) struct StoreApi(pub(crate) Arc<ApiServer>);
 
 impl StoreApi {
     fn resolve(&self, path: &str) -> Result<(Arc<ResourceDef>, RequestInfo), String> {
-        let info = RequestInfo::parse(path).ok_or_else(|| format!("not a resource path: {path}"))?;
-        let def = self.0.registry.lookup(&info.group, &info.version, &info.resource).ok_or_else(|| format!("no resource at {path}"))?;
+        let info =
+            RequestInfo::parse(path).ok_or_else(|| format!("not a resource path: {path}"))?;
+        let def = self
+            .0
+            .registry
+            .lookup(&info.group, &info.version, &info.resource)
+            .ok_or_else(|| format!("no resource at {path}"))?;
         Ok((def, info))
     }
 }
@@ -38,15 +43,30 @@ impl keelson_admission::Api for StoreApi {
 
     async fn list(&self, path: &str) -> Result<Vec<Value>, String> {
         let (def, info) = self.resolve(path)?;
-        let (kvs, _) = self.0.store.list(&def.prefix_in(info.namespace.as_deref())).await.map_err(|e| e.to_string())?;
-        kvs.iter().map(|kv| from_store(&def, kv).map_err(|e| e.message)).collect()
+        let (kvs, _) = self
+            .0
+            .store
+            .list(&def.prefix_in(info.namespace.as_deref()))
+            .await
+            .map_err(|e| e.to_string())?;
+        kvs.iter()
+            .map(|kv| from_store(&def, kv).map_err(|e| e.message))
+            .collect()
     }
 
     async fn update(&self, path: &str, obj: &Value) -> Result<Value, String> {
         let (def, info) = self.resolve(path)?;
-        let key = def.key(info.namespace.as_deref(), info.name.as_deref().unwrap_or_default());
+        let key = def.key(
+            info.namespace.as_deref(),
+            info.name.as_deref().unwrap_or_default(),
+        );
         let rv = objects::sent_rv(obj).map_err(|e| e.message)?;
-        let kv = self.0.store.update(&key, objects::to_store(obj), rv).await.map_err(|e| e.to_string())?;
+        let kv = self
+            .0
+            .store
+            .update(&key, objects::to_store(obj), rv)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut out = obj.clone();
         objects::set_rv(&mut out, kv.mod_revision);
         Ok(out)
@@ -71,16 +91,27 @@ pub(crate) fn attributes(
         kind: def.kind.clone(),
         resource: def.plural.clone(),
         subresource: subresource.unwrap_or_default().to_string(),
-        namespace: any.and_then(|o| objects::meta_str(o, "namespace")).unwrap_or_default().to_string(),
+        namespace: any
+            .and_then(|o| objects::meta_str(o, "namespace"))
+            .unwrap_or_default()
+            .to_string(),
         name: any.map(objects::name).unwrap_or_default().to_string(),
         object,
         old_object: old,
-        user: keelson_admission::UserInfo { name: user.name.clone(), groups: user.groups.clone() },
+        user: keelson_admission::UserInfo {
+            name: user.name.clone(),
+            groups: user.groups.clone(),
+        },
         dry_run,
     }
 }
 
 /// A refusal as the API error clients expect.
 pub(crate) fn denied(d: Denied) -> ApiError {
-    ApiError { code: d.code, reason: d.reason, message: d.message, details: None }
+    ApiError {
+        code: d.code,
+        reason: d.reason,
+        message: d.message,
+        details: None,
+    }
 }

@@ -47,6 +47,18 @@ pub(crate) async fn run(api: &Arc<ApiServer>, secure_port: u16) -> anyhow::Resul
         "subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"name": "https", "port": secure_port, "protocol": "TCP"}]}],
     });
     upsert_endpoints(api, endpoints, &opts).await?;
+    // Keelson's own kinds, shipped as CRDs (like k3s's HelmChart).
+    let crd: Value = serde_saphyr::from_str(include_str!("wasm/wasmplugin-crd.yaml"))?;
+    ensure(
+        api,
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        None,
+        crd,
+        &opts,
+    )
+    .await?;
     // Serve every stored CRD.
     if let Some(def) =
         api.registry

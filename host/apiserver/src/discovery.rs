@@ -116,12 +116,13 @@ fn resource_list(api: &ApiServer, group: &str, version: &str) -> Option<Value> {
 }
 
 fn resource(d: &ResourceDef) -> Value {
+    let verbs: &[&str] = if d.review { &["create"] } else { &VERBS };
     let mut r = json!({
         "name": d.plural,
         "singularName": d.singular,
         "namespaced": d.namespaced,
         "kind": d.kind,
-        "verbs": VERBS,
+        "verbs": verbs,
     });
     if !d.short_names.is_empty() {
         r["shortNames"] = json!(d.short_names);

@@ -132,17 +132,31 @@ fn schemas(
 
 /// The definition a property points at (`$ref`, possibly inside `allOf`), by name.
 fn ref_name(schema: &Value) -> Option<String> {
-    let r = schema.get("$ref").or_else(|| schema.pointer("/allOf/0/$ref"))?.as_str()?;
+    let r = schema
+        .get("$ref")
+        .or_else(|| schema.pointer("/allOf/0/$ref"))?
+        .as_str()?;
     Some(r.rsplit('/').next()?.to_string())
 }
 
 /// Adds `x-kubernetes-patch-merge-key` / `x-kubernetes-patch-strategy` to list properties, from
 /// the same patch metadata the server merges with, so kubectl computes matching patches.
-fn annotate_patch_meta(defs: &mut Map<String, Value>, def: &str, path: &mut Vec<String>, group: &str, kind: &str) {
+fn annotate_patch_meta(
+    defs: &mut Map<String, Value>,
+    def: &str,
+    path: &mut Vec<String>,
+    group: &str,
+    kind: &str,
+) {
     if path.len() > 12 || def.contains("JSONSchemaProps") {
         return;
     }
-    let Some(props) = defs.get(def).and_then(|d| d.get("properties")).and_then(Value::as_object).cloned() else {
+    let Some(props) = defs
+        .get(def)
+        .and_then(|d| d.get("properties"))
+        .and_then(Value::as_object)
+        .cloned()
+    else {
         return;
     };
     for (field, prop) in props {
@@ -162,7 +176,11 @@ fn annotate_patch_meta(defs: &mut Map<String, Value>, def: &str, path: &mut Vec<
                 crate::patch::ListStrategy::Atomic => {}
             }
             if !ext.is_empty() {
-                if let Some(p) = defs.get_mut(def).and_then(|d| d.pointer_mut(&format!("/properties/{field}"))).and_then(Value::as_object_mut) {
+                if let Some(p) = defs
+                    .get_mut(def)
+                    .and_then(|d| d.pointer_mut(&format!("/properties/{field}")))
+                    .and_then(Value::as_object_mut)
+                {
                     p.extend(ext);
                 }
             }

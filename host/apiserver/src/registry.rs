@@ -45,6 +45,8 @@ pub struct ResourceDef {
     pub printer_columns: Vec<Value>,
     /// Extra subresources served by handlers (`binding`, `eviction`, `finalize`, …).
     pub extra_subresources: Vec<&'static str>,
+    /// A review kind (access or identity review): create-only, answered, never stored.
+    pub review: bool,
 }
 
 impl ResourceDef {
@@ -166,6 +168,10 @@ fn builtin_rows() -> Vec<Row> {
         "rbac.authorization.k8s.io" "v1" "clusterrolebindings" "clusterrolebinding" ClusterRoleBinding (rbac::v1::ClusterRoleBinding) ns=false short=[] all=false status=false scale=false extra=[];
         "admissionregistration.k8s.io" "v1" "mutatingwebhookconfigurations" "mutatingwebhookconfiguration" MutatingWebhookConfiguration (admissionregistration::v1::MutatingWebhookConfiguration) ns=false short=[] all=false status=false scale=false extra=[];
         "admissionregistration.k8s.io" "v1" "validatingwebhookconfigurations" "validatingwebhookconfiguration" ValidatingWebhookConfiguration (admissionregistration::v1::ValidatingWebhookConfiguration) ns=false short=[] all=false status=false scale=false extra=[];
+        "authorization.k8s.io" "v1" "selfsubjectaccessreviews" "" SelfSubjectAccessReview (authorization::v1::SelfSubjectAccessReview) ns=false short=[] all=false status=false scale=false extra=[];
+        "authorization.k8s.io" "v1" "subjectaccessreviews" "" SubjectAccessReview (authorization::v1::SubjectAccessReview) ns=false short=[] all=false status=false scale=false extra=[];
+        "authorization.k8s.io" "v1" "selfsubjectrulesreviews" "" SelfSubjectRulesReview (authorization::v1::SelfSubjectRulesReview) ns=false short=[] all=false status=false scale=false extra=[];
+        "authentication.k8s.io" "v1" "selfsubjectreviews" "" SelfSubjectReview (authentication::v1::SelfSubjectReview) ns=false short=[] all=false status=false scale=false extra=[];
         "apiextensions.k8s.io" "v1" "customresourcedefinitions" "customresourcedefinition" CustomResourceDefinition (apiext::CustomResourceDefinition) ns=false short=["crd", "crds"] all=false status=true scale=false extra=[];
     ]
 }
@@ -204,6 +210,7 @@ impl Registry {
                     schema: None,
                     printer_columns: vec![],
                     extra_subresources: r.extra.to_vec(),
+                    review: r.plural.ends_with("reviews"),
                 })
             })
             .collect();

@@ -9,9 +9,9 @@ use serde_json::{json, Value};
 
 use super::write::conflict;
 use super::{read, respond, Ctx};
+use crate::admission::{self, StoreApi};
 use crate::error::{ApiError, ApiResult};
 use crate::objects::{self, from_store, meta_mut};
-use crate::admission::{self, StoreApi};
 use crate::{codec, strategy};
 use keelson_admission::Operation;
 
@@ -150,8 +150,20 @@ pub(crate) async fn delete(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     let opts = options(&ctx, &body)?;
     if let Some(kv) = ctx.api.store.get(&ctx.key()).await? {
         let old = from_store(&ctx.def, &kv)?;
-        let attrs = admission::attributes(&ctx.def, Operation::Delete, None, None, Some(old), &ctx.user, opts.dry_run);
-        ctx.api.admission.validate(&attrs, &StoreApi(ctx.api.clone())).await.map_err(admission::denied)?;
+        let attrs = admission::attributes(
+            &ctx.def,
+            Operation::Delete,
+            None,
+            None,
+            Some(old),
+            &ctx.user,
+            opts.dry_run,
+        );
+        ctx.api
+            .admission
+            .validate(&attrs, &StoreApi(ctx.api.clone()))
+            .await
+            .map_err(admission::denied)?;
     }
     for _ in 0..8 {
         let kv = ctx

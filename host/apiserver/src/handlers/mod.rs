@@ -4,6 +4,7 @@
 mod delete;
 mod patch;
 mod read;
+mod review;
 mod subresource;
 mod watch;
 mod write;
@@ -145,6 +146,15 @@ async fn handle(api: Arc<ApiServer>, req: Request) -> ApiResult<Response> {
         headers: parts.headers,
         user,
     };
+    if ctx.def.review {
+        return match (parts.method, ctx.info.name.is_none()) {
+            (Method::POST, true) => review::review(ctx, read_body(body).await?),
+            (method, _) => Err(ApiError::method_not_allowed(
+                method.as_str(),
+                &ctx.def.plural,
+            )),
+        };
+    }
     let watching = ctx.info.legacy_watch || ctx.query.flag("watch");
     let sub = ctx.info.subresource.clone();
     match (parts.method, ctx.info.name.is_some(), sub.as_deref()) {

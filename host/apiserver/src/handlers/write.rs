@@ -10,11 +10,11 @@ use keelson_store::{Error as StoreError, KeyValue};
 use serde_json::{json, Value};
 
 use super::{respond, Ctx};
+use crate::admission::{self, StoreApi};
 use crate::error::{ApiError, ApiResult};
 use crate::objects::{self, from_store, meta_mut, meta_str, to_store};
 use crate::registry::ResourceDef;
 use crate::validation::FieldValidation;
-use crate::admission::{self, StoreApi};
 use crate::{codec, patch, strategy, validation, ApiServer, UserInfo};
 use keelson_admission::Operation;
 
@@ -181,17 +181,36 @@ pub(crate) async fn admit(
     opts: &CreateOptions,
 ) -> ApiResult<Value> {
     let store_api = StoreApi(api.clone());
-    let mut attrs = admission::attributes(def, operation, subresource, Some(obj), old.cloned(), &opts.user, opts.dry_run);
-    api.admission.admit(&mut attrs, &store_api).await.map_err(admission::denied)?;
+    let mut attrs = admission::attributes(
+        def,
+        operation,
+        subresource,
+        Some(obj),
+        old.cloned(),
+        &opts.user,
+        opts.dry_run,
+    );
+    api.admission
+        .admit(&mut attrs, &store_api)
+        .await
+        .map_err(admission::denied)?;
     let mut obj = attrs.object.take().unwrap_or_default();
     // What mutating plugins added is decoded (and pruned) like the client's input.
     validation::check_fields(def, &mut obj, FieldValidation::Ignore)?;
     let errors = strategy::validate(def, &obj, old);
     if !errors.is_empty() {
-        return Err(ApiError::invalid(&def.group, &def.kind, objects::name(&obj), errors));
+        return Err(ApiError::invalid(
+            &def.group,
+            &def.kind,
+            objects::name(&obj),
+            errors,
+        ));
     }
     attrs.object = Some(obj);
-    api.admission.validate(&attrs, &store_api).await.map_err(admission::denied)?;
+    api.admission
+        .validate(&attrs, &store_api)
+        .await
+        .map_err(admission::denied)?;
     Ok(attrs.object.unwrap_or_default())
 }
 

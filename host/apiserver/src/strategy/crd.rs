@@ -79,6 +79,7 @@ pub(crate) fn defs_of(crd: &Value) -> Vec<ResourceDef> {
                     .cloned()
                     .unwrap_or_default(),
                 extra_subresources: vec![],
+                review: false,
             }
         })
         .collect()
