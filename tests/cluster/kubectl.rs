@@ -76,6 +76,10 @@ fn suite(server: &Server, k: &str) {
         .kubectl(k, &["get", "sa", "default"])
         .status
         .success()));
+    assert_eq!(run(&["auth", "can-i", "create", "deployments"]).trim(), "yes");
+    if k == KUBECTL_133 {
+        assert!(run(&["auth", "whoami"]).contains("admin"));
+    }
 
     // create with protobuf bodies (kubectl create <kind>), then get in every format.
     run(&["create", "namespace", "suite"]);
