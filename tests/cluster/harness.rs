@@ -27,6 +27,7 @@ pub(crate) struct Server {
     /// The HTTPS port.
     pub port: u16,
     store: String,
+    args: Vec<String>,
     log: PathBuf,
 }
 
@@ -38,6 +39,16 @@ impl Server {
 
     /// Starts a server on the given store URL.
     pub(crate) fn start_with_store(store: &str) -> Self {
+        Self::start_full(store, &[])
+    }
+
+    /// Starts a server on the embedded store with extra `keelson server` flags.
+    #[allow(dead_code)]
+    pub(crate) fn start_with_args(args: &[&str]) -> Self {
+        Self::start_full("embedded", args)
+    }
+
+    fn start_full(store: &str, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("server.log");
         let mut s = Server {
@@ -45,6 +56,7 @@ impl Server {
             dir,
             port: 0,
             store: store.to_string(),
+            args: args.iter().map(|a| a.to_string()).collect(),
             log,
         };
         s.spawn(free_port());
@@ -68,6 +80,7 @@ impl Server {
             ])
             .arg("--data-dir")
             .arg(self.dir.path())
+            .args(&self.args)
             .env("KEELSON_LOG", "info,keelson_apiserver=debug")
             .stdout(Stdio::null())
             .stderr(log)
@@ -102,6 +115,18 @@ impl Server {
         self.kill();
         let port = self.port;
         self.spawn(port);
+    }
+
+    /// The server's process id.
+    #[allow(dead_code)]
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// The extra flags it was started with.
+    #[allow(dead_code)]
+    pub(crate) fn args(&self) -> &[String] {
+        &self.args
     }
 
     /// Path of the admin kubeconfig.

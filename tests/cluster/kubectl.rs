@@ -76,7 +76,10 @@ fn suite(server: &Server, k: &str) {
         .kubectl(k, &["get", "sa", "default"])
         .status
         .success()));
-    assert_eq!(run(&["auth", "can-i", "create", "deployments"]).trim(), "yes");
+    assert_eq!(
+        run(&["auth", "can-i", "create", "deployments"]).trim(),
+        "yes"
+    );
     if k == KUBECTL_133 {
         assert!(run(&["auth", "whoami"]).contains("admin"));
     }
@@ -271,7 +274,7 @@ fn suite(server: &Server, k: &str) {
     ]);
     let env = run(&["get", "deploy", "app", "-o", "jsonpath={.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].env[0].name}"]);
     assert_eq!(
-        env, "busybox:1.37 A",
+        env, "busybox:1.37 B",
         "strategic merge must merge containers by name"
     );
     run(&[

@@ -1,7 +1,11 @@
 //! Integration tests: the real `keelson` binary on a free port in a temp dir, driven by stock
 //! kubectl binaries, raw HTTP clients, and (when installed) a real etcd.
 
-mod harness;
-mod kubectl;
+mod admission;
+mod api;
 mod bad_input;
 mod crash;
+mod harness;
+mod kubectl;
+mod plugins;
+mod webhook_quota;

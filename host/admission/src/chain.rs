@@ -35,11 +35,15 @@ impl Chain {
     pub fn new(config: &ChainConfig) -> Result<Self, String> {
         for name in config.enable.iter().chain(config.disable.iter()) {
             if !plugins::ALL.contains(&name.as_str()) {
-                return Err(format!("unknown admission plugin {name:?}; known: {}", plugins::ALL.join(", ")));
+                return Err(format!(
+                    "unknown admission plugin {name:?}; known: {}",
+                    plugins::ALL.join(", ")
+                ));
             }
         }
         let on = |name: &str| {
-            (plugins::DEFAULT.contains(&name) || config.enable.iter().any(|e| e == name)) && !config.disable.iter().any(|d| d == name)
+            (plugins::DEFAULT.contains(&name) || config.enable.iter().any(|e| e == name))
+                && !config.disable.iter().any(|d| d == name)
         };
         let mut builtins = Vec::new();
         let mut quota = None;
@@ -47,19 +51,29 @@ impl Chain {
             if !on(name) {
                 continue;
             }
-            let Some(p) = plugins::build(name) else { continue };
+            let Some(p) = plugins::build(name) else {
+                continue;
+            };
             if *name == "ResourceQuota" {
                 quota = Some(p);
             } else {
                 builtins.push(p);
             }
         }
-        Ok(Self { builtins, quota, dynamic: RwLock::new(Vec::new()) })
+        Ok(Self {
+            builtins,
+            quota,
+            dynamic: RwLock::new(Vec::new()),
+        })
     }
 
     /// Names of the enabled built-in plugins, in order.
     pub fn enabled(&self) -> Vec<String> {
-        self.builtins.iter().chain(self.quota.iter()).map(|p| p.name().to_string()).collect()
+        self.builtins
+            .iter()
+            .chain(self.quota.iter())
+            .map(|p| p.name().to_string())
+            .collect()
     }
 
     /// Replaces the dynamic plugins (webhooks, Wasm) of a stage; they run in the given order.
@@ -71,12 +85,20 @@ impl Chain {
 
     fn dynamic(&self, stage: Stage) -> Vec<Arc<dyn Plugin>> {
         let d = self.dynamic.read().unwrap_or_else(|e| e.into_inner());
-        d.iter().filter(|(s, _)| *s == stage).map(|(_, p)| p.clone()).collect()
+        d.iter()
+            .filter(|(s, _)| *s == stage)
+            .map(|(_, p)| p.clone())
+            .collect()
     }
 
     /// The mutating phase: built-ins, then dynamic mutating plugins.
     pub async fn admit(&self, a: &mut Attributes, api: &dyn Api) -> Result<(), Denied> {
-        for p in self.builtins.iter().cloned().chain(self.dynamic(Stage::Mutating)) {
+        for p in self
+            .builtins
+            .iter()
+            .cloned()
+            .chain(self.dynamic(Stage::Mutating))
+        {
             p.admit(a, api).await?;
         }
         Ok(())
@@ -84,7 +106,13 @@ impl Chain {
 
     /// The validating phase: built-ins, dynamic validating plugins, then ResourceQuota.
     pub async fn validate(&self, a: &Attributes, api: &dyn Api) -> Result<(), Denied> {
-        for p in self.builtins.iter().cloned().chain(self.dynamic(Stage::Validating)).chain(self.quota.iter().cloned()) {
+        for p in self
+            .builtins
+            .iter()
+            .cloned()
+            .chain(self.dynamic(Stage::Validating))
+            .chain(self.quota.iter().cloned())
+        {
             p.validate(a, api).await?;
         }
         Ok(())

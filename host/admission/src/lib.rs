@@ -9,7 +9,9 @@
 
 mod attributes;
 mod chain;
+pub mod matching;
 pub mod plugins;
+pub use keelson_apimachinery::quantity;
 
 pub use attributes::{Attributes, Operation, UserInfo};
 pub use chain::{Chain, ChainConfig, Stage};
@@ -32,8 +34,16 @@ pub struct Denied {
 impl Denied {
     /// A 403 Forbidden in Kubernetes' wording: `pods "x" is forbidden: <why>`.
     pub fn forbidden(a: &Attributes, why: impl std::fmt::Display) -> Self {
-        let what = if a.group.is_empty() { a.resource.clone() } else { format!("{}.{}", a.resource, a.group) };
-        Self { code: 403, reason: "Forbidden", message: format!("{what} \"{}\" is forbidden: {why}", a.name) }
+        let what = if a.group.is_empty() {
+            a.resource.clone()
+        } else {
+            format!("{}.{}", a.resource, a.group)
+        };
+        Self {
+            code: 403,
+            reason: "Forbidden",
+            message: format!("{what} \"{}\" is forbidden: {why}", a.name),
+        }
     }
 }
 

@@ -17,6 +17,7 @@ mod codec;
 mod discovery;
 pub mod error;
 mod handlers;
+mod metrics;
 mod objects;
 mod openapi;
 mod patch;
@@ -24,11 +25,12 @@ mod pki;
 mod protobuf;
 mod registry;
 mod request;
-pub mod selector;
+pub use keelson_apimachinery::selector;
 mod serve;
 mod strategy;
 mod table;
 mod validation;
+mod wasm;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -36,6 +38,7 @@ use std::sync::Arc;
 
 pub use client::ApiClient;
 pub use error::{ApiError, ApiResult};
+pub use metrics::Metrics;
 pub use registry::{Registry, ResourceDef};
 pub use serve::{start, Running};
 
@@ -56,6 +59,8 @@ pub struct Config {
     pub write_kubeconfig: Option<PathBuf>,
     /// `--enable-admission-plugins` / `--disable-admission-plugins`.
     pub admission: keelson_admission::ChainConfig,
+    /// How often old revisions are compacted away (Kubernetes' `--etcd-compaction-interval`).
+    pub compaction_interval: std::time::Duration,
 }
 
 impl Default for Config {
@@ -68,6 +73,7 @@ impl Default for Config {
             store: "embedded".into(),
             write_kubeconfig: None,
             admission: Default::default(),
+            compaction_interval: std::time::Duration::from_secs(300),
         }
     }
 }
@@ -89,6 +95,8 @@ pub struct ApiServer {
     pub registry: Registry,
     /// The admission chain.
     pub admission: keelson_admission::Chain,
+    /// `/metrics`.
+    pub metrics: Metrics,
     /// Bearer tokens and whom they authenticate.
     tokens: HashMap<String, UserInfo>,
     /// The token that in-process components (controllers) use.
@@ -123,6 +131,7 @@ impl ApiServer {
             store,
             registry: Registry::builtin(),
             admission,
+            metrics: Metrics::default(),
             tokens,
             internal_token,
         })

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::handlers::Insecure;
-use crate::{bootstrap, handlers, pki, ApiServer, Config};
+use crate::{bootstrap, handlers, pki, wasm, ApiServer, Config};
 
 /// A running server.
 pub struct Running {
@@ -29,7 +29,7 @@ pub struct Running {
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&config.data_dir)?;
     let store = keelson_store::Store::open(&config.store, &config.data_dir).await?;
-    store.spawn_compactor(std::time::Duration::from_secs(300));
+    store.spawn_compactor(config.compaction_interval);
     let creds = pki::ensure(&config.data_dir)?;
     let chain = keelson_admission::Chain::new(&config.admission).map_err(anyhow::Error::msg)?;
     tracing::info!(plugins = ?chain.enabled(), "admission chain");
@@ -44,6 +44,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     if let Some(extra) = &config.write_kubeconfig {
         pki::write_kubeconfig(extra, &creds, secure_port)?;
     }
+
+    wasm::start(api.clone(), config.data_dir.join("plugin-cache"))?;
 
     let tls = TlsAcceptor::from(Arc::new(pki::server_tls(&creds)?));
     let router = handlers::router(api.clone());

@@ -19,17 +19,25 @@ enum Command {
     Server(commands::server::ServerCommand),
     /// Run benchmarks and print results against a baseline measured in the same run.
     Bench(commands::bench::BenchCommand),
+    /// Build, test, install, list and remove Wasm plugins.
+    Plugin(commands::plugin::PluginCommand),
 }
 
 fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // The server logs its progress; the CLI tools only warnings.
+    let default_level = if matches!(cli.command, Command::Server(_)) {
+        "info"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KEELSON_LOG")
-                .unwrap_or_else(|_| "info".into()),
+                .unwrap_or_else(|_| default_level.into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -37,6 +45,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Server(c) => c.execute().await,
             Command::Bench(c) => c.execute().await,
+            Command::Plugin(c) => c.execute().await,
         }
     })
 }

@@ -16,7 +16,10 @@ impl Plugin for NamespaceLifecycle {
     }
 
     async fn validate(&self, a: &Attributes, api: &dyn Api) -> Result<(), Denied> {
-        if a.operation == Operation::Delete && a.is("", "Namespace") && IMMORTAL.contains(&a.name.as_str()) {
+        if a.operation == Operation::Delete
+            && a.is("", "Namespace")
+            && IMMORTAL.contains(&a.name.as_str())
+        {
             return Err(Denied::forbidden(a, "this namespace may not be deleted"));
         }
         if a.operation != Operation::Create || a.namespace.is_empty() {
@@ -25,7 +28,11 @@ impl Plugin for NamespaceLifecycle {
         let ns = api
             .get(&format!("/api/v1/namespaces/{}", a.namespace))
             .await
-            .map_err(|e| Denied { code: 500, reason: "InternalError", message: e })?;
+            .map_err(|e| Denied {
+                code: 500,
+                reason: "InternalError",
+                message: e,
+            })?;
         match ns {
             None => Err(Denied { code: 404, reason: "NotFound", message: format!("namespaces \"{}\" not found", a.namespace) }),
             Some(ns) if ns.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) => Err(Denied::forbidden(

@@ -165,7 +165,7 @@ pub(crate) async fn delete(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
             .await
             .map_err(admission::denied)?;
     }
-    for _ in 0..8 {
+    for _ in 0..super::write::RETRIES {
         let kv = ctx
             .api
             .store

@@ -87,13 +87,24 @@ pub(crate) struct Insecure;
 async fn dispatch(State(api): State<Arc<ApiServer>>, req: Request) -> Response {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
-    match handle(api, req).await {
+    let started = std::time::Instant::now();
+    let resource = RequestInfo::parse(&path)
+        .map(|i| i.resource)
+        .unwrap_or_else(|| "nonresource".into());
+    let response = match handle(api.clone(), req).await {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(%method, %path, code = e.code, reason = e.reason, "request failed");
             e.into_response()
         }
-    }
+    };
+    api.metrics.observe(
+        method.as_str(),
+        &resource,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
 }
 
 async fn handle(api: Arc<ApiServer>, req: Request) -> ApiResult<Response> {
@@ -121,6 +132,17 @@ async fn handle(api: Arc<ApiServer>, req: Request) -> ApiResult<Response> {
             .ok_or_else(ApiError::unauthorized)?
     };
     let query = Query::parse(req.uri().query());
+    if path == "/metrics" && req.method() == Method::GET {
+        let body = api.metrics.encode();
+        return Ok((
+            [(
+                http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response());
+    }
     if req.method() == Method::GET {
         if let Some(r) = discovery::handle(&api, &path, req.headers()) {
             return Ok(r);

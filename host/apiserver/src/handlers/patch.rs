@@ -84,7 +84,7 @@ pub(crate) async fn patch(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     if kind == PatchType::Apply {
         return apply(ctx, body, opts).await;
     }
-    for _ in 0..8 {
+    for _ in 0..super::write::RETRIES {
         let old_kv = ctx
             .api
             .store
@@ -145,6 +145,17 @@ async fn apply(ctx: Ctx, body: Bytes, opts: CreateOptions) -> ApiResult<Response
     if !applied.is_object() {
         return Err(ApiError::bad_request("an apply patch must be an object"));
     }
+    for field in ["apiVersion", "kind"] {
+        if applied
+            .get(field)
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            return Err(ApiError::bad_request(format!(
+                "invalid object type: {field} must be set in an apply configuration"
+            )));
+        }
+    }
     let manager = ctx
         .query
         .get("fieldManager")
@@ -153,7 +164,7 @@ async fn apply(ctx: Ctx, body: Bytes, opts: CreateOptions) -> ApiResult<Response
         })?
         .to_string();
     let force = ctx.query.flag("force");
-    for _ in 0..8 {
+    for _ in 0..super::write::RETRIES {
         let now = objects::now();
         let Some(old_kv) = ctx.api.store.get(&ctx.key()).await? else {
             let created = patch::apply(
@@ -176,6 +187,24 @@ async fn apply(ctx: Ctx, body: Bytes, opts: CreateOptions) -> ApiResult<Response
             }
         };
         let current = from_store(&ctx.def, &old_kv)?;
+        // Malformed configuration is a 400, whoever owns the fields it touches.
+        if !force {
+            if let Ok(mut forced) = patch::apply(
+                Some(&current),
+                &applied,
+                &manager,
+                true,
+                &ctx.def.group,
+                &ctx.def.kind,
+                &now,
+            ) {
+                crate::validation::check_fields(
+                    &ctx.def,
+                    &mut forced,
+                    crate::validation::FieldValidation::Ignore,
+                )?;
+            }
+        }
         let merged = patch::apply(
             Some(&current),
             &applied,

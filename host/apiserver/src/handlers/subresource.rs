@@ -107,7 +107,7 @@ fn to_scale(def: &ResourceDef, obj: &Value) -> Value {
 async fn scale_write(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     let opts = CreateOptions::from_ctx(&ctx)?;
     let ct = codec::content_type(&ctx.headers);
-    for _ in 0..8 {
+    for _ in 0..super::write::RETRIES {
         let kv = ctx
             .api
             .store
@@ -209,7 +209,7 @@ async fn bind(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
         ));
     };
     let opts = CreateOptions::from_ctx(&ctx)?;
-    for _ in 0..8 {
+    for _ in 0..super::write::RETRIES {
         let kv = ctx
             .api
             .store

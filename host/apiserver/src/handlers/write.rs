@@ -67,6 +67,17 @@ pub(crate) fn check_identity(
     ns: Option<&str>,
     obj: &mut Value,
 ) -> ApiResult<()> {
+    for field in ["kind", "apiVersion"] {
+        if obj
+            .get(field)
+            .is_some_and(|v| !v.is_string() && !v.is_null())
+        {
+            return Err(ApiError::bad_request(format!(
+                "{} in version \"{}\" cannot be handled as a {}: {field} must be a string",
+                def.kind, def.version, def.kind
+            )));
+        }
+    }
     match obj.get("kind").and_then(Value::as_str) {
         Some(k) if !k.is_empty() && k != def.kind => {
             return Err(ApiError::bad_request(format!(
@@ -316,16 +327,27 @@ pub(crate) async fn update(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     }
     let sent_rv = objects::sent_rv(&new)?;
     let opts = CreateOptions::from_ctx(&ctx)?;
-    let Some(old_kv) = ctx.api.store.get(&ctx.key()).await? else {
-        return Err(ctx.not_found());
-    };
-    if sent_rv != 0 && sent_rv != old_kv.mod_revision {
-        return Err(ApiError::conflict(
-            &ctx.def.group,
-            &ctx.def.plural,
-            ctx.name(),
-        ));
+    // An unconditional update (no resourceVersion) is retried on races, like Kubernetes'
+    // GuaranteedUpdate; a conditional one reports the conflict.
+    for _ in 0..RETRIES {
+        let Some(old_kv) = ctx.api.store.get(&ctx.key()).await? else {
+            return Err(ctx.not_found());
+        };
+        if sent_rv != 0 && sent_rv != old_kv.mod_revision {
+            break;
+        }
+        match update_object(&ctx, &old_kv, new.clone(), &opts, true).await {
+            Ok(written) => return Ok(written.respond(200).into_response()),
+            Err(e) if sent_rv == 0 && e.reason == "Conflict" && e.details.is_some() => continue,
+            Err(e) => return Err(e),
+        }
     }
-    let written = update_object(&ctx, &old_kv, new, &opts, true).await?;
-    Ok(written.respond(200).into_response())
+    Err(ApiError::conflict(
+        &ctx.def.group,
+        &ctx.def.plural,
+        ctx.name(),
+    ))
 }
+
+/// How often a write that lost a race is retried before reporting the conflict.
+pub(crate) const RETRIES: usize = 16;

@@ -254,7 +254,90 @@ fn data_objects(def: &ResourceDef, obj: &Value, old: Option<&Value>, errors: &mu
     }
 }
 
+/// A value that must be one of a fixed set (Kubernetes' `FieldValueNotSupported`).
+fn one_of(value: Option<&Value>, field: &str, allowed: &[&str], errors: &mut Vec<FieldError>) {
+    if let Some(v) = value.and_then(Value::as_str) {
+        if !allowed.contains(&v) {
+            let list: Vec<String> = allowed.iter().map(|a| format!("{a:?}")).collect();
+            errors.push(FieldError {
+                field: field.into(),
+                reason: "FieldValueNotSupported",
+                message: format!(
+                    "Unsupported value: {v:?}: supported values: {}",
+                    list.join(", ")
+                ),
+            });
+        }
+    }
+}
+
+/// Container resources: every quantity parses, none is negative, no request exceeds its limit.
+fn resources(r: Option<&Value>, path: &str, errors: &mut Vec<FieldError>) {
+    use keelson_apimachinery::quantity;
+    let mut parsed = |kind: &str| -> Vec<(String, quantity::Milli)> {
+        let mut out = Vec::new();
+        for (name, v) in r
+            .and_then(|r| r.get(kind))
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            let field = format!("{path}.{kind}[{name}]");
+            match v.as_str().map(quantity::parse) {
+                Some(Ok(q)) if q < 0 => errors.push(FieldError::invalid(field, v, "must be greater than or equal to 0")),
+                Some(Ok(q)) => out.push((name.clone(), q)),
+                _ => errors.push(FieldError::invalid(
+                    field,
+                    v,
+                    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
+                )),
+            }
+        }
+        out
+    };
+    let requests = parsed("requests");
+    let limits = parsed("limits");
+    for (name, req) in &requests {
+        if limits.iter().any(|(n, limit)| n == name && req > limit) {
+            let shown = r
+                .and_then(|r| r.pointer(&format!("/requests/{name}")))
+                .cloned()
+                .unwrap_or(Value::Null);
+            errors.push(FieldError::invalid(
+                format!("{path}.requests"),
+                &shown,
+                format!("must be less than or equal to {name} limit"),
+            ));
+        }
+    }
+}
+
+/// A port number field that must be 1–65535.
+fn port(value: Option<&Value>, field: &str, errors: &mut Vec<FieldError>) {
+    if let Some(p) = value.and_then(Value::as_i64) {
+        if !(1..=65535).contains(&p) {
+            errors.push(FieldError::invalid(
+                field,
+                &json!(p),
+                "must be between 1 and 65535, inclusive",
+            ));
+        }
+    }
+}
+
 fn pod_spec(spec: &Value, path: &str, errors: &mut Vec<FieldError>) {
+    one_of(
+        spec.get("restartPolicy"),
+        &format!("{path}.restartPolicy"),
+        &["Always", "OnFailure", "Never"],
+        errors,
+    );
+    one_of(
+        spec.get("dnsPolicy"),
+        &format!("{path}.dnsPolicy"),
+        &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"],
+        errors,
+    );
     let containers = spec.get("containers").and_then(Value::as_array);
     if containers.is_none_or(|c| c.is_empty()) {
         errors.push(FieldError::required(format!("{path}.containers")));
@@ -285,6 +368,39 @@ fn pod_spec(spec: &Value, path: &str, errors: &mut Vec<FieldError>) {
                     message: format!("Duplicate value: {name:?}"),
                 });
             }
+            for (j, p) in c
+                .get("ports")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                let at = format!("{path}.{list}[{i}].ports[{j}]");
+                port(
+                    p.get("containerPort"),
+                    &format!("{at}.containerPort"),
+                    errors,
+                );
+                port(p.get("hostPort"), &format!("{at}.hostPort"), errors);
+                one_of(
+                    p.get("protocol"),
+                    &format!("{at}.protocol"),
+                    &["TCP", "UDP", "SCTP"],
+                    errors,
+                );
+            }
+            resources(
+                c.get("resources"),
+                &format!("{path}.{list}[{i}].resources"),
+                errors,
+            );
+            let policies = ["Always", "IfNotPresent", "Never"];
+            one_of(
+                c.get("imagePullPolicy"),
+                &format!("{path}.{list}[{i}].imagePullPolicy"),
+                &policies,
+                errors,
+            );
             if c.get("image")
                 .and_then(Value::as_str)
                 .is_none_or(|s| s.trim().is_empty())
@@ -337,6 +453,20 @@ fn pod_update(old: &Value, new: &Value, errors: &mut Vec<FieldError>) {
 }
 
 fn workload(obj: &Value, old: Option<&Value>, errors: &mut Vec<FieldError>) {
+    let strategies = ["Recreate", "RollingUpdate"];
+    one_of(
+        obj.pointer("/spec/strategy/type"),
+        "spec.strategy.type",
+        &strategies,
+        errors,
+    );
+    let updates = ["RollingUpdate", "OnDelete"];
+    one_of(
+        obj.pointer("/spec/updateStrategy/type"),
+        "spec.updateStrategy.type",
+        &updates,
+        errors,
+    );
     let selector = obj.pointer("/spec/selector");
     match selector {
         None | Some(Value::Null) => errors.push(FieldError::required("spec.selector")),
@@ -403,13 +533,22 @@ fn service(obj: &Value, old: Option<&Value>, errors: &mut Vec<FieldError>) {
         errors.push(FieldError::required("spec.ports"));
     }
     for (i, p) in ports.into_iter().flatten().enumerate() {
-        let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
-        if !(1..=65535).contains(&port) {
+        let number = p.get("port").and_then(Value::as_i64).unwrap_or(0);
+        if !(1..=65535).contains(&number) {
             errors.push(FieldError::invalid(
                 format!("spec.ports[{i}].port"),
-                &json!(port),
+                &json!(number),
                 "must be between 1 and 65535, inclusive",
             ));
+        }
+        one_of(
+            p.get("protocol"),
+            &format!("spec.ports[{i}].protocol"),
+            &["TCP", "UDP", "SCTP"],
+            errors,
+        );
+        if let Some(t) = p.get("targetPort").filter(|t| t.is_i64()) {
+            port(Some(t), &format!("spec.ports[{i}].targetPort"), errors);
         }
     }
     if let Some(old) = old {

@@ -41,6 +41,15 @@ pub(crate) struct ServerCommand {
     /// Also write the admin kubeconfig to this path (like k3s).
     #[arg(long, env = "KEELSON_WRITE_KUBECONFIG", help_heading = "Server")]
     write_kubeconfig: Option<PathBuf>,
+    /// Seconds between compactions of old store revisions (watches older than the last
+    /// compaction get 410 Expired).
+    #[arg(
+        long,
+        env = "KEELSON_COMPACTION_INTERVAL",
+        default_value_t = 300,
+        help_heading = "Storage"
+    )]
+    compaction_interval: u64,
     /// Admission plugins to enable in addition to the defaults (comma-separated).
     #[arg(
         long,
@@ -92,6 +101,7 @@ impl ServerCommand {
             bind_address: self.bind_address,
             store: self.store,
             write_kubeconfig: self.write_kubeconfig,
+            compaction_interval: std::time::Duration::from_secs(self.compaction_interval.max(1)),
             admission: keelson_admission::ChainConfig {
                 enable: self.enable_admission_plugins,
                 disable: self.disable_admission_plugins,

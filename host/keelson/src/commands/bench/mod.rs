@@ -1,13 +1,37 @@
 //! `keelson bench`: benchmarks that print results against a baseline measured in the same run.
+//!
+//! `keelson bench api` starts the API server in this process once per store backend (the
+//! embedded store, and etcd as the baseline) and drives it over real HTTPS with the admin
+//! token. One generic measurement path ([`api`]) runs for every backend.
 
-use clap::Args;
+mod api;
+mod backend;
+mod http;
+mod load;
+mod report;
+mod watch;
+
+use clap::{Args, Subcommand};
 
 /// Flags of `keelson bench`.
 #[derive(Args, Debug)]
-pub(crate) struct BenchCommand {}
+pub(crate) struct BenchCommand {
+    #[command(subcommand)]
+    what: BenchWhat,
+}
+
+/// The benchmarks.
+#[derive(Subcommand, Debug)]
+enum BenchWhat {
+    /// API server: create/get/list throughput and latency, paced creates, watch fan-out; per
+    /// store backend, embedded vs etcd.
+    Api(api::ApiBench),
+}
 
 impl BenchCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<()> {
-        anyhow::bail!("no benchmarks yet")
+        match self.what {
+            BenchWhat::Api(bench) => bench.execute().await,
+        }
     }
 }

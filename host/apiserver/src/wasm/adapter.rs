@@ -1,0 +1,173 @@
+//! A loaded WasmPlugin as a link of the admission chain: rules and selectors decide whether it
+//! sees a request; calls run on the blocking pool behind a semaphore; errors (trap, deadline,
+//! memory limit, bad output) follow the plugin's failurePolicy.
+
+use std::sync::Arc;
+
+use keelson_admission::{Api, Attributes, Denied, Plugin};
+use keelson_plugin_host::{AdmissionPlugin, AdmissionRequest, Operation, UserInfo};
+use serde_json::Value;
+use tokio::sync::Semaphore;
+
+/// What a plugin does in the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// `admission-validate`.
+    Validate,
+    /// `admission-mutate`.
+    Mutate,
+}
+
+/// One running WasmPlugin version with its spec.
+pub(crate) struct WasmAdmission {
+    pub(crate) name: String,
+    pub(crate) role: Role,
+    pub(crate) plugin: Arc<AdmissionPlugin>,
+    pub(crate) spec: Value,
+    pub(crate) permits: Arc<Semaphore>,
+}
+
+impl WasmAdmission {
+    fn fail_open(&self) -> bool {
+        self.spec.get("failurePolicy").and_then(Value::as_str) == Some("Ignore")
+    }
+
+    /// Rules and selectors, as for webhooks; a plugin without rules sees every request.
+    async fn applies(&self, a: &Attributes, api: &dyn Api) -> bool {
+        let mut spec = self.spec.clone();
+        if spec
+            .get("rules")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty)
+        {
+            spec["rules"] = serde_json::json!([{"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*", "*/*"]}]);
+        }
+        keelson_admission::matching::hook_matches(&spec, a, api)
+            .await
+            .unwrap_or(false)
+    }
+
+    fn request(&self, a: &Attributes) -> AdmissionRequest {
+        let json = |v: &Option<Value>| v.as_ref().map(|o| o.to_string()).unwrap_or_default();
+        AdmissionRequest {
+            uid: uuid::Uuid::new_v4().to_string(),
+            operation: match a.operation {
+                keelson_admission::Operation::Create => Operation::Create,
+                keelson_admission::Operation::Update => Operation::Update,
+                keelson_admission::Operation::Delete => Operation::Delete,
+                keelson_admission::Operation::Connect => Operation::Connect,
+            },
+            group: a.group.clone(),
+            version: a.version.clone(),
+            kind: a.kind.clone(),
+            resource: a.resource.clone(),
+            subresource: a.subresource.clone(),
+            namespace: a.namespace.clone(),
+            name: a.name.clone(),
+            user: UserInfo {
+                name: a.user.name.clone(),
+                uid: String::new(),
+                groups: a.user.groups.clone(),
+            },
+            object: json(&a.object),
+            old_object: json(&a.old_object),
+            dry_run: a.dry_run,
+            config: self
+                .spec
+                .get("config")
+                .map(Value::to_string)
+                .unwrap_or_default(),
+        }
+    }
+
+    /// A plugin failure under its failurePolicy: `Ok` when ignored.
+    fn failed(&self, why: String) -> Result<(), Denied> {
+        if self.fail_open() {
+            tracing::warn!(plugin.name = %self.name, error = %why, "plugin failed; failurePolicy Ignore");
+            return Ok(());
+        }
+        Err(Denied {
+            code: 500,
+            reason: "InternalError",
+            message: format!(
+                "Internal error occurred: failed calling plugin \"{}\": {why}",
+                self.name
+            ),
+        })
+    }
+
+    fn refused(&self, code: u16, message: &str) -> Denied {
+        Denied {
+            code: if code == 0 { 403 } else { code },
+            reason: "Forbidden",
+            message: format!(
+                "admission plugin \"{}\" denied the request: {message}",
+                self.name
+            ),
+        }
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&AdmissionPlugin) -> Result<T, keelson_plugin_host::Error> + Send + 'static,
+    ) -> Result<T, String> {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| e.to_string())?;
+        let plugin = self.plugin.clone();
+        let span = tracing::info_span!("plugin", "plugin.name" = %self.name);
+        tokio::task::spawn_blocking(move || {
+            let _enter = span.enter();
+            let out = f(&plugin);
+            drop(permit);
+            out
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+    }
+}
+
+#[async_trait::async_trait]
+impl Plugin for WasmAdmission {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn admit(&self, a: &mut Attributes, api: &dyn Api) -> Result<(), Denied> {
+        if self.role != Role::Mutate || a.object.is_none() || !self.applies(a, api).await {
+            return Ok(());
+        }
+        let req = self.request(a);
+        let verdict = match self.call(move |p| p.mutate(&req)).await {
+            Ok(v) => v,
+            Err(e) => return self.failed(e),
+        };
+        if !verdict.verdict.allowed {
+            return Err(self.refused(verdict.verdict.code, &verdict.verdict.message));
+        }
+        if let (Some(patch), Some(obj)) = (verdict.patch, a.object.as_mut()) {
+            let mut patched = obj.clone();
+            if let Err(e) = json_patch::patch(&mut patched, &patch) {
+                return self.failed(format!("its patch does not apply: {e}"));
+            }
+            *obj = patched;
+        }
+        Ok(())
+    }
+
+    async fn validate(&self, a: &Attributes, api: &dyn Api) -> Result<(), Denied> {
+        if self.role != Role::Validate || !self.applies(a, api).await {
+            return Ok(());
+        }
+        let req = self.request(a);
+        match self.call(move |p| p.validate(&req)).await {
+            Ok(v) if v.allowed => Ok(()),
+            Ok(v) => Err(self.refused(v.code, &v.message)),
+            Err(e) => self.failed(e),
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! `keelson plugin install | list | rm`: WasmPlugin objects through the API.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use base64::Engine;
+use clap::Args;
+use serde_json::{json, Value};
+
+use super::kubeconfig::{ConnectArgs, Connection};
+
+const PLUGINS: &str = "/apis/keelson.dev/v1alpha1/wasmplugins";
+
+/// Flags of `keelson plugin install`.
+#[derive(Args, Debug)]
+pub(crate) struct InstallArgs {
+    /// The component (.wasm).
+    wasm: PathBuf,
+    /// WasmPlugin name.
+    #[arg(long)]
+    name: String,
+    /// admission-validate or admission-mutate.
+    #[arg(long = "type", default_value = "admission-validate")]
+    kind: String,
+    /// Resources the plugin sees, as `group/resource` or `resource` (repeatable; default: all).
+    #[arg(long = "resource")]
+    resources: Vec<String>,
+    /// Operations the plugin sees (CREATE, UPDATE, DELETE; repeatable; default: CREATE, UPDATE).
+    #[arg(long = "operation")]
+    operations: Vec<String>,
+    /// JSON handed to the plugin with every request.
+    #[arg(long, default_value = "{}")]
+    config: String,
+    /// Fail or Ignore when the plugin errs.
+    #[arg(long, default_value = "Fail")]
+    failure_policy: String,
+    /// Deadline of one call in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    timeout_millis: u64,
+    #[command(flatten)]
+    connect: ConnectArgs,
+}
+
+/// Flags of `keelson plugin rm`.
+#[derive(Args, Debug)]
+pub(crate) struct RmArgs {
+    /// WasmPlugin name.
+    name: String,
+    #[command(flatten)]
+    connect: ConnectArgs,
+}
+
+/// The WasmPlugin object `install` sends (server-side apply, so re-running updates it).
+fn manifest(a: &InstallArgs, wasm: &[u8]) -> anyhow::Result<Value> {
+    let config: Value = serde_json::from_str(&a.config).context("--config is not JSON")?;
+    let operations = if a.operations.is_empty() {
+        vec!["CREATE".to_string(), "UPDATE".to_string()]
+    } else {
+        a.operations.clone()
+    };
+    let rules: Vec<Value> = if a.resources.is_empty() {
+        vec![
+            json!({"operations": operations, "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*"]}),
+        ]
+    } else {
+        a.resources
+            .iter()
+            .map(|r| {
+                let (group, resource) = r.rsplit_once('/').unwrap_or(("", r));
+                json!({"operations": operations, "apiGroups": [group], "apiVersions": ["*"], "resources": [resource]})
+            })
+            .collect()
+    };
+    Ok(json!({
+        "apiVersion": "keelson.dev/v1alpha1",
+        "kind": "WasmPlugin",
+        "metadata": {"name": a.name},
+        "spec": {
+            "type": a.kind,
+            "component": {"base64": base64::engine::general_purpose::STANDARD.encode(wasm)},
+            "rules": rules,
+            "config": config,
+            "failurePolicy": a.failure_policy,
+            "timeoutMillis": a.timeout_millis,
+        },
+    }))
+}
+
+async fn send(c: &Connection, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("connecting to {}", c.server))?;
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    anyhow::ensure!(
+        status.is_success(),
+        "{}: {}",
+        status,
+        body["message"].as_str().unwrap_or("request failed")
+    );
+    Ok(body)
+}
+
+pub(super) async fn install(a: InstallArgs) -> anyhow::Result<()> {
+    let wasm = std::fs::read(&a.wasm).with_context(|| format!("reading {}", a.wasm.display()))?;
+    let obj = manifest(&a, &wasm)?;
+    let c = a.connect.connect()?;
+    let url = format!(
+        "{}{PLUGINS}/{}?fieldManager=keelson-plugin&force=true",
+        c.server, a.name
+    );
+    let req = c
+        .client
+        .patch(url)
+        .header("Content-Type", "application/apply-patch+yaml")
+        .body(obj.to_string());
+    let out = send(&c, req).await?;
+    println!(
+        "wasmplugin.keelson.dev/{} installed (generation {})",
+        a.name, out["metadata"]["generation"]
+    );
+    Ok(())
+}
+
+pub(super) async fn list(a: ConnectArgs) -> anyhow::Result<()> {
+    let c = a.connect()?;
+    let list = send(&c, c.client.get(format!("{}{PLUGINS}", c.server))).await?;
+    println!(
+        "{:<24} {:<20} {:<7} {:<14} {:>7} {:>7}  ERROR",
+        "NAME", "TYPE", "LOADED", "DIGEST", "CALLS", "ERRORS"
+    );
+    for p in list["items"].as_array().into_iter().flatten() {
+        let s = &p["status"];
+        println!(
+            "{:<24} {:<20} {:<7} {:<14} {:>7} {:>7}  {}",
+            p["metadata"]["name"].as_str().unwrap_or_default(),
+            p["spec"]["type"].as_str().unwrap_or_default(),
+            s["loaded"].as_bool().unwrap_or(false),
+            s["digest"]
+                .as_str()
+                .unwrap_or_default()
+                .chars()
+                .take(12)
+                .collect::<String>(),
+            s["calls"].as_u64().unwrap_or(0),
+            s["errors"].as_u64().unwrap_or(0),
+            s["error"].as_str().unwrap_or_default(),
+        );
+    }
+    Ok(())
+}
+
+pub(super) async fn rm(a: RmArgs) -> anyhow::Result<()> {
+    let c = a.connect.connect()?;
+    send(
+        &c,
+        c.client.delete(format!("{}{PLUGINS}/{}", c.server, a.name)),
+    )
+    .await?;
+    println!("wasmplugin.keelson.dev/{} deleted", a.name);
+    Ok(())
+}

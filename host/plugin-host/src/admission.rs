@@ -1,0 +1,222 @@
+//! Admission plugins: the request/verdict types and calls into the
+//! `keelson:plugin/admission` world, one fresh instance per call.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::Store;
+
+use crate::bindings::{self, Admission, AdmissionPre};
+use crate::cache::CacheOutcome;
+use crate::host::Shared;
+use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::store::{classify, new_store, State};
+use crate::{output, Error, Limits};
+
+/// What an admission request does to its object.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Operation {
+    /// The object is being created.
+    #[default]
+    Create,
+    /// The object or a subresource is being replaced or patched.
+    Update,
+    /// The object is being deleted.
+    Delete,
+    /// A connect subresource (exec, attach, portforward, proxy) is used.
+    Connect,
+}
+
+/// The requesting user, as authenticated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserInfo {
+    /// User name.
+    pub name: String,
+    /// User uid; empty when unknown.
+    pub uid: String,
+    /// Groups of the user.
+    pub groups: Vec<String>,
+}
+
+/// One admission request, mirroring WIT `admission-types.request`.
+/// Optional strings are empty when absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdmissionRequest {
+    /// Request uid.
+    pub uid: String,
+    /// What the request does.
+    pub operation: Operation,
+    /// API group; empty for the core group.
+    pub group: String,
+    /// API version, e.g. `v1`.
+    pub version: String,
+    /// Kind, e.g. `Pod`.
+    pub kind: String,
+    /// Plural resource, e.g. `pods`.
+    pub resource: String,
+    /// Subresource, e.g. `status`; empty for the main resource.
+    pub subresource: String,
+    /// Namespace; empty for cluster-scoped objects.
+    pub namespace: String,
+    /// Object name; may be empty with `generateName`.
+    pub name: String,
+    /// Requesting user.
+    pub user: UserInfo,
+    /// The new object as JSON; empty on delete.
+    pub object: String,
+    /// The old object as JSON; empty on create and connect.
+    pub old_object: String,
+    /// Dry-run request.
+    pub dry_run: bool,
+    /// The plugin's `spec.config` as JSON; empty is sent as `{}`.
+    pub config: String,
+}
+
+/// A checked verdict of a plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Whether the request may proceed.
+    pub allowed: bool,
+    /// Refusal message (at most 4096 bytes); empty when allowed.
+    pub message: String,
+    /// HTTP status: 200 when allowed, else 400–599 (403 unless the plugin chose).
+    pub code: u16,
+    /// Warnings for the client (at most 16 of at most 512 bytes).
+    pub warnings: Vec<String>,
+}
+
+/// A checked answer of a mutating call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MutateVerdict {
+    /// Whether the request may proceed.
+    pub verdict: Verdict,
+    /// JSON Patch to apply to the object; always `None` when refused.
+    pub patch: Option<json_patch::Patch>,
+}
+
+/// One loaded version of an admission plugin. Cheap to share (`Arc`); calls
+/// from many threads run on separate instances.
+pub struct AdmissionPlugin {
+    pub(crate) name: String,
+    pub(crate) digest: String,
+    pub(crate) limits: Limits,
+    pub(crate) cache: CacheOutcome,
+    pub(crate) pre: AdmissionPre<State>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) metrics: Metrics,
+}
+
+impl std::fmt::Debug for AdmissionPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdmissionPlugin")
+            .field("name", &self.name)
+            .field("digest", &self.digest)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AdmissionPlugin {
+    /// Runs `validate` on a fresh instance. Blocks up to the timeout: call it
+    /// from `spawn_blocking` in async code.
+    pub fn validate(&self, req: &AdmissionRequest) -> Result<Verdict, Error> {
+        let req = to_wit(req);
+        self.measured(|| {
+            let (mut store, instance) = self.instantiate()?;
+            let raw = instance
+                .call_validate(&mut store, &req)
+                .map_err(|e| classify(e, &store, &self.limits))?;
+            output::verdict(raw)
+        })
+    }
+
+    /// Runs `mutate` on a fresh instance; the patch is parsed and size-checked.
+    pub fn mutate(&self, req: &AdmissionRequest) -> Result<MutateVerdict, Error> {
+        let req = to_wit(req);
+        self.measured(|| {
+            let (mut store, instance) = self.instantiate()?;
+            let raw = instance
+                .call_mutate(&mut store, &req)
+                .map_err(|e| classify(e, &store, &self.limits))?;
+            output::mutate_verdict(raw)
+        })
+    }
+
+    /// Name given at load.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Lowercase hex sha256 of the component bytes.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// Limits applied to each call.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// True when the compiled code came from the on-disk cache.
+    pub fn from_cache(&self) -> bool {
+        self.cache == CacheOutcome::Hit
+    }
+
+    /// Counters and latency histogram since load.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.metrics.snapshot()
+    }
+
+    /// A fresh store and instance; a failure is classified like a call failure.
+    pub(crate) fn instantiate(&self) -> Result<(Store<State>, Admission), Error> {
+        let mut store = new_store(&self.shared.engine, &self.shared.config, &self.limits)?;
+        let instance = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| classify(e, &store, &self.limits))?;
+        Ok((store, instance))
+    }
+
+    fn measured<T>(&self, call: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+        let start = Instant::now();
+        let result = call();
+        self.metrics.record(start.elapsed(), &result);
+        if let Err(err) = &result {
+            tracing::debug!(plugin.name = %self.name, error = %err, "plugin call failed");
+        }
+        result
+    }
+}
+
+/// Converts to the generated WIT type.
+pub(crate) fn to_wit(req: &AdmissionRequest) -> bindings::Request {
+    bindings::Request {
+        uid: req.uid.clone(),
+        operation: match req.operation {
+            Operation::Create => bindings::Operation::Create,
+            Operation::Update => bindings::Operation::Update,
+            Operation::Delete => bindings::Operation::Delete,
+            Operation::Connect => bindings::Operation::Connect,
+        },
+        group: req.group.clone(),
+        version: req.version.clone(),
+        kind: req.kind.clone(),
+        resource: req.resource.clone(),
+        subresource: req.subresource.clone(),
+        namespace: req.namespace.clone(),
+        name: req.name.clone(),
+        user: bindings::UserInfo {
+            name: req.user.name.clone(),
+            uid: req.user.uid.clone(),
+            groups: req.user.groups.clone(),
+        },
+        object: req.object.clone(),
+        old_object: req.old_object.clone(),
+        dry_run: req.dry_run,
+        config: if req.config.is_empty() {
+            "{}".to_string()
+        } else {
+            req.config.clone()
+        },
+    }
+}

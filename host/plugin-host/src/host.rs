@@ -1,0 +1,151 @@
+//! [`PluginHost`]: the wasmtime engine, its epoch ticker, the WASI linker and
+//! the precompiled cache; loads components into ready-to-call plugins.
+
+use std::path::Path;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use wasmtime::component::Linker;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::admission::AdmissionPlugin;
+use crate::bindings::AdmissionPre;
+use crate::cache::{self, Cache};
+use crate::metrics::Metrics;
+use crate::store::State;
+use crate::{Error, HostConfig, Limits};
+
+/// Owns one wasmtime `Engine` (component model, pooling allocator, epoch
+/// interruption) and one ticker thread that advances its epoch every
+/// [`HostConfig::epoch_tick`]. Plugins keep the engine alive; the ticker
+/// stops once the host and all its plugins are dropped.
+#[derive(Clone)]
+pub struct PluginHost {
+    shared: Arc<Shared>,
+}
+
+/// State shared by the host and its plugins.
+pub(crate) struct Shared {
+    pub(crate) engine: Engine,
+    pub(crate) config: HostConfig,
+    linker: Linker<State>,
+    cache: Cache,
+    /// Dropped with the last plugin; the ticker watches it through a `Weak`.
+    _alive: Arc<()>,
+}
+
+impl PluginHost {
+    /// A host with [`HostConfig::default`], caching precompiled components
+    /// under `cache_dir` (created with mode 0700).
+    pub fn new(cache_dir: impl AsRef<Path>) -> Result<Self, Error> {
+        Self::with_config(cache_dir, HostConfig::default())
+    }
+
+    /// A host with explicit settings.
+    pub fn with_config(cache_dir: impl AsRef<Path>, config: HostConfig) -> Result<Self, Error> {
+        let engine = Engine::new(&engine_config(&config))
+            .map_err(|e| Error::Limits(format!("cannot create engine: {e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| Error::Limits(format!("cannot link WASI: {e:#}")))?;
+        let cache = Cache::open(cache_dir.as_ref(), &engine)?;
+        let alive = Arc::new(());
+        spawn_ticker(engine.clone(), config.epoch_tick, Arc::downgrade(&alive))?;
+        Ok(PluginHost {
+            shared: Arc::new(Shared {
+                engine,
+                config,
+                linker,
+                cache,
+                _alive: alive,
+            }),
+        })
+    }
+
+    /// Compiles (or loads from the cache) an admission component and checks it
+    /// implements world `keelson:plugin/admission` with only WASI p2 imports.
+    /// On error nothing changes: the caller keeps running the previous version.
+    pub fn load(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        limits: Limits,
+    ) -> Result<Arc<AdmissionPlugin>, Error> {
+        self.check_limits(&limits)?;
+        let digest = cache::sha256_hex(wasm);
+        let (component, outcome) =
+            self.shared
+                .cache
+                .component(&self.shared.engine, wasm, &digest)?;
+        let instance_pre = self
+            .shared
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| Error::Compile(format!("{e:#}")))?;
+        let pre = AdmissionPre::new(instance_pre)
+            .map_err(|e| Error::Compile(format!("not an admission plugin: {e:#}")))?;
+        tracing::info!(plugin.name = %name, plugin.digest = %digest, cache = ?outcome, "plugin loaded");
+        Ok(Arc::new(AdmissionPlugin {
+            name: name.to_string(),
+            digest,
+            limits,
+            cache: outcome,
+            pre,
+            shared: self.shared.clone(),
+            metrics: Metrics::default(),
+        }))
+    }
+
+    /// The host's settings.
+    pub fn config(&self) -> &HostConfig {
+        &self.shared.config
+    }
+
+    fn check_limits(&self, limits: &Limits) -> Result<(), Error> {
+        let config = &self.shared.config;
+        if limits.memory_bytes > config.max_memory_bytes {
+            return Err(Error::Limits(format!(
+                "memory cap {} bytes exceeds the host maximum {}",
+                limits.memory_bytes, config.max_memory_bytes
+            )));
+        }
+        if limits.fuel.is_some() && !config.fuel {
+            return Err(Error::Limits(
+                "fuel limit needs a host with HostConfig::fuel".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn engine_config(config: &HostConfig) -> Config {
+    let n = config.max_instances.max(1);
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(n)
+        .total_core_instances(n.saturating_mul(8))
+        .total_memories(n.saturating_mul(2))
+        .total_tables(n.saturating_mul(8))
+        .total_stacks(n)
+        .max_memory_size(config.max_memory_bytes)
+        .max_memories_per_component(4)
+        .max_core_instances_per_component(16)
+        .max_tables_per_component(16);
+    let mut cfg = Config::new();
+    cfg.wasm_component_model(true)
+        .epoch_interruption(true)
+        .consume_fuel(config.fuel)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    cfg
+}
+
+fn spawn_ticker(engine: Engine, tick: Duration, alive: Weak<()>) -> Result<(), Error> {
+    std::thread::Builder::new()
+        .name("wasm-epoch".into())
+        .spawn(move || {
+            while alive.strong_count() > 0 {
+                std::thread::sleep(tick);
+                engine.increment_epoch();
+            }
+        })?;
+    Ok(())
+}
