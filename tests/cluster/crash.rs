@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::harness::{eventually, Etcd, Server};
+use crate::harness::{etcd, eventually, Server};
 
 /// Writer threads.
 const WRITERS: usize = 4;
@@ -48,7 +48,7 @@ fn acknowledged_writes_survive_kill_9() {
 #[test]
 #[ignore = "needs etcd"]
 fn acknowledged_writes_survive_kill_9_etcd() {
-    let etcd = Etcd::start();
+    let etcd = etcd();
     let mut server = Server::start_with_store(&etcd.store_url());
     kill_while_writing(&mut server);
     drop(server);

@@ -1,7 +1,7 @@
 //! Starts and stops real servers for the tests: `keelson server` on a free port and a temp data
 //! dir (its process group is killed on drop, and its log printed if the test failed), and etcd.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -213,63 +213,9 @@ fn unsafe_kill_group(pid: u32) {
         .status();
 }
 
-/// A real etcd on free ports, killed on drop; `None` when etcd is not installed.
-pub(crate) struct Etcd {
-    child: Child,
-    _dir: tempfile::TempDir,
-    /// `127.0.0.1:<port>`.
-    pub endpoint: String,
-}
-
-impl Etcd {
-    /// Starts etcd; panics when it cannot start.
-    pub(crate) fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let (client, peer) = (free_port(), free_port());
-        let endpoint = format!("127.0.0.1:{client}");
-        let child = Command::new(etcd_binary())
-            .args(["--data-dir", dir.path().to_str().unwrap()])
-            .args(["--listen-client-urls", &format!("http://{endpoint}")])
-            .args(["--advertise-client-urls", &format!("http://{endpoint}")])
-            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-            .args([
-                "--initial-advertise-peer-urls",
-                &format!("http://127.0.0.1:{peer}"),
-            ])
-            .args([
-                "--initial-cluster",
-                &format!("default=http://127.0.0.1:{peer}"),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("etcd binary (apt install etcd-server)");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline && std::net::TcpStream::connect(&endpoint).is_err() {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Etcd {
-            child,
-            _dir: dir,
-            endpoint,
-        }
-    }
-
-    /// The `--store` URL for keelson.
-    pub(crate) fn store_url(&self) -> String {
-        format!("etcd://{}", self.endpoint)
-    }
-}
-
-fn etcd_binary() -> &'static Path {
-    Path::new("etcd")
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A real etcd on free loopback ports, killed on drop.
+pub(crate) fn etcd() -> keelson_store::local_etcd::LocalEtcd {
+    keelson_store::local_etcd::LocalEtcd::start().expect("etcd (apt install etcd-server)")
 }
 
 /// Asserts a command succeeded and returns its stdout.

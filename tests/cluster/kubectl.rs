@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::harness::{eventually, fails, ok, Etcd, Server, KUBECTL_129, KUBECTL_133};
+use crate::harness::{etcd, eventually, fails, ok, Server, KUBECTL_129, KUBECTL_133};
 
 const DEPLOYMENT: &str = "apiVersion: apps/v1
 kind: Deployment
@@ -494,13 +494,13 @@ fn kubectl_129_embedded() {
 #[test]
 #[ignore = "needs etcd"]
 fn kubectl_133_etcd() {
-    let etcd = Etcd::start();
+    let etcd = etcd();
     suite(&Server::start_with_store(&etcd.store_url()), KUBECTL_133);
 }
 
 #[test]
 #[ignore = "needs etcd"]
 fn kubectl_129_etcd() {
-    let etcd = Etcd::start();
+    let etcd = etcd();
     suite(&Server::start_with_store(&etcd.store_url()), KUBECTL_129);
 }

@@ -45,23 +45,7 @@ impl ApiClient {
             Some(b) => Body::from(serde_json::to_vec(b).unwrap_or_default()),
             None => Body::empty(),
         };
-        let req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(
-                http::header::AUTHORIZATION,
-                format!("Bearer {}", self.token),
-            )
-            .header(http::header::CONTENT_TYPE, content_type)
-            .header(http::header::USER_AGENT, "keelson-controller-manager/v1")
-            .body(body)
-            .map_err(ApiError::internal)?;
-        let resp = self
-            .router
-            .clone()
-            .oneshot(req)
-            .await
-            .map_err(ApiError::internal)?;
+        let resp = self.send(method, path, content_type, body).await?;
         let status = resp.status().as_u16();
         let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
             .await
@@ -79,6 +63,32 @@ impl ApiClient {
                 .to_string(),
             details: value.get("details").cloned(),
         })
+    }
+
+    /// Sends one request through the router as this client's user.
+    async fn send(
+        &self,
+        method: Method,
+        uri: &str,
+        content_type: &str,
+        body: Body,
+    ) -> Result<axum::response::Response, ApiError> {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", self.token),
+            )
+            .header(http::header::CONTENT_TYPE, content_type)
+            .header(http::header::USER_AGENT, "keelson-controller-manager/v1")
+            .body(body)
+            .map_err(ApiError::internal)?;
+        self.router
+            .clone()
+            .oneshot(req)
+            .await
+            .map_err(ApiError::internal)
     }
 
     /// GET.
@@ -123,20 +133,9 @@ impl ApiClient {
         let uri = format!(
             "{path}{sep}watch=true&allowWatchBookmarks=true&resourceVersion={resource_version}"
         );
-        let req = Request::builder()
-            .uri(uri)
-            .header(
-                http::header::AUTHORIZATION,
-                format!("Bearer {}", self.token),
-            )
-            .body(Body::empty())
-            .map_err(ApiError::internal)?;
         let resp = self
-            .router
-            .clone()
-            .oneshot(req)
-            .await
-            .map_err(ApiError::internal)?;
+            .send(Method::GET, &uri, "application/json", Body::empty())
+            .await?;
         if !resp.status().is_success() {
             return Err(ApiError::internal(format!(
                 "watch {path}: HTTP {}",

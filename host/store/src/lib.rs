@@ -16,6 +16,8 @@
 
 mod error;
 mod etcd;
+#[cfg(any(test, feature = "local-etcd"))]
+pub mod local_etcd;
 mod sqlite;
 mod watch_cache;
 

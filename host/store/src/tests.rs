@@ -1,6 +1,5 @@
 //! One behaviour suite, run against both backends.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -136,71 +135,12 @@ async fn embedded_survives_reopen() {
     assert_eq!(now, rev + 1);
 }
 
-/// A real etcd on free ports in a temp dir, killed on drop.
-struct Etcd {
-    child: Child,
-    _dir: tempfile::TempDir,
-    endpoint: String,
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_etcd() -> Etcd {
-    let dir = tempfile::tempdir().unwrap();
-    let (client, peer) = (free_port(), free_port());
-    let endpoint = format!("127.0.0.1:{client}");
-    let child = Command::new("etcd")
-        .args(["--data-dir", dir.path().to_str().unwrap()])
-        .args(["--listen-client-urls", &format!("http://{endpoint}")])
-        .args(["--advertise-client-urls", &format!("http://{endpoint}")])
-        .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-        .args([
-            "--initial-advertise-peer-urls",
-            &format!("http://127.0.0.1:{peer}"),
-        ])
-        .args([
-            "--initial-cluster",
-            &format!("default=http://127.0.0.1:{peer}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("etcd binary (apt install etcd-server)");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(&endpoint).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Etcd {
-        child,
-        _dir: dir,
-        endpoint,
-    }
-}
-
 #[tokio::test]
 #[ignore = "needs etcd"]
 async fn etcd_backend() {
-    let etcd = start_etcd();
-    let store = Store::open(
-        &format!("etcd://{}", etcd.endpoint),
-        std::path::Path::new("/nonexistent"),
-    )
-    .await
-    .unwrap();
+    let etcd = crate::local_etcd::LocalEtcd::start().expect("etcd (apt install etcd-server)");
+    let store = Store::open(&etcd.store_url(), std::path::Path::new("/nonexistent"))
+        .await
+        .unwrap();
     suite(store).await;
 }

@@ -166,12 +166,7 @@ pub(crate) async fn delete(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
             .map_err(admission::denied)?;
     }
     for _ in 0..super::write::RETRIES {
-        let kv = ctx
-            .api
-            .store
-            .get(&ctx.key())
-            .await?
-            .ok_or_else(|| ctx.not_found())?;
+        let kv = ctx.stored().await?;
         match delete_one(&ctx, kv, &opts).await {
             Ok((code, obj)) => return Ok(respond(code, &obj)),
             Err(e)

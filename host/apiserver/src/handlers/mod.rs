@@ -51,6 +51,14 @@ impl Ctx {
     pub(crate) fn key(&self) -> String {
         self.def.key(self.namespace(), self.name())
     }
+    /// The stored object the request names; 404 when absent.
+    pub(crate) async fn stored(&self) -> ApiResult<keelson_store::KeyValue> {
+        self.api
+            .store
+            .get(&self.key())
+            .await?
+            .ok_or_else(|| self.not_found())
+    }
     pub(crate) fn not_found(&self) -> ApiError {
         ApiError::not_found(&self.def.group, &self.def.plural, self.name())
     }

@@ -85,12 +85,7 @@ pub(crate) async fn patch(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
         return apply(ctx, body, opts).await;
     }
     for _ in 0..super::write::RETRIES {
-        let old_kv = ctx
-            .api
-            .store
-            .get(&ctx.key())
-            .await?
-            .ok_or_else(|| ctx.not_found())?;
+        let old_kv = ctx.stored().await?;
         let current = from_store(&ctx.def, &old_kv)?;
         let patched = apply_patch(&ctx, kind, &current, &body)?;
         if let Some(done) = write_patched(&ctx, &old_kv, &current, patched, &opts, true).await? {

@@ -14,12 +14,7 @@ use crate::table;
 
 pub(crate) async fn get(ctx: Ctx) -> ApiResult<Response> {
     let rep = representation(&ctx.headers)?;
-    let kv = ctx
-        .api
-        .store
-        .get(&ctx.key())
-        .await?
-        .ok_or_else(|| ctx.not_found())?;
+    let kv = ctx.stored().await?;
     let obj = from_store(&ctx.def, &kv)?;
     let out = match rep {
         Representation::Object => obj,

@@ -27,12 +27,7 @@ pub(crate) async fn handle(
 ) -> ApiResult<Response> {
     match (sub, method) {
         ("scale", Method::GET) => {
-            let kv = ctx
-                .api
-                .store
-                .get(&ctx.key())
-                .await?
-                .ok_or_else(|| ctx.not_found())?;
+            let kv = ctx.stored().await?;
             Ok(respond(
                 200,
                 &to_scale(&ctx.def, &from_store(&ctx.def, &kv)?),
@@ -108,12 +103,7 @@ async fn scale_write(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     let opts = CreateOptions::from_ctx(&ctx)?;
     let ct = codec::content_type(&ctx.headers);
     for _ in 0..super::write::RETRIES {
-        let kv = ctx
-            .api
-            .store
-            .get(&ctx.key())
-            .await?
-            .ok_or_else(|| ctx.not_found())?;
+        let kv = ctx.stored().await?;
         let obj = from_store(&ctx.def, &kv)?;
         let current = to_scale(&ctx.def, &obj);
         let wanted = match ct.as_str() {
@@ -210,12 +200,7 @@ async fn bind(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     };
     let opts = CreateOptions::from_ctx(&ctx)?;
     for _ in 0..super::write::RETRIES {
-        let kv = ctx
-            .api
-            .store
-            .get(&ctx.key())
-            .await?
-            .ok_or_else(|| ctx.not_found())?;
+        let kv = ctx.stored().await?;
         let mut pod = from_store(&ctx.def, &kv)?;
         if objects::is_deleting(&pod) {
             return Err(ApiError::conflict_message(
@@ -282,12 +267,7 @@ async fn evict(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
             objects::name(&eviction)
         )));
     }
-    let kv = ctx
-        .api
-        .store
-        .get(&ctx.key())
-        .await?
-        .ok_or_else(|| ctx.not_found())?;
+    let kv = ctx.stored().await?;
     if !ctx.query.dry_run() {
         ctx.api
             .store

@@ -21,7 +21,11 @@ impl std::fmt::Debug for Running {
 }
 
 /// A counter family: name, help, and how to read it from a snapshot.
-type CounterFamily = (&'static str, &'static str, fn(&keelson_plugin_host::MetricsSnapshot) -> u64);
+type CounterFamily = (
+    &'static str,
+    &'static str,
+    fn(&keelson_plugin_host::MetricsSnapshot) -> u64,
+);
 
 impl Collector for PluginMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {

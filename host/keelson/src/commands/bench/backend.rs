@@ -1,13 +1,14 @@
 //! The systems under test: an etcd process for the baseline backend, and the API server started
 //! in this process (with the built-in controllers, as `keelson server` runs it) over either store.
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::time::Instant;
+
+use keelson_store::local_etcd::LocalEtcd;
 
 use super::http::Endpoint;
 
@@ -40,7 +41,7 @@ pub(crate) struct Started {
     /// The in-process client (`ApiServer::client()`): the same router, no socket or TLS.
     pub(crate) in_process: keelson_apiserver::ApiClient,
     _data: tempfile::TempDir,
-    etcd: Option<Etcd>,
+    etcd: Option<LocalEtcd>,
 }
 
 impl Started {
@@ -72,7 +73,7 @@ pub(crate) async fn start(backend: Backend, base: &Path) -> Result<Started, Star
         .context("creating the data dir")?;
     let etcd = match backend {
         Backend::Embedded => None,
-        Backend::Etcd => Some(Etcd::start(base).await?),
+        Backend::Etcd => Some(start_etcd().await?),
     };
     let store = etcd.as_ref().map_or_else(
         || "embedded".to_string(),
@@ -106,82 +107,17 @@ pub(crate) async fn start(backend: Backend, base: &Path) -> Result<Started, Star
     })
 }
 
-/// An etcd process on free loopback ports with its data in a temp dir; killed on drop.
-struct Etcd {
-    child: Child,
-    _dir: tempfile::TempDir,
-    endpoint: String,
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-impl Etcd {
-    async fn start(base: &Path) -> Result<Self, StartError> {
-        let dir = tempfile::Builder::new()
-            .prefix("keelson-bench-etcd-")
-            .tempdir_in(base)
-            .context("creating etcd's data dir")?;
-        let (client, peer) = (free_port()?, free_port()?);
-        let endpoint = format!("127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let client_url = format!("http://{endpoint}");
-        let spawned = Command::new("etcd")
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(["--listen-client-urls", &client_url])
-            .args(["--advertise-client-urls", &client_url])
-            .args(["--listen-peer-urls", &peer_url])
-            .args(["--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("default={peer_url}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match spawned {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StartError::Skip(
-                    "etcd is not installed (no `etcd` on PATH; Debian: apt install etcd-server)"
-                        .into(),
-                ))
-            }
-            Err(e) => return Err(anyhow::Error::new(e).context("starting etcd").into()),
-        };
-        let mut etcd = Etcd {
-            child,
-            _dir: dir,
-            endpoint,
-        };
-        // Ready means a leader is elected (`/health`), so the server's cold start excludes
-        // etcd's own.
-        let health = format!("{client_url}/health");
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .no_proxy()
-            .build()
-            .context("building the etcd health client")?;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(resp) = http.get(&health).send().await {
-                if resp.text().await.is_ok_and(|t| t.contains("\"true\"")) {
-                    return Ok(etcd);
-                }
-            }
-            if let Ok(Some(status)) = etcd.child.try_wait() {
-                return Err(anyhow::anyhow!("etcd exited at start: {status}").into());
-            }
-            if Instant::now() >= deadline {
-                return Err(anyhow::anyhow!("etcd was not healthy within 20 s").into());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// A real etcd on free loopback ports (healthy before the server starts, so the server's cold
+/// start excludes etcd's own); skipped when etcd is not installed.
+async fn start_etcd() -> Result<LocalEtcd, StartError> {
+    match tokio::task::spawn_blocking(LocalEtcd::start)
+        .await
+        .context("starting etcd")?
+    {
+        Ok(etcd) => Ok(etcd),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StartError::Skip(
+            "etcd is not installed (no `etcd` on PATH; Debian: apt install etcd-server)".into(),
+        )),
+        Err(e) => Err(anyhow::Error::new(e).context("starting etcd").into()),
     }
 }
