@@ -91,12 +91,7 @@ const VERBS: [&str; 8] = [
 ];
 
 fn resource_list(api: &ApiServer, group: &str, version: &str) -> Option<Value> {
-    let defs: Vec<_> = api
-        .registry
-        .all()
-        .into_iter()
-        .filter(|d| d.group == group && d.version == version)
-        .collect();
+    let defs = api.registry.in_group_version(group, version);
     if defs.is_empty() {
         return None;
     }

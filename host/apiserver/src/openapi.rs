@@ -26,12 +26,7 @@ pub(crate) fn handle(api: &ApiServer, path: &str) -> Option<ApiResult<Response>>
         ["apis", g, v] => (g.to_string(), v.to_string()),
         _ => return Some(Err(ApiError::no_route(path))),
     };
-    let defs: Vec<_> = api
-        .registry
-        .all()
-        .into_iter()
-        .filter(|d| d.group == group && d.version == version)
-        .collect();
+    let defs = api.registry.in_group_version(&group, &version);
     if defs.is_empty() {
         return Some(Err(ApiError::no_route(path)));
     }
@@ -55,9 +50,8 @@ fn v3_index(api: &ApiServer) -> Value {
                 "{:016X}",
                 fxhash(
                     &api.registry
-                        .all()
+                        .in_group_version(&g, &v)
                         .iter()
-                        .filter(|d| d.group == g && d.version == v)
                         .map(|d| format!("{}{}{:?}", d.plural, d.kind, d.schema))
                         .collect::<String>()
                 )

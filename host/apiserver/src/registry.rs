@@ -236,6 +236,15 @@ impl Registry {
             .cloned()
     }
 
+    /// Every kind served in one group/version.
+    pub fn in_group_version(&self, group: &str, version: &str) -> Vec<Arc<ResourceDef>> {
+        self.read()
+            .iter()
+            .filter(|d| d.group == group && d.version == version)
+            .cloned()
+            .collect()
+    }
+
     /// Looks up the served definition of a kind.
     pub fn by_kind(&self, group: &str, kind: &str) -> Option<Arc<ResourceDef>> {
         self.read()

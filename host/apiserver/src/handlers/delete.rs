@@ -179,11 +179,7 @@ pub(crate) async fn delete(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
             Err(e) => return Err(e),
         }
     }
-    Err(ApiError::conflict(
-        &ctx.def.group,
-        &ctx.def.plural,
-        ctx.name(),
-    ))
+    Err(ctx.conflict())
 }
 
 pub(crate) async fn delete_collection(ctx: Ctx) -> ApiResult<Response> {

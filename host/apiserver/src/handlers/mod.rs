@@ -51,6 +51,10 @@ impl Ctx {
     pub(crate) fn key(&self) -> String {
         self.def.key(self.namespace(), self.name())
     }
+    /// 409 Conflict on the request's object.
+    pub(crate) fn conflict(&self) -> ApiError {
+        ApiError::conflict(&self.def.group, &self.def.plural, self.name())
+    }
     /// The stored object the request names; 404 when absent.
     pub(crate) async fn stored(&self) -> ApiResult<keelson_store::KeyValue> {
         self.api

@@ -92,11 +92,7 @@ pub(crate) async fn patch(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
             return Ok(done.respond(200));
         }
     }
-    Err(ApiError::conflict(
-        &ctx.def.group,
-        &ctx.def.plural,
-        ctx.name(),
-    ))
+    Err(ctx.conflict())
 }
 
 /// Writes a patched object; `None` = lost a race, retry.
@@ -112,11 +108,7 @@ async fn write_patched(
         .filter(|rv| *rv != objects::meta_str(current, "resourceVersion").unwrap_or_default())
         .map(String::from);
     if pinned.is_some() {
-        return Err(ApiError::conflict(
-            &ctx.def.group,
-            &ctx.def.plural,
-            ctx.name(),
-        ));
+        return Err(ctx.conflict());
     }
     if objects::name(&patched) != ctx.name() {
         return Err(ApiError::bad_request(format!(
@@ -214,11 +206,7 @@ async fn apply(ctx: Ctx, body: Bytes, opts: CreateOptions) -> ApiResult<Response
             return Ok(done.respond(200));
         }
     }
-    Err(ApiError::conflict(
-        &ctx.def.group,
-        &ctx.def.plural,
-        ctx.name(),
-    ))
+    Err(ctx.conflict())
 }
 
 /// The 409 that `kubectl apply --server-side` prints on ownership conflicts.

@@ -124,11 +124,7 @@ async fn scale_write(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
                 let sent = codec::decode_object(&ctx.headers, &body)?;
                 let rv = objects::sent_rv(&sent)?;
                 if rv != 0 && rv != kv.mod_revision {
-                    return Err(ApiError::conflict(
-                        &ctx.def.group,
-                        &ctx.def.plural,
-                        ctx.name(),
-                    ));
+                    return Err(ctx.conflict());
                 }
                 sent
             }
@@ -158,11 +154,7 @@ async fn scale_write(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
             Err(e) => return Err(e),
         }
     }
-    Err(ApiError::conflict(
-        &ctx.def.group,
-        &ctx.def.plural,
-        ctx.name(),
-    ))
+    Err(ctx.conflict())
 }
 
 fn set_path(obj: &mut Value, path: &str, v: Value) {
@@ -251,11 +243,7 @@ async fn bind(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
             Err(e) => return Err(e),
         }
     }
-    Err(ApiError::conflict(
-        &ctx.def.group,
-        &ctx.def.plural,
-        ctx.name(),
-    ))
+    Err(ctx.conflict())
 }
 
 async fn evict(ctx: Ctx, body: Bytes) -> ApiResult<Response> {

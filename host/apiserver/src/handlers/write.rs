@@ -310,7 +310,7 @@ pub(crate) async fn update_object(
 /// Maps store errors of a conditional write on the request's object.
 pub(crate) fn conflict(ctx: &Ctx, e: StoreError) -> ApiError {
     match e {
-        StoreError::Conflict(_) => ApiError::conflict(&ctx.def.group, &ctx.def.plural, ctx.name()),
+        StoreError::Conflict(_) => ctx.conflict(),
         StoreError::NotFound(_) => ctx.not_found(),
         other => other.into(),
     }
@@ -342,11 +342,7 @@ pub(crate) async fn update(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
             Err(e) => return Err(e),
         }
     }
-    Err(ApiError::conflict(
-        &ctx.def.group,
-        &ctx.def.plural,
-        ctx.name(),
-    ))
+    Err(ctx.conflict())
 }
 
 /// How often a write that lost a race is retried before reporting the conflict.

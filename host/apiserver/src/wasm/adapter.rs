@@ -18,31 +18,58 @@ pub(crate) enum Role {
     Mutate,
 }
 
-/// One running WasmPlugin version with its spec.
+/// One running WasmPlugin version, with what the chain needs from its spec precomputed.
 pub(crate) struct WasmAdmission {
     pub(crate) name: String,
     pub(crate) role: Role,
     pub(crate) plugin: Arc<AdmissionPlugin>,
-    pub(crate) spec: Value,
-    pub(crate) permits: Arc<Semaphore>,
+    /// `spec.order`: plugins of a role run in ascending order, then by name.
+    pub(crate) order: i64,
+    /// `rules`, `namespaceSelector`, `objectSelector` (rules default to everything).
+    matcher: Value,
+    /// `spec.config` as JSON text.
+    config: String,
+    /// `failurePolicy: Ignore`.
+    fail_open: bool,
+    permits: Arc<Semaphore>,
 }
 
 impl WasmAdmission {
-    fn fail_open(&self) -> bool {
-        self.spec.get("failurePolicy").and_then(Value::as_str) == Some("Ignore")
-    }
-
-    /// Rules and selectors, as for webhooks; a plugin without rules sees every request.
-    async fn applies(&self, a: &Attributes, api: &dyn Api) -> bool {
-        let mut spec = self.spec.clone();
-        if spec
+    pub(crate) fn new(
+        name: String,
+        role: Role,
+        plugin: Arc<AdmissionPlugin>,
+        spec: &Value,
+        permits: Arc<Semaphore>,
+    ) -> Self {
+        let mut matcher = serde_json::json!({});
+        for k in ["rules", "namespaceSelector", "objectSelector"] {
+            if let Some(v) = spec.get(k) {
+                matcher[k] = v.clone();
+            }
+        }
+        if matcher
             .get("rules")
             .and_then(Value::as_array)
             .is_none_or(Vec::is_empty)
         {
-            spec["rules"] = serde_json::json!([{"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*", "*/*"]}]);
+            matcher["rules"] = serde_json::json!([{"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*", "*/*"]}]);
         }
-        keelson_admission::matching::hook_matches(&spec, a, api)
+        Self {
+            name,
+            role,
+            plugin,
+            order: spec.get("order").and_then(Value::as_i64).unwrap_or(0),
+            matcher,
+            config: spec.get("config").map(Value::to_string).unwrap_or_default(),
+            fail_open: spec.get("failurePolicy").and_then(Value::as_str) == Some("Ignore"),
+            permits,
+        }
+    }
+
+    /// Rules and selectors, as for webhooks; a plugin without rules sees every request.
+    async fn applies(&self, a: &Attributes, api: &dyn Api) -> bool {
+        keelson_admission::matching::hook_matches(&self.matcher, a, api)
             .await
             .unwrap_or(false)
     }
@@ -72,17 +99,13 @@ impl WasmAdmission {
             object: json(&a.object),
             old_object: json(&a.old_object),
             dry_run: a.dry_run,
-            config: self
-                .spec
-                .get("config")
-                .map(Value::to_string)
-                .unwrap_or_default(),
+            config: self.config.clone(),
         }
     }
 
     /// A plugin failure under its failurePolicy: `Ok` when ignored.
     fn failed(&self, why: String) -> Result<(), Denied> {
-        if self.fail_open() {
+        if self.fail_open {
             tracing::warn!(plugin.name = %self.name, error = %why, "plugin failed; failurePolicy Ignore");
             return Ok(());
         }

@@ -127,12 +127,7 @@ impl Reconciler {
     /// Puts the running plugins into the chain, ordered by `spec.order`, then name.
     fn rebuild_chain(&self) {
         let mut all = self.running.all();
-        all.sort_by_key(|p| {
-            (
-                p.spec.get("order").and_then(Value::as_i64).unwrap_or(0),
-                p.name.clone(),
-            )
-        });
+        all.sort_by_key(|p| (p.order, p.name.clone()));
         let pick = |role: Role| {
             all.iter()
                 .filter(|p| p.role == role)
@@ -174,13 +169,13 @@ impl Reconciler {
         match self.load(&name, &spec).await {
             Ok(plugin) => {
                 let digest = plugin.digest().to_string();
-                let adapter = Arc::new(WasmAdmission {
-                    name: name.clone(),
+                let adapter = Arc::new(WasmAdmission::new(
+                    name.clone(),
                     role,
                     plugin,
-                    spec,
-                    permits: self.permits.clone(),
-                });
+                    &spec,
+                    self.permits.clone(),
+                ));
                 self.running
                     .lock()
                     .insert(name.clone(), (generation, adapter));

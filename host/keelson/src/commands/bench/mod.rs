@@ -3,7 +3,11 @@
 //! `keelson bench api` starts the API server in this process once per store backend (the
 //! embedded store, and etcd as the baseline) and drives it over real HTTPS with the admin
 //! token. One generic measurement path ([`api`]) runs for every backend.
+//!
+//! `keelson bench admission` starts one server and measures what Wasm admission plugins add to
+//! creates, over HTTPS and in-process, plus each example plugin's raw cost ([`admission`]).
 
+mod admission;
 mod api;
 mod backend;
 mod http;
@@ -26,12 +30,16 @@ enum BenchWhat {
     /// API server: create/get/list throughput and latency, paced creates, watch fan-out; per
     /// store backend, embedded vs etcd.
     Api(api::ApiBench),
+    /// Wasm admission plugins: create latency with 0, 1 and 5 plugins (HTTPS and in-process),
+    /// the added latency per plugin, and each example plugin's raw instantiate/call cost.
+    Admission(admission::AdmissionBench),
 }
 
 impl BenchCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<()> {
         match self.what {
             BenchWhat::Api(bench) => bench.execute().await,
+            BenchWhat::Admission(bench) => bench.execute().await,
         }
     }
 }
