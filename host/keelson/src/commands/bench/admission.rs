@@ -310,23 +310,11 @@ impl AdmissionBench {
     pub(crate) async fn execute(self) -> anyhow::Result<()> {
         let s = self.sizes();
         let base = self.dir.clone().unwrap_or_else(std::env::temp_dir);
-        let build = if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        };
-        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-        println!(
-            "keelson bench admission ({build} build, {cpus} CPUs shared by the load generator, \
-             the server and the plugins; data under {})",
-            base.display()
+        super::report::banner(
+            "admission",
+            "the load generator, the server and the plugins",
+            &base,
         );
-        if build == "debug" {
-            println!(
-                "   note: debug build (wasmtime's host side too); numbers are pessimistic \
-                 (cargo build --release -p keelson)"
-            );
-        }
         let (dir, how) = locate_plugins(self.plugins_dir.clone()).await?;
         println!("   plugins: {} ({how})", dir.display());
         let components = Arc::new(Components::read(&dir)?);

@@ -116,22 +116,7 @@ impl ApiBench {
     pub(crate) async fn execute(self) -> anyhow::Result<()> {
         let sizes = self.sizes();
         let base = self.dir.clone().unwrap_or_else(std::env::temp_dir);
-        let build = if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        };
-        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-        println!(
-            "keelson bench api ({build} build, {cpus} CPUs shared by the load generator and the \
-             server; data under {})",
-            base.display()
-        );
-        if build == "debug" {
-            println!(
-                "   note: debug build; numbers are pessimistic (cargo build --release -p keelson)"
-            );
-        }
+        super::report::banner("api", "the load generator and the server", &base);
         let mut backends = self.backends.clone();
         backends.dedup();
         let mut reports = Vec::new();

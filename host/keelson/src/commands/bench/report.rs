@@ -165,3 +165,22 @@ pub(crate) fn comparison(ours: &Report, baseline: &Report) -> String {
     }
     out
 }
+
+/// The first lines of a benchmark's output: build type, CPUs and where data lives.
+pub(crate) fn banner(name: &str, shared_by: &str, base: &std::path::Path) {
+    let build = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    println!(
+        "keelson bench {name} ({build} build, {cpus} CPUs shared by {shared_by}; data under {})",
+        base.display()
+    );
+    if cfg!(debug_assertions) {
+        println!(
+            "   note: debug build; numbers are pessimistic (cargo build --release -p keelson)"
+        );
+    }
+}
