@@ -25,4 +25,6 @@ rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
 cargo fetch --locked
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The plugins/ workspace (wasm32-wasip2 guests; its .cargo/config.toml picks the target).
+(cd plugins && cargo fmt --all --check && cargo clippy --release --locked -- -D warnings)
 cargo test --workspace --locked -- --include-ignored
