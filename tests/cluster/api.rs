@@ -143,6 +143,51 @@ fn watch_initial_events_bookmark_and_changes() {
 }
 
 #[test]
+fn watch_with_selector_sees_objects_enter_and_leave() {
+    let server = Server::start();
+    create_cm(&server, "moving", json!({"sel": "in"}));
+    let resp = client(&server)
+        .get(url(
+            &server,
+            "/api/v1/namespaces/default/configmaps?watch=true&labelSelector=sel%3Din",
+        ))
+        .bearer_auth(server.token())
+        .send()
+        .unwrap();
+    let relabel = |value: &str| {
+        let patch = json!({"metadata": {"labels": {"sel": value}}});
+        let r = client(&server)
+            .patch(url(&server, "/api/v1/namespaces/default/configmaps/moving"))
+            .bearer_auth(server.token())
+            .header("Content-Type", "application/merge-patch+json")
+            .body(patch.to_string())
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    };
+    relabel("out");
+    relabel("in");
+    let events = read_events(resp, 3);
+    let seen: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap(),
+                e["object"]["metadata"]["labels"]["sel"]
+                    .as_str()
+                    .unwrap_or(""),
+            )
+        })
+        .collect();
+    // Initial state, then leaving the selection is a DELETED (with the content it had), and
+    // coming back is an ADDED.
+    assert_eq!(
+        seen,
+        vec![("ADDED", "in"), ("DELETED", "in"), ("ADDED", "in")]
+    );
+}
+
+#[test]
 fn list_paging_tables_conflicts_and_auth() {
     let server = Server::start_with_args(&["--insecure-port", &free_port().to_string()]);
     for i in 0..25 {

@@ -183,7 +183,8 @@ impl Backend for EtcdBackend {
                             } else {
                                 EventKind::Updated
                             };
-                            Event { kind, kv }
+                            let prev = ev.prev_kv().map(|p| p.value().to_vec());
+                            Event { kind, kv, prev }
                         }
                         EventType::Delete => {
                             let rev = kv.mod_revision();
@@ -194,6 +195,7 @@ impl Backend for EtcdBackend {
                                     mod_revision: rev,
                                     ..prev
                                 },
+                                prev: None,
                             }
                         }
                     };

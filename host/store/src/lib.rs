@@ -66,6 +66,9 @@ pub struct Event {
     pub kind: EventKind,
     /// The key after the change (for a deletion: the last value, `mod_revision` = deletion revision).
     pub kv: KeyValue,
+    /// For an update: the value before it, when the backend knows it (watchers with selectors
+    /// need it to notice objects leaving their selection).
+    pub prev: Option<Vec<u8>>,
 }
 
 /// A storage engine: the embedded SQLite revision log or etcd v3.

@@ -249,7 +249,11 @@ fn read_history(path: &Path, after: i64) -> Result<Vec<Event>> {
         } else {
             EventKind::Created
         };
-        Ok(Event { kind, kv })
+        Ok(Event {
+            kind,
+            kv,
+            prev: None,
+        })
     })?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
@@ -311,6 +315,7 @@ impl Writer {
                                 Event {
                                     kind: EventKind::Created,
                                     kv,
+                                    prev: None,
                                 },
                                 false,
                             ))
@@ -334,6 +339,7 @@ impl Writer {
                                 Event {
                                     kind: EventKind::Updated,
                                     kv,
+                                    prev: Some(old.value),
                                 },
                                 false,
                             ))
@@ -355,6 +361,7 @@ impl Writer {
                                 Event {
                                     kind: EventKind::Deleted,
                                     kv,
+                                    prev: None,
                                 },
                                 true,
                             ))
@@ -371,6 +378,7 @@ impl Writer {
                                     create_revision: 0,
                                     mod_revision: rev,
                                 },
+                                prev: None,
                             },
                             false,
                         ))

@@ -17,6 +17,7 @@ use super::Ctx;
 use crate::codec::{representation, Representation};
 use crate::error::{ApiError, ApiResult};
 use crate::objects::from_store;
+use crate::registry::ResourceDef;
 use crate::table;
 
 /// How often an idle watch with `allowWatchBookmarks` gets a BOOKMARK.
@@ -28,6 +29,37 @@ fn event(kind: &str, object: Value) -> bytes::Bytes {
     let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
     line.push(b'\n');
     line.into()
+}
+
+/// What a watcher with selectors sees of a store event, as Kubernetes' watch cache decides it:
+/// an update that brings an object into the selection is ADDED, one that takes it out is
+/// DELETED (with the previous content at the new resourceVersion); `None` when unseen.
+fn selected(
+    def: &ResourceDef,
+    ev: &keelson_store::Event,
+    keep: &impl Fn(&Value) -> bool,
+) -> Option<(&'static str, Value)> {
+    let obj = from_store(def, &ev.kv).ok()?;
+    let now = keep(&obj);
+    match ev.kind {
+        EventKind::Created => now.then_some(("ADDED", obj)),
+        EventKind::Deleted => now.then_some(("DELETED", obj)),
+        EventKind::Updated => {
+            let before = ev.prev.as_ref().and_then(|p| {
+                let kv = keelson_store::KeyValue {
+                    value: p.clone(),
+                    ..ev.kv.clone()
+                };
+                from_store(def, &kv).ok()
+            });
+            match (before.as_ref().map(keep).unwrap_or(now), now) {
+                (true, true) => Some(("MODIFIED", obj)),
+                (false, true) => Some(("ADDED", obj)),
+                (true, false) => before.map(|b| ("DELETED", b)),
+                (false, false) => None,
+            }
+        }
+    }
 }
 
 pub(crate) async fn watch(ctx: Ctx) -> ApiResult<Response> {
@@ -145,13 +177,7 @@ pub(crate) async fn watch(ctx: Ctx) -> ApiResult<Response> {
                         Some(Ok(ev)) => ev,
                     };
                     last_rv = ev.kv.mod_revision;
-                    let Ok(obj) = from_store(&def, &ev.kv) else { continue };
-                    if !keep(&obj) { continue; }
-                    let kind = match ev.kind {
-                        EventKind::Created => "ADDED",
-                        EventKind::Updated => "MODIFIED",
-                        EventKind::Deleted => "DELETED",
-                    };
+                    let Some((kind, obj)) = selected(&def, &ev, &keep) else { continue };
                     if tx.send(event(kind, render(obj))).await.is_err() { return; }
                 }
             }
