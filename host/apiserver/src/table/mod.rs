@@ -10,13 +10,9 @@ use crate::registry::ResourceDef;
 
 /// One column: name, type, priority (0 = always shown, 1 = `-o wide`).
 pub(crate) struct Column {
-    pub(crate) name: &'static str,
+    pub(crate) name: String,
     pub(crate) ty: &'static str,
     pub(crate) priority: u8,
-}
-
-pub(crate) const fn col(name: &'static str, ty: &'static str, priority: u8) -> Column {
-    Column { name, ty, priority }
 }
 
 /// Renders objects as a meta.k8s.io/v1 Table.
@@ -32,7 +28,7 @@ pub(crate) fn to_table(
         let (cols, cell_fn) = printers::for_kind(&def.kind);
         let defs = cols
             .iter()
-            .map(|c| column_json(c.name, c.ty, c.priority, ""))
+            .map(|c| column_json(&c.name, c.ty, c.priority, ""))
             .collect();
         (defs, objs.iter().map(cell_fn).collect())
     };

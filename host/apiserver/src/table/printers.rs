@@ -2,9 +2,33 @@
 
 use serde_json::{json, Value};
 
-use super::{age, age_of, col, Column};
+use super::{age, age_of, Column};
 
 type Cells = fn(&Value) -> Vec<Value>;
+
+/// Columns from a compact spec: `"Name,Ready,Age|IP,Node"` — names after `|` are `-o wide` only
+/// (priority 1). Dates are typed `date`, everything else `string`.
+fn cols(spec: &str) -> Vec<Column> {
+    let (always, wide) = spec.split_once('|').unwrap_or((spec, ""));
+    let named = |names: &str, priority: u8| -> Vec<Column> {
+        names
+            .split(',')
+            .filter(|n| !n.is_empty())
+            .map(|name| Column {
+                name: name.to_string(),
+                ty: if name == "Created At" {
+                    "date"
+                } else {
+                    "string"
+                },
+                priority,
+            })
+            .collect()
+    };
+    let mut out = named(always, 0);
+    out.extend(named(wide, 1));
+    out
+}
 
 fn s<'a>(o: &'a Value, p: &str) -> &'a str {
     o.pointer(p).and_then(Value::as_str).unwrap_or_default()
@@ -78,33 +102,15 @@ fn selector(o: &Value, p: &str) -> String {
 pub(super) fn for_kind(kind: &str) -> (Vec<Column>, Cells) {
     match kind {
         "Namespace" => (
-            vec![
-                col("Name", "string", 0),
-                col("Status", "string", 0),
-                col("Age", "string", 0),
-            ],
+            cols("Name,Status,Age"),
             |o| vec![name(o), json!(s(o, "/status/phase")), json!(age(o))],
         ),
         "Pod" => (
-            vec![
-                col("Name", "string", 0),
-                col("Ready", "string", 0),
-                col("Status", "string", 0),
-                col("Restarts", "string", 0),
-                col("Age", "string", 0),
-                col("IP", "string", 1),
-                col("Node", "string", 1),
-                col("Nominated Node", "string", 1),
-                col("Readiness Gates", "string", 1),
-            ],
+            cols("Name,Ready,Status,Restarts,Age|IP,Node,Nominated Node,Readiness Gates"),
             pod,
         ),
         "ConfigMap" => (
-            vec![
-                col("Name", "string", 0),
-                col("Data", "string", 0),
-                col("Age", "string", 0),
-            ],
+            cols("Name,Data,Age"),
             |o| {
                 vec![
                     name(o),
@@ -114,12 +120,7 @@ pub(super) fn for_kind(kind: &str) -> (Vec<Column>, Cells) {
             },
         ),
         "Secret" => (
-            vec![
-                col("Name", "string", 0),
-                col("Type", "string", 0),
-                col("Data", "string", 0),
-                col("Age", "string", 0),
-            ],
+            cols("Name,Type,Data,Age"),
             |o| {
                 vec![
                     name(o),
@@ -130,59 +131,23 @@ pub(super) fn for_kind(kind: &str) -> (Vec<Column>, Cells) {
             },
         ),
         "ServiceAccount" => (
-            vec![
-                col("Name", "string", 0),
-                col("Secrets", "string", 0),
-                col("Age", "string", 0),
-            ],
+            cols("Name,Secrets,Age"),
             |o| vec![name(o), json!(count(o, "/secrets")), json!(age(o))],
         ),
         "Service" => (
-            vec![
-                col("Name", "string", 0),
-                col("Type", "string", 0),
-                col("Cluster-IP", "string", 0),
-                col("External-IP", "string", 0),
-                col("Port(s)", "string", 0),
-                col("Age", "string", 0),
-                col("Selector", "string", 1),
-            ],
+            cols("Name,Type,Cluster-IP,External-IP,Port(s),Age|Selector"),
             service,
         ),
         "Endpoints" => (
-            vec![
-                col("Name", "string", 0),
-                col("Endpoints", "string", 0),
-                col("Age", "string", 0),
-            ],
+            cols("Name,Endpoints,Age"),
             endpoints,
         ),
         "Node" => (
-            vec![
-                col("Name", "string", 0),
-                col("Status", "string", 0),
-                col("Roles", "string", 0),
-                col("Age", "string", 0),
-                col("Version", "string", 0),
-                col("Internal-IP", "string", 1),
-                col("External-IP", "string", 1),
-                col("OS-Image", "string", 1),
-                col("Kernel-Version", "string", 1),
-                col("Container-Runtime", "string", 1),
-            ],
+            cols("Name,Status,Roles,Age,Version|Internal-IP,External-IP,OS-Image,Kernel-Version,Container-Runtime"),
             node,
         ),
         "Deployment" => (
-            vec![
-                col("Name", "string", 0),
-                col("Ready", "string", 0),
-                col("Up-to-date", "string", 0),
-                col("Available", "string", 0),
-                col("Age", "string", 0),
-                col("Containers", "string", 1),
-                col("Images", "string", 1),
-                col("Selector", "string", 1),
-            ],
+            cols("Name,Ready,Up-to-date,Available,Age|Containers,Images,Selector"),
             |o| {
                 let (c, i) = containers(o, "/spec/template/spec/containers");
                 vec![
@@ -202,16 +167,7 @@ pub(super) fn for_kind(kind: &str) -> (Vec<Column>, Cells) {
             },
         ),
         "ReplicaSet" | "ReplicationController" => (
-            vec![
-                col("Name", "string", 0),
-                col("Desired", "integer", 0),
-                col("Current", "integer", 0),
-                col("Ready", "integer", 0),
-                col("Age", "string", 0),
-                col("Containers", "string", 1),
-                col("Images", "string", 1),
-                col("Selector", "string", 1),
-            ],
+            cols("Name,Desired,Current,Ready,Age|Containers,Images,Selector"),
             |o| {
                 let (c, i) = containers(o, "/spec/template/spec/containers");
                 vec![
@@ -227,13 +183,7 @@ pub(super) fn for_kind(kind: &str) -> (Vec<Column>, Cells) {
             },
         ),
         "StatefulSet" => (
-            vec![
-                col("Name", "string", 0),
-                col("Ready", "string", 0),
-                col("Age", "string", 0),
-                col("Containers", "string", 1),
-                col("Images", "string", 1),
-            ],
+            cols("Name,Ready,Age|Containers,Images"),
             |o| {
                 let (c, i) = containers(o, "/spec/template/spec/containers");
                 vec![
@@ -250,19 +200,7 @@ pub(super) fn for_kind(kind: &str) -> (Vec<Column>, Cells) {
             },
         ),
         "DaemonSet" => (
-            vec![
-                col("Name", "string", 0),
-                col("Desired", "integer", 0),
-                col("Current", "integer", 0),
-                col("Ready", "integer", 0),
-                col("Up-to-date", "integer", 0),
-                col("Available", "integer", 0),
-                col("Node Selector", "string", 0),
-                col("Age", "string", 0),
-                col("Containers", "string", 1),
-                col("Images", "string", 1),
-                col("Selector", "string", 1),
-            ],
+            cols("Name,Desired,Current,Ready,Up-to-date,Available,Node Selector,Age|Containers,Images,Selector"),
             |o| {
                 let (c, i) = containers(o, "/spec/template/spec/containers");
                 let ns = selector(o, "/spec/template/spec/nodeSelector");
@@ -282,31 +220,11 @@ pub(super) fn for_kind(kind: &str) -> (Vec<Column>, Cells) {
             },
         ),
         "Job" => (
-            vec![
-                col("Name", "string", 0),
-                col("Status", "string", 0),
-                col("Completions", "string", 0),
-                col("Duration", "string", 0),
-                col("Age", "string", 0),
-                col("Containers", "string", 1),
-                col("Images", "string", 1),
-                col("Selector", "string", 1),
-            ],
+            cols("Name,Status,Completions,Duration,Age|Containers,Images,Selector"),
             job,
         ),
         "CronJob" => (
-            vec![
-                col("Name", "string", 0),
-                col("Schedule", "string", 0),
-                col("Timezone", "string", 0),
-                col("Suspend", "boolean", 0),
-                col("Active", "integer", 0),
-                col("Last Schedule", "string", 0),
-                col("Age", "string", 0),
-                col("Containers", "string", 1),
-                col("Images", "string", 1),
-                col("Selector", "string", 1),
-            ],
+            cols("Name,Schedule,Timezone,Suspend,Active,Last Schedule,Age|Containers,Images,Selector"),
             |o| {
                 let (c, i) = containers(o, "/spec/jobTemplate/spec/template/spec/containers");
                 let last = o
@@ -332,13 +250,7 @@ pub(super) fn for_kind(kind: &str) -> (Vec<Column>, Cells) {
             },
         ),
         "Event" => (
-            vec![
-                col("Last Seen", "string", 0),
-                col("Type", "string", 0),
-                col("Reason", "string", 0),
-                col("Object", "string", 0),
-                col("Message", "string", 0),
-            ],
+            cols("Last Seen,Type,Reason,Object,Message"),
             |o| {
                 let last = [
                     s(o, "/lastTimestamp"),
@@ -364,16 +276,7 @@ pub(super) fn for_kind(kind: &str) -> (Vec<Column>, Cells) {
             },
         ),
         "PersistentVolumeClaim" => (
-            vec![
-                col("Name", "string", 0),
-                col("Status", "string", 0),
-                col("Volume", "string", 0),
-                col("Capacity", "string", 0),
-                col("Access Modes", "string", 0),
-                col("StorageClass", "string", 0),
-                col("VolumeAttributesClass", "string", 0),
-                col("Age", "string", 0),
-            ],
+            cols("Name,Status,Volume,Capacity,Access Modes,StorageClass,VolumeAttributesClass,Age"),
             |o| {
                 vec![
                     name(o),
@@ -388,18 +291,7 @@ pub(super) fn for_kind(kind: &str) -> (Vec<Column>, Cells) {
             },
         ),
         "PersistentVolume" => (
-            vec![
-                col("Name", "string", 0),
-                col("Capacity", "string", 0),
-                col("Access Modes", "string", 0),
-                col("Reclaim Policy", "string", 0),
-                col("Status", "string", 0),
-                col("Claim", "string", 0),
-                col("StorageClass", "string", 0),
-                col("VolumeAttributesClass", "string", 0),
-                col("Reason", "string", 0),
-                col("Age", "string", 0),
-            ],
+            cols("Name,Capacity,Access Modes,Reclaim Policy,Status,Claim,StorageClass,VolumeAttributesClass,Reason,Age"),
             |o| {
                 let claim = if s(o, "/spec/claimRef/name").is_empty() {
                     String::new()
@@ -425,31 +317,15 @@ pub(super) fn for_kind(kind: &str) -> (Vec<Column>, Cells) {
             },
         ),
         "ResourceQuota" => (
-            vec![
-                col("Name", "string", 0),
-                col("Age", "string", 0),
-                col("Request", "string", 0),
-                col("Limit", "string", 0),
-            ],
+            cols("Name,Age,Request,Limit"),
             quota,
         ),
         "Lease" => (
-            vec![
-                col("Name", "string", 0),
-                col("Holder", "string", 0),
-                col("Age", "string", 0),
-            ],
+            cols("Name,Holder,Age"),
             |o| vec![name(o), json!(s(o, "/spec/holderIdentity")), json!(age(o))],
         ),
         "StorageClass" => (
-            vec![
-                col("Name", "string", 0),
-                col("Provisioner", "string", 0),
-                col("ReclaimPolicy", "string", 0),
-                col("VolumeBindingMode", "string", 0),
-                col("AllowVolumeExpansion", "string", 0),
-                col("Age", "string", 0),
-            ],
+            cols("Name,Provisioner,ReclaimPolicy,VolumeBindingMode,AllowVolumeExpansion,Age"),
             |o| {
                 let default = o
                     .pointer("/metadata/annotations/storageclass.kubernetes.io~1is-default-class")
@@ -474,13 +350,7 @@ pub(super) fn for_kind(kind: &str) -> (Vec<Column>, Cells) {
             },
         ),
         "PriorityClass" => (
-            vec![
-                col("Name", "string", 0),
-                col("Value", "integer", 0),
-                col("Global-Default", "boolean", 0),
-                col("Age", "string", 0),
-                col("PreemptionPolicy", "string", 0),
-            ],
+            cols("Name,Value,Global-Default,Age,PreemptionPolicy"),
             |o| {
                 vec![
                     name(o),
@@ -495,14 +365,7 @@ pub(super) fn for_kind(kind: &str) -> (Vec<Column>, Cells) {
             },
         ),
         "Ingress" => (
-            vec![
-                col("Name", "string", 0),
-                col("Class", "string", 0),
-                col("Hosts", "string", 0),
-                col("Address", "string", 0),
-                col("Ports", "string", 0),
-                col("Age", "string", 0),
-            ],
+            cols("Name,Class,Hosts,Address,Ports,Age"),
             |o| {
                 let hosts: Vec<&str> = o
                     .pointer("/spec/rules")
@@ -532,13 +395,7 @@ pub(super) fn for_kind(kind: &str) -> (Vec<Column>, Cells) {
             },
         ),
         "EndpointSlice" => (
-            vec![
-                col("Name", "string", 0),
-                col("AddressType", "string", 0),
-                col("Ports", "string", 0),
-                col("Endpoints", "string", 0),
-                col("Age", "string", 0),
-            ],
+            cols("Name,AddressType,Ports,Endpoints,Age"),
             |o| {
                 let ports: Vec<String> = o
                     .pointer("/ports")
@@ -574,15 +431,7 @@ pub(super) fn for_kind(kind: &str) -> (Vec<Column>, Cells) {
             },
         ),
         "HorizontalPodAutoscaler" => (
-            vec![
-                col("Name", "string", 0),
-                col("Reference", "string", 0),
-                col("Targets", "string", 0),
-                col("MinPods", "string", 0),
-                col("MaxPods", "string", 0),
-                col("Replicas", "string", 0),
-                col("Age", "string", 0),
-            ],
+            cols("Name,Reference,Targets,MinPods,MaxPods,Replicas,Age"),
             |o| {
                 vec![
                     name(o),
@@ -603,7 +452,7 @@ pub(super) fn for_kind(kind: &str) -> (Vec<Column>, Cells) {
             },
         ),
         "CustomResourceDefinition" => (
-            vec![col("Name", "string", 0), col("Created At", "date", 0)],
+            cols("Name,Created At"),
             |o| {
                 vec![
                     name(o),
@@ -612,7 +461,7 @@ pub(super) fn for_kind(kind: &str) -> (Vec<Column>, Cells) {
             },
         ),
         "LimitRange" => (
-            vec![col("Name", "string", 0), col("Created At", "date", 0)],
+            cols("Name,Created At"),
             |o| {
                 vec![
                     name(o),
@@ -621,7 +470,7 @@ pub(super) fn for_kind(kind: &str) -> (Vec<Column>, Cells) {
             },
         ),
         _ => (
-            vec![col("Name", "string", 0), col("Age", "string", 0)],
+            cols("Name,Age"),
             |o| vec![name(o), json!(age(o))],
         ),
     }
