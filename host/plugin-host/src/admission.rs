@@ -1,6 +1,7 @@
 //! Admission plugins: the request/verdict types and calls into the
 //! `keelson:plugin/admission` world, one fresh instance per call.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -117,29 +118,51 @@ impl std::fmt::Debug for AdmissionPlugin {
 }
 
 impl AdmissionPlugin {
-    /// Runs `validate` on a fresh instance. Blocks up to the timeout: call it
-    /// from `spawn_blocking` in async code.
-    pub fn validate(&self, req: &AdmissionRequest) -> Result<Verdict, Error> {
+    /// Runs `validate` on a fresh instance. A guest that has run for an epoch
+    /// tick yields to the executor at every tick, so a looping plugin holds an
+    /// async worker for at most about two ticks at a time, and the call fails
+    /// with [`Error::Deadline`] once the timeout has passed. Dropping the
+    /// future abandons the call (its store and instance are freed). Needs a
+    /// tokio runtime.
+    pub async fn validate_async(&self, req: &AdmissionRequest) -> Result<Verdict, Error> {
         let req = to_wit(req);
-        self.measured(|| {
-            let (mut store, instance) = self.instantiate()?;
+        self.measured(async {
+            let (mut store, instance) = self.instantiate().await?;
             let raw = instance
                 .call_validate(&mut store, &req)
+                .await
                 .map_err(|e| classify(e, &store, &self.limits))?;
             output::verdict(raw)
         })
+        .await
     }
 
     /// Runs `mutate` on a fresh instance; the patch is parsed and size-checked.
-    pub fn mutate(&self, req: &AdmissionRequest) -> Result<MutateVerdict, Error> {
+    /// Like [`validate_async`](Self::validate_async).
+    pub async fn mutate_async(&self, req: &AdmissionRequest) -> Result<MutateVerdict, Error> {
         let req = to_wit(req);
-        self.measured(|| {
-            let (mut store, instance) = self.instantiate()?;
+        self.measured(async {
+            let (mut store, instance) = self.instantiate().await?;
             let raw = instance
                 .call_mutate(&mut store, &req)
+                .await
                 .map_err(|e| classify(e, &store, &self.limits))?;
             output::mutate_verdict(raw)
         })
+        .await
+    }
+
+    /// Blocking [`validate_async`](Self::validate_async), for tools and tests;
+    /// blocks up to the timeout. Not for async code: inside a multi-threaded
+    /// tokio runtime it blocks the worker (`block_in_place`), and it panics
+    /// inside a current-thread runtime.
+    pub fn validate(&self, req: &AdmissionRequest) -> Result<Verdict, Error> {
+        block_on(self.validate_async(req))
+    }
+
+    /// Blocking [`mutate_async`](Self::mutate_async); see [`validate`](Self::validate).
+    pub fn mutate(&self, req: &AdmissionRequest) -> Result<MutateVerdict, Error> {
+        block_on(self.mutate_async(req))
     }
 
     /// Name given at load.
@@ -168,23 +191,40 @@ impl AdmissionPlugin {
     }
 
     /// A fresh store and instance; a failure is classified like a call failure.
-    pub(crate) fn instantiate(&self) -> Result<(Store<State>, Admission), Error> {
+    pub(crate) async fn instantiate(&self) -> Result<(Store<State>, Admission), Error> {
         let mut store = new_store(&self.shared.engine, &self.shared.config, &self.limits)?;
         let instance = self
             .pre
-            .instantiate(&mut store)
+            .instantiate_async(&mut store)
+            .await
             .map_err(|e| classify(e, &store, &self.limits))?;
         Ok((store, instance))
     }
 
-    fn measured<T>(&self, call: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+    async fn measured<T>(&self, call: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
         let start = Instant::now();
-        let result = call();
+        let result = call.await;
         self.metrics.record(start.elapsed(), &result);
         if let Err(err) = &result {
             tracing::debug!(plugin.name = %self.name, error = %err, "plugin call failed");
         }
         result
+    }
+}
+
+/// Runs `fut` to completion from synchronous code: on the current runtime when
+/// there is one (multi-threaded: via `block_in_place`), else on a
+/// current-thread runtime kept per thread.
+pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
+    thread_local! {
+        static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("cannot build a current-thread tokio runtime");
+    }
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => tokio::task::block_in_place(|| handle.block_on(fut)),
+        Err(_) => RUNTIME.with(|rt| rt.block_on(fut)),
     }
 }
 

@@ -36,14 +36,24 @@ impl AdmissionPlugin {
     /// Calls `validate` `iterations` times (after 10 warm-up calls) and reports
     /// the instantiate, call and total costs. Metrics are not updated.
     pub fn bench(&self, req: &AdmissionRequest, iterations: usize) -> Result<BenchReport, Error> {
+        crate::admission::block_on(self.bench_async(req, iterations))
+    }
+
+    /// [`bench`](Self::bench) from async code.
+    pub async fn bench_async(
+        &self,
+        req: &AdmissionRequest,
+        iterations: usize,
+    ) -> Result<BenchReport, Error> {
         let req = to_wit(req);
         let (mut inst, mut call, mut total) = (vec![], vec![], vec![]);
         for i in 0..iterations + 10 {
             let t0 = Instant::now();
-            let (mut store, instance) = self.instantiate()?;
+            let (mut store, instance) = self.instantiate().await?;
             let t1 = Instant::now();
             let raw = instance
                 .call_validate(&mut store, &req)
+                .await
                 .map_err(|e| classify(e, &store, &self.limits))?;
             output::verdict(raw)?;
             let t2 = Instant::now();

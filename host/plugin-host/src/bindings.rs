@@ -1,11 +1,15 @@
 //! Host bindings for the `keelson:plugin` WIT package, generated once.
 //!
 //! Only this module sees the generated types; the rest of the crate converts to
-//! and from its own public types. Generated functions return `wasmtime::Result`.
+//! and from its own public types. Generated functions return `wasmtime::Result`;
+//! exports and WASI imports are async (a call runs on a fiber that can yield at
+//! epoch ticks).
 
 wasmtime::component::bindgen!({
     path: "../../wit",
     world: "admission",
+    imports: { default: async },
+    exports: { default: async },
 });
 
 pub(crate) use keelson::plugin::admission_types::Operation;

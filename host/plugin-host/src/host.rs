@@ -46,7 +46,7 @@ impl PluginHost {
         let engine = Engine::new(&engine_config(&config))
             .map_err(|e| Error::Limits(format!("cannot create engine: {e:#}")))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| Error::Limits(format!("cannot link WASI: {e:#}")))?;
         let cache = Cache::open(cache_dir.as_ref(), &engine)?;
         let alive = Arc::new(());

@@ -10,9 +10,13 @@
 //! WASI p2 without filesystem or network access, so a call that trapped leaves
 //! nothing behind. Guest output is checked before it is returned.
 //!
-//! Calls are synchronous and block for at most the plugin's timeout: from async
-//! code, run them in `spawn_blocking` behind a semaphore sized at or below
-//! [`HostConfig::max_instances`].
+//! Calls are async ([`AdmissionPlugin::validate_async`], `mutate_async`): the
+//! guest runs on a fiber and, once it has run for an epoch tick, yields to the
+//! executor at every tick, so a looping plugin holds an async worker for at
+//! most about two ticks at a time and fails with [`Error::Deadline`] after its
+//! timeout. Bound concurrent calls with a
+//! semaphore sized at or below [`HostConfig::max_instances`]. The blocking
+//! `validate`/`mutate` are for tools and tests.
 //!
 //! Only the `admission` world is served for now; `scheduler` and `controller`
 //! are defined in `wit/` as the contract for later work.

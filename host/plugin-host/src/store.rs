@@ -2,9 +2,11 @@
 //! captured guest output, and the mapping of wasmtime failures to [`Error`].
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::Instant;
 
-use wasmtime::{Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime::{
+    Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline,
+};
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
 use crate::{Error, HostConfig, Limits};
@@ -68,7 +70,9 @@ impl ResourceLimiter for MemoryCap {
     }
 }
 
-/// A fresh store for one call, with limits, deadline (in epoch ticks) and fuel set.
+/// A fresh store for one call, with limits, deadline (wall clock, checked every
+/// epoch tick, when a long-running guest also yields) and fuel set. Use only
+/// with `*_async` calls.
 pub(crate) fn new_store(
     engine: &Engine,
     config: &HostConfig,
@@ -99,7 +103,26 @@ pub(crate) fn new_store(
         },
     );
     store.limiter(|state| &mut state.limiter);
-    store.set_epoch_deadline(deadline_ticks(limits.timeout, config.epoch_tick));
+    // The guest checks in every epoch tick. Once it has run for a tick (normal
+    // calls take microseconds and never get there) it yields to the executor
+    // at each tick, so a looping guest holds an async worker for at most about
+    // two ticks at a time; after the wall-clock deadline, instantiation
+    // included, it traps. Calls caught by a tick early just continue: a yield
+    // defers the task behind other work, which would show in tail latency.
+    let start = Instant::now();
+    let deadline = start + limits.timeout;
+    let tick = config.epoch_tick;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        let now = Instant::now();
+        Ok(if now >= deadline {
+            UpdateDeadline::Interrupt
+        } else if now - start >= tick {
+            UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+        } else {
+            UpdateDeadline::Continue(1)
+        })
+    });
     if let Some(fuel) = limits.fuel {
         store
             .set_fuel(fuel)
@@ -110,12 +133,6 @@ pub(crate) fn new_store(
             .map_err(|e| Error::Limits(format!("{e:#}")))?;
     }
     Ok(store)
-}
-
-/// Whole epoch ticks covering `timeout` (at least one).
-fn deadline_ticks(timeout: Duration, tick: Duration) -> u64 {
-    let tick = tick.as_nanos().max(1);
-    (timeout.as_nanos().div_ceil(tick) as u64).max(1)
 }
 
 /// Classifies a failed instantiation or call.
@@ -231,14 +248,6 @@ impl tokio::io::AsyncWrite for CapturedOutput {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn deadline_rounds_up_to_whole_ticks() {
-        let tick = Duration::from_millis(5);
-        assert_eq!(deadline_ticks(Duration::from_millis(200), tick), 40);
-        assert_eq!(deadline_ticks(Duration::from_millis(201), tick), 41);
-        assert_eq!(deadline_ticks(Duration::ZERO, tick), 1);
-    }
 
     #[test]
     fn captured_output_is_capped() {

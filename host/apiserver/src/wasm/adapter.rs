@@ -1,6 +1,6 @@
 //! A loaded WasmPlugin as a link of the admission chain: rules and selectors decide whether it
-//! sees a request; calls run on the blocking pool behind a semaphore; errors (trap, deadline,
-//! memory limit, bad output) follow the plugin's failurePolicy.
+//! sees a request; calls are awaited on the request's task behind a semaphore; errors (trap,
+//! deadline, memory limit, bad output) follow the plugin's failurePolicy.
 
 use std::sync::Arc;
 
@@ -8,6 +8,7 @@ use keelson_admission::{Api, Attributes, Denied, Plugin};
 use keelson_plugin_host::{AdmissionPlugin, AdmissionRequest, Operation, UserInfo};
 use serde_json::Value;
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 /// What a plugin does in the chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,27 +131,17 @@ impl WasmAdmission {
         }
     }
 
-    async fn call<T: Send + 'static>(
+    /// Awaits a plugin call on this task behind the instance semaphore. A long-running guest
+    /// yields at epoch ticks and fails with a deadline error after its timeout, so it never holds
+    /// a worker for more than about two ticks at a time.
+    async fn call<T>(
         &self,
-        f: impl FnOnce(&AdmissionPlugin) -> Result<T, keelson_plugin_host::Error> + Send + 'static,
+        call: impl std::future::Future<Output = Result<T, keelson_plugin_host::Error>>,
     ) -> Result<T, String> {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
+        let _permit = self.permits.acquire().await.map_err(|e| e.to_string())?;
+        call.instrument(tracing::info_span!("plugin", "plugin.name" = %self.name))
             .await
-            .map_err(|e| e.to_string())?;
-        let plugin = self.plugin.clone();
-        let span = tracing::info_span!("plugin", "plugin.name" = %self.name);
-        tokio::task::spawn_blocking(move || {
-            let _enter = span.enter();
-            let out = f(&plugin);
-            drop(permit);
-            out
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -165,7 +156,7 @@ impl Plugin for WasmAdmission {
             return Ok(());
         }
         let req = self.request(a);
-        let verdict = match self.call(move |p| p.mutate(&req)).await {
+        let verdict = match self.call(self.plugin.mutate_async(&req)).await {
             Ok(v) => v,
             Err(e) => return self.failed(e),
         };
@@ -187,7 +178,7 @@ impl Plugin for WasmAdmission {
             return Ok(());
         }
         let req = self.request(a);
-        match self.call(move |p| p.validate(&req)).await {
+        match self.call(self.plugin.validate_async(&req)).await {
             Ok(v) if v.allowed => Ok(()),
             Ok(v) => Err(self.refused(v.code, &v.message)),
             Err(e) => self.failed(e),

@@ -56,6 +56,52 @@ fn good_plugins_answer_while_one_loops() {
     spinner.join().unwrap();
 }
 
+#[test]
+fn a_looping_plugin_yields_to_its_executor() {
+    // One thread runs everything: the loop must yield every epoch tick so the
+    // good call and a timer still finish long before the loop's deadline.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let looping = load("infinite-loop");
+    let good = load("require-labels");
+    rt.block_on(async {
+        let start = Instant::now();
+        let spinning = tokio::spawn({
+            let looping = looping.clone();
+            async move { looping.validate_async(&request()).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let req = create(pod(&["nginx:1.27"]), json!({"labels": ["app"]}));
+        for _ in 0..5 {
+            let t = Instant::now();
+            assert!(good.validate_async(&req).await.unwrap().allowed);
+            assert!(
+                t.elapsed() < Duration::from_millis(100),
+                "{:?}",
+                t.elapsed()
+            );
+        }
+        assert!(
+            start.elapsed() < Duration::from_millis(150),
+            "{:?}",
+            start.elapsed()
+        );
+        let err = spinning.await.unwrap().unwrap_err();
+        assert!(matches!(err, Error::Deadline(_)), "{err:?}");
+        let elapsed = start.elapsed();
+        assert!(
+            elapsed >= Duration::from_millis(190),
+            "stopped early: {elapsed:?}"
+        );
+        assert!(
+            elapsed < Duration::from_millis(1000),
+            "stopped late: {elapsed:?}"
+        );
+    });
+}
+
 fn rss_bytes() -> usize {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
