@@ -43,7 +43,6 @@ impl Server {
     }
 
     /// Starts a server on the embedded store with extra `keelson server` flags.
-    #[allow(dead_code)]
     pub(crate) fn start_with_args(args: &[&str]) -> Self {
         Self::start_full("embedded", args)
     }
@@ -110,7 +109,6 @@ impl Server {
     }
 
     /// Starts the server again on the same port and data dir.
-    #[allow(dead_code)]
     pub(crate) fn restart(&mut self) {
         self.kill();
         let port = self.port;
@@ -118,13 +116,11 @@ impl Server {
     }
 
     /// The server's process id.
-    #[allow(dead_code)]
     pub(crate) fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
     /// The extra flags it was started with.
-    #[allow(dead_code)]
     pub(crate) fn args(&self) -> &[String] {
         &self.args
     }
@@ -135,7 +131,6 @@ impl Server {
     }
 
     /// The admin bearer token.
-    #[allow(dead_code)]
     pub(crate) fn token(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("token"))
             .unwrap()
@@ -144,7 +139,6 @@ impl Server {
     }
 
     /// The CA certificate (PEM).
-    #[allow(dead_code)]
     pub(crate) fn ca_pem(&self) -> Vec<u8> {
         std::fs::read(self.dir.path().join("tls/ca.crt")).unwrap()
     }
