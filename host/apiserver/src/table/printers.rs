@@ -53,6 +53,23 @@ fn count(o: &Value, p: &str) -> i64 {
         _ => 0,
     }
 }
+/// Appends the `-o wide` tail of workload rows: container names, images and (if given) the
+/// selector.
+fn wide(
+    mut row: Vec<Value>,
+    o: &Value,
+    containers_path: &str,
+    selector_path: Option<&str>,
+) -> Vec<Value> {
+    let (names, images) = containers(o, containers_path);
+    row.push(json!(names));
+    row.push(json!(images));
+    if let Some(p) = selector_path {
+        row.push(json!(selector(o, p)));
+    }
+    row
+}
+
 fn containers(o: &Value, p: &str) -> (String, String) {
     let cs = o
         .pointer(p)
@@ -149,8 +166,7 @@ pub(super) fn for_kind(kind: &str) -> (Vec<Column>, Cells) {
         "Deployment" => (
             cols("Name,Ready,Up-to-date,Available,Age|Containers,Images,Selector"),
             |o| {
-                let (c, i) = containers(o, "/spec/template/spec/containers");
-                vec![
+                wide(vec![
                     name(o),
                     json!(format!(
                         "{}/{}",
@@ -160,33 +176,25 @@ pub(super) fn for_kind(kind: &str) -> (Vec<Column>, Cells) {
                     json!(n(o, "/status/updatedReplicas")),
                     json!(n(o, "/status/availableReplicas")),
                     json!(age(o)),
-                    json!(c),
-                    json!(i),
-                    json!(selector(o, "/spec/selector")),
-                ]
+                    ], o, "/spec/template/spec/containers", Some("/spec/selector"))
             },
         ),
         "ReplicaSet" | "ReplicationController" => (
             cols("Name,Desired,Current,Ready,Age|Containers,Images,Selector"),
             |o| {
-                let (c, i) = containers(o, "/spec/template/spec/containers");
-                vec![
+                wide(vec![
                     name(o),
                     json!(n(o, "/spec/replicas")),
                     json!(n(o, "/status/replicas")),
                     json!(n(o, "/status/readyReplicas")),
                     json!(age(o)),
-                    json!(c),
-                    json!(i),
-                    json!(selector(o, "/spec/selector")),
-                ]
+                    ], o, "/spec/template/spec/containers", Some("/spec/selector"))
             },
         ),
         "StatefulSet" => (
             cols("Name,Ready,Age|Containers,Images"),
             |o| {
-                let (c, i) = containers(o, "/spec/template/spec/containers");
-                vec![
+                wide(vec![
                     name(o),
                     json!(format!(
                         "{}/{}",
@@ -194,17 +202,14 @@ pub(super) fn for_kind(kind: &str) -> (Vec<Column>, Cells) {
                         n(o, "/spec/replicas")
                     )),
                     json!(age(o)),
-                    json!(c),
-                    json!(i),
-                ]
+                    ], o, "/spec/template/spec/containers", None)
             },
         ),
         "DaemonSet" => (
             cols("Name,Desired,Current,Ready,Up-to-date,Available,Node Selector,Age|Containers,Images,Selector"),
             |o| {
-                let (c, i) = containers(o, "/spec/template/spec/containers");
                 let ns = selector(o, "/spec/template/spec/nodeSelector");
-                vec![
+                wide(vec![
                     name(o),
                     json!(n(o, "/status/desiredNumberScheduled")),
                     json!(n(o, "/status/currentNumberScheduled")),
@@ -213,10 +218,7 @@ pub(super) fn for_kind(kind: &str) -> (Vec<Column>, Cells) {
                     json!(n(o, "/status/numberAvailable")),
                     json!(ns),
                     json!(age(o)),
-                    json!(c),
-                    json!(i),
-                    json!(selector(o, "/spec/selector")),
-                ]
+                    ], o, "/spec/template/spec/containers", Some("/spec/selector"))
             },
         ),
         "Job" => (
@@ -226,13 +228,12 @@ pub(super) fn for_kind(kind: &str) -> (Vec<Column>, Cells) {
         "CronJob" => (
             cols("Name,Schedule,Timezone,Suspend,Active,Last Schedule,Age|Containers,Images,Selector"),
             |o| {
-                let (c, i) = containers(o, "/spec/jobTemplate/spec/template/spec/containers");
                 let last = o
                     .pointer("/status/lastScheduleTime")
                     .and_then(Value::as_str)
                     .map(age_of)
                     .unwrap_or_else(|| "<none>".into());
-                vec![
+                wide(vec![
                     name(o),
                     json!(s(o, "/spec/schedule")),
                     json!(or_none(s(o, "/spec/timeZone"))),
@@ -243,10 +244,7 @@ pub(super) fn for_kind(kind: &str) -> (Vec<Column>, Cells) {
                     json!(count(o, "/status/active")),
                     json!(last),
                     json!(age(o)),
-                    json!(c),
-                    json!(i),
-                    json!(selector(o, "/spec/jobTemplate/spec/selector")),
-                ]
+                    ], o, "/spec/jobTemplate/spec/template/spec/containers", Some("/spec/jobTemplate/spec/selector"))
             },
         ),
         "Event" => (
@@ -673,7 +671,6 @@ fn node(o: &Value) -> Vec<Value> {
 }
 
 fn job(o: &Value) -> Vec<Value> {
-    let (c, i) = containers(o, "/spec/template/spec/containers");
     let conds = o
         .pointer("/status/conditions")
         .and_then(Value::as_array)
@@ -715,16 +712,18 @@ fn job(o: &Value) -> Vec<Value> {
         (Some(start), None) => age_of(start),
         _ => String::new(),
     };
-    vec![
-        name(o),
-        json!(status),
-        json!(completions),
-        json!(duration),
-        json!(age(o)),
-        json!(c),
-        json!(i),
-        json!(selector(o, "/spec/selector")),
-    ]
+    wide(
+        vec![
+            name(o),
+            json!(status),
+            json!(completions),
+            json!(duration),
+            json!(age(o)),
+        ],
+        o,
+        "/spec/template/spec/containers",
+        Some("/spec/selector"),
+    )
 }
 
 fn quota(o: &Value) -> Vec<Value> {
