@@ -27,14 +27,7 @@ impl Operation {
     }
 }
 
-/// The requesting user.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UserInfo {
-    /// User name (`admin`, `system:node:n1`, `system:serviceaccount:ns:name`).
-    pub name: String,
-    /// Groups.
-    pub groups: Vec<String>,
-}
+pub use keelson_apimachinery::UserInfo;
 
 /// One admission request.
 #[derive(Debug, Clone)]

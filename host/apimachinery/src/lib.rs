@@ -1,7 +1,11 @@
 //! Kubernetes API machinery shared by Keelson's components (the API server, admission, the
-//! scheduler and controllers): label and field [`selector`]s, resource [`quantity`] arithmetic,
-//! and the [`rules`] that scope webhooks and Wasm admission plugins.
+//! client, the scheduler and controllers): label and field [`selector`]s, resource
+//! [`quantity`] arithmetic, the [`rules`] that scope webhooks and Wasm admission plugins, and
+//! the [`user`] a request runs as.
 
 pub mod quantity;
 pub mod rules;
 pub mod selector;
+pub mod user;
+
+pub use user::UserInfo;

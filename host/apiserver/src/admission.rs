@@ -98,10 +98,7 @@ pub(crate) fn attributes(
         name: any.map(objects::name).unwrap_or_default().to_string(),
         object,
         old_object: old,
-        user: keelson_admission::UserInfo {
-            name: user.name.clone(),
-            groups: user.groups.clone(),
-        },
+        user: user.clone(),
         dry_run,
     }
 }

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::handlers::{create_object, CreateOptions};
 use crate::validation::FieldValidation;
-use crate::{ApiServer, UserInfo};
+use crate::ApiServer;
 
 /// The cluster IP of the `kubernetes` Service (first address of 10.43.0.0/16).
 pub(crate) const KUBERNETES_SERVICE_IP: &str = "10.43.0.1";
@@ -19,10 +19,7 @@ pub(crate) async fn run(api: &Arc<ApiServer>, secure_port: u16) -> anyhow::Resul
         dry_run: false,
         validation: FieldValidation::Strict,
         manager: "keelson".into(),
-        user: UserInfo {
-            name: "system:apiserver".into(),
-            groups: vec!["system:masters".into()],
-        },
+        user: crate::serve::loopback_user(),
         managed_fields: None,
     };
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {

@@ -5,14 +5,14 @@
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! let config = keelson_apiserver::Config { data_dir: "/tmp/keelson".into(), ..Default::default() };
-//! let server = keelson_apiserver::start(config).await?;
+//! let host = keelson_plugin_host::PluginHost::new("/tmp/keelson/plugin-cache")?;
+//! let server = keelson_apiserver::start(config, host).await?;
 //! println!("serving on port {}", server.secure_port);
 //! # Ok(()) }
 //! ```
 
 mod admission;
 mod bootstrap;
-pub mod client;
 mod codec;
 mod discovery;
 pub mod error;
@@ -36,7 +36,6 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use client::ApiClient;
 pub use error::{ApiError, ApiResult};
 pub use metrics::Metrics;
 pub use registry::{Registry, ResourceDef};
@@ -78,14 +77,7 @@ impl Default for Config {
     }
 }
 
-/// An authenticated caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserInfo {
-    /// User name.
-    pub name: String,
-    /// Groups.
-    pub groups: Vec<String>,
-}
+pub use keelson_apimachinery::UserInfo;
 
 /// The shared state behind every request.
 pub struct ApiServer {
@@ -94,46 +86,38 @@ pub struct ApiServer {
     /// Served kinds.
     pub registry: Registry,
     /// The admission chain.
-    pub admission: keelson_admission::Chain,
+    pub admission: Arc<keelson_admission::Chain>,
+    /// The running Wasm admission plugins (fed by the WasmPlugin reconciler).
+    pub wasm: Arc<keelson_admission::plugins::wasm::WasmPlugins>,
     /// `/metrics`.
     pub metrics: Metrics,
     /// Bearer tokens and whom they authenticate.
     tokens: HashMap<String, UserInfo>,
-    /// The token that in-process components (controllers) use.
-    internal_token: String,
 }
 
 impl ApiServer {
-    /// Builds the state over a store, with the given admin token and admission chain.
+    /// Builds the state over a store, with the given admin token and admission chain; Wasm
+    /// plugins load through `plugin_host`.
     pub fn new(
         store: keelson_store::Store,
         admin_token: &str,
         admission: keelson_admission::Chain,
+        plugin_host: keelson_plugin_host::PluginHost,
     ) -> Arc<Self> {
-        let internal: [u8; 24] = rand::random();
-        let internal_token: String = internal.iter().map(|b| format!("{b:02x}")).collect();
+        let admission = Arc::new(admission);
+        let wasm = Arc::new(keelson_admission::plugins::wasm::WasmPlugins::new(
+            plugin_host,
+            admission.clone(),
+        ));
         let mut tokens = HashMap::new();
-        tokens.insert(
-            admin_token.to_string(),
-            UserInfo {
-                name: "admin".into(),
-                groups: vec!["system:masters".into(), "system:authenticated".into()],
-            },
-        );
-        tokens.insert(
-            internal_token.clone(),
-            UserInfo {
-                name: "system:kube-controller-manager".into(),
-                groups: vec!["system:masters".into(), "system:authenticated".into()],
-            },
-        );
+        tokens.insert(admin_token.to_string(), UserInfo::admin());
         Arc::new(Self {
             store,
             registry: Registry::builtin(),
             admission,
+            wasm,
             metrics: Metrics::default(),
             tokens,
-            internal_token,
         })
     }
 
@@ -141,14 +125,9 @@ impl ApiServer {
     pub fn authenticate(&self, token: &str) -> Option<UserInfo> {
         self.tokens.get(token).cloned()
     }
-
-    /// A client for in-process components, speaking HTTP to this server without a socket.
-    pub fn client(self: &Arc<Self>) -> ApiClient {
-        ApiClient::new(handlers::router(self.clone()), self.internal_token.clone())
-    }
 }
 
-/// The HTTP router (no TLS), for tests and the in-process client.
+/// The HTTP router (no TLS), for tests and the in-process client (`keelson-client`).
 pub fn router(api: Arc<ApiServer>) -> axum::Router {
     handlers::router(api)
 }

@@ -10,7 +10,6 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::handlers::Insecure;
 use crate::{bootstrap, handlers, pki, wasm, ApiServer, Config};
 
 /// A running server.
@@ -25,15 +24,24 @@ pub struct Running {
     pub kubeconfig: std::path::PathBuf,
 }
 
-/// Opens the store, prepares credentials and bootstrap objects, and starts serving.
-pub async fn start(config: Config) -> anyhow::Result<Running> {
+/// The identity of the API server's own loopback requests.
+pub(crate) fn loopback_user() -> crate::UserInfo {
+    crate::UserInfo::new("system:apiserver", &["system:masters"])
+}
+
+/// Opens the store, prepares credentials and bootstrap objects, and starts serving; Wasm
+/// plugins load through `plugin_host` (one engine and cache shared with the other parts).
+pub async fn start(
+    config: Config,
+    plugin_host: keelson_plugin_host::PluginHost,
+) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&config.data_dir)?;
     let store = keelson_store::Store::open(&config.store, &config.data_dir).await?;
     store.spawn_compactor(config.compaction_interval);
     let creds = pki::ensure(&config.data_dir)?;
     let chain = keelson_admission::Chain::new(&config.admission).map_err(anyhow::Error::msg)?;
     tracing::info!(plugins = ?chain.enabled(), "admission chain");
-    let api = ApiServer::new(store, &creds.admin_token, chain);
+    let api = ApiServer::new(store, &creds.admin_token, chain, plugin_host);
 
     let listener = TcpListener::bind((config.bind_address.as_str(), config.secure_port)).await?;
     let secure_port = listener.local_addr()?.port();
@@ -45,7 +53,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         pki::write_kubeconfig(extra, &creds, secure_port)?;
     }
 
-    wasm::start(api.clone(), config.data_dir.join("plugin-cache"))?;
+    let loopback = keelson_client::in_process(handlers::router(api.clone()), loopback_user());
+    wasm::start(&api, loopback);
 
     let tls = TlsAcceptor::from(Arc::new(pki::server_tls(&creds)?));
     let router = handlers::router(api.clone());
@@ -55,7 +64,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         Some(port) => {
             let plain = TcpListener::bind(("127.0.0.1", port)).await?;
             let bound = plain.local_addr()?.port();
-            tokio::spawn(accept_plain(plain, router.layer(axum::Extension(Insecure))));
+            tokio::spawn(accept_plain(
+                plain,
+                router.layer(axum::Extension(crate::UserInfo::admin())),
+            ));
             Some(bound)
         }
         None => None,

@@ -1,85 +1,60 @@
-//! What the server serves, read from its discovery endpoints: every listable resource with its
-//! group/version, kind and scope, so controllers can build request paths from ownerReferences.
+//! What the server serves, read from its discovery endpoints through `kube::Discovery`: every
+//! resource (preferred version per group) that can be listed, watched and deleted, so
+//! controllers can reach any kind an ownerReference or a namespace may hold.
 
-use keelson_apiserver::ApiClient;
-use serde_json::Value;
+use kube::api::{Api, DynamicObject};
+use kube::discovery::{verbs, ApiCapabilities, ApiResource, Discovery, Scope};
 
 /// One served resource.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Resource {
-    /// `v1` or `apps/v1`.
-    pub api_version: String,
-    /// Kind.
-    pub kind: String,
-    /// Plural name.
-    pub plural: String,
+    /// Group, version, kind and plural.
+    pub api: ApiResource,
     /// Namespaced or cluster-scoped.
     pub namespaced: bool,
 }
 
-impl Resource {
-    fn base(&self) -> String {
-        if self.api_version.contains('/') {
-            format!("/apis/{}", self.api_version)
-        } else {
-            format!("/api/{}", self.api_version)
-        }
-    }
-
-    /// Path of the collection (all namespaces when `ns` is None).
-    pub fn list_path(&self, ns: Option<&str>) -> String {
-        match (self.namespaced, ns) {
-            (true, Some(ns)) => format!("{}/namespaces/{ns}/{}", self.base(), self.plural),
-            _ => format!("{}/{}", self.base(), self.plural),
-        }
-    }
-
-    /// Path of one object.
-    pub fn object_path(&self, ns: Option<&str>, name: &str) -> String {
-        format!("{}/{name}", self.list_path(ns))
+impl PartialEq for Resource {
+    fn eq(&self, other: &Self) -> bool {
+        self.api == other.api
     }
 }
 
-/// Every resource that supports list and watch and delete (no subresources).
-pub async fn resources(client: &ApiClient) -> Vec<Resource> {
-    let mut gvs = vec!["v1".to_string()];
-    if let Ok(groups) = client.get("/apis").await {
-        for g in groups["groups"].as_array().into_iter().flatten() {
-            for v in g["versions"].as_array().into_iter().flatten() {
-                if let Some(gv) = v["groupVersion"].as_str() {
-                    gvs.push(gv.to_string());
-                }
-            }
+impl Resource {
+    /// The API for objects of this resource in `ns` (all namespaces when `None`, or when the
+    /// resource is cluster-scoped).
+    pub fn api(&self, client: &kube::Client, ns: Option<&str>) -> Api<DynamicObject> {
+        match (self.namespaced, ns) {
+            (true, Some(ns)) => Api::namespaced_with(client.clone(), ns, &self.api),
+            _ => Api::all_with(client.clone(), &self.api),
         }
     }
+
+    /// Whether this resource serves objects of `api_version` and `kind`.
+    pub fn serves(&self, api_version: &str, kind: &str) -> bool {
+        self.api.api_version == api_version && self.api.kind == kind
+    }
+}
+
+/// Every resource supporting list, watch and delete.
+pub async fn resources(client: &kube::Client) -> Result<Vec<Resource>, kube::Error> {
+    let discovery = Discovery::new(client.clone()).run().await?;
     let mut out = Vec::new();
-    for gv in gvs {
-        let path = if gv.contains('/') {
-            format!("/apis/{gv}")
-        } else {
-            format!("/api/{gv}")
-        };
-        let Ok(list) = client.get(&path).await else {
-            continue;
-        };
-        for r in list["resources"].as_array().into_iter().flatten() {
-            let name = r["name"].as_str().unwrap_or_default();
-            let verbs: Vec<&str> = r["verbs"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
-            if name.contains('/') || !verbs.contains(&"watch") || !verbs.contains(&"delete") {
-                continue;
+    for group in discovery.groups() {
+        for (api, caps) in group.recommended_resources() {
+            if usable(&caps) {
+                out.push(Resource {
+                    api,
+                    namespaced: caps.scope == Scope::Namespaced,
+                });
             }
-            out.push(Resource {
-                api_version: gv.clone(),
-                kind: r["kind"].as_str().unwrap_or_default().to_string(),
-                plural: name.to_string(),
-                namespaced: r["namespaced"].as_bool().unwrap_or(false),
-            });
         }
     }
-    out
+    Ok(out)
+}
+
+fn usable(caps: &ApiCapabilities) -> bool {
+    [verbs::LIST, verbs::WATCH, verbs::DELETE]
+        .iter()
+        .all(|v| caps.supports_operation(v))
 }

@@ -1,20 +1,42 @@
-//! Keelson's built-in controllers. Each talks to the API only through [`ApiClient`] (the same
-//! HTTP interface an external component uses), never to the store:
+//! Keelson's built-in controllers. Each is a client of the API like any external component:
+//! a [`kube::Client`] (in-process or from a kubeconfig, see `keelson-client`), typed
+//! k8s-openapi objects and `kube::runtime` watchers, controllers and their queues — never the
+//! store. So `keelson controller-manager --kubeconfig F` runs exactly what runs in-process.
 //! - [`garbage_collector`]: ownerReferences with Background, Foreground and Orphan propagation;
 //! - [`namespace`]: deletes a terminating namespace's contents, then finalizes it;
 //! - [`serviceaccount`]: every namespace has a `default` ServiceAccount.
+//!
+//! [`run_elected`] runs them only while this process holds the Lease
+//! `kube-system/kube-controller-manager`, so several managers can share one cluster.
 
 pub mod discovery;
+mod error;
 pub mod garbage_collector;
-pub mod informer;
 pub mod namespace;
 pub mod serviceaccount;
 
-use keelson_apiserver::ApiClient;
+pub use error::Error;
 
-/// Starts every built-in controller on the runtime.
-pub fn start(client: ApiClient) {
-    tokio::spawn(garbage_collector::run(client.clone()));
-    tokio::spawn(namespace::run(client.clone()));
-    tokio::spawn(serviceaccount::run(client));
+/// The Lease the controller managers elect their leader on (Kubernetes' name).
+pub const LEASE_NAME: &str = "kube-controller-manager";
+
+/// Runs every built-in controller until the process ends.
+pub async fn run(client: kube::Client) {
+    tokio::join!(
+        garbage_collector::run(client.clone()),
+        namespace::run(client.clone()),
+        serviceaccount::run(client),
+    );
+}
+
+/// Runs the controllers while this process (candidate `identity`) leads; on losing the Lease
+/// they stop and the process campaigns again.
+pub async fn run_elected(client: kube::Client, identity: &str) {
+    let elector = keelson_client::leader::LeaderElector::new(
+        client.clone(),
+        "kube-system",
+        LEASE_NAME,
+        identity,
+    );
+    elector.run(|| run(client.clone())).await;
 }

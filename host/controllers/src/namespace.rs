@@ -1,96 +1,90 @@
-//! The namespace controller: when a namespace is terminating, delete everything in it, wait
-//! until it is empty, then remove the `kubernetes` finalizer through `namespaces/<n>/finalize`.
+//! The namespace controller: when a namespace is terminating, delete everything in it (every
+//! namespaced resource discovery lists), wait until it is empty, then remove the `kubernetes`
+//! finalizer through `namespaces/<n>/finalize`. A `kube::runtime` Controller drives it, so
+//! failures are retried with back-off and a namespace still holding objects is requeued.
 
-use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
-use keelson_apiserver::ApiClient;
-use serde_json::{json, Value};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams, ListParams, PostParams, PropagationPolicy};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
 
 use crate::discovery;
-use crate::informer::{self, Change};
+use crate::error::{is_not_found, Error};
 
 /// Runs the namespace controller until the process ends.
-pub async fn run(client: ApiClient) {
-    let mut changes = informer::start(client.clone(), "/api/v1/namespaces".into());
-    let mut terminating: HashSet<String> = HashSet::new();
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    loop {
-        tokio::select! {
-            Some(change) = changes.recv() => {
-                let objs = match change {
-                    Change::Sync(items) => { terminating.clear(); items }
-                    Change::Upsert(o) => vec![o],
-                    Change::Delete(o) => { terminating.remove(o["metadata"]["name"].as_str().unwrap_or_default()); vec![] }
-                };
-                for o in objs {
-                    if o.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
-                        terminating.insert(o["metadata"]["name"].as_str().unwrap_or_default().to_string());
-                    }
-                }
-            }
-            _ = tick.tick() => {
-                for ns in terminating.clone() {
-                    match clean(&client, &ns).await {
-                        Ok(true) => { terminating.remove(&ns); }
-                        Ok(false) => {}
-                        Err(e) => tracing::debug!(namespace = %ns, error = %e.message, "namespace cleanup will retry"),
-                    }
-                }
-            }
-        }
-    }
+pub async fn run(client: kube::Client) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    Controller::new(namespaces, watcher::Config::default())
+        .run(reconcile, error_policy, Arc::new(client))
+        .for_each(|_| async {})
+        .await;
 }
 
-/// Deletes the namespace's content; finalizes it once nothing is left. True when done.
-async fn clean(client: &ApiClient, ns: &str) -> Result<bool, keelson_apiserver::ApiError> {
-    let mut remaining = 0usize;
-    for r in discovery::resources(client)
+fn error_policy(_ns: Arc<Namespace>, e: &Error, _client: Arc<kube::Client>) -> Action {
+    tracing::debug!(error = %e, "namespace cleanup will retry");
+    Action::requeue(Duration::from_secs(1))
+}
+
+#[tracing::instrument(skip_all, fields(controller = "namespace", namespace = ns.metadata.name.as_deref().unwrap_or_default()))]
+async fn reconcile(ns: Arc<Namespace>, client: Arc<kube::Client>) -> Result<Action, Error> {
+    if ns.metadata.deletion_timestamp.is_none() {
+        return Ok(Action::await_change());
+    }
+    let name = ns.metadata.name.clone().unwrap_or_default();
+    if delete_contents(&client, &name).await? > 0 {
+        return Ok(Action::requeue(Duration::from_millis(500)));
+    }
+    let api: Api<Namespace> = Api::all((*client).clone());
+    let Some(mut current) = api.get_opt(&name).await? else {
+        return Ok(Action::await_change());
+    };
+    if let Some(spec) = current.spec.as_mut() {
+        spec.finalizers = Some(Vec::new());
+    }
+    match api
+        .replace_subresource("finalize", &name, &PostParams::default(), &current)
         .await
+    {
+        Ok(_) => tracing::info!(namespace = %name, "namespace finalized"),
+        Err(e) if is_not_found(&e) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Action::await_change())
+}
+
+/// Deletes what is left in `ns`; returns how many objects remain (terminating ones included).
+async fn delete_contents(client: &kube::Client, ns: &str) -> Result<usize, Error> {
+    let mut remaining = 0;
+    let background = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        ..Default::default()
+    };
+    for r in discovery::resources(client)
+        .await?
         .into_iter()
         .filter(|r| r.namespaced)
     {
-        let (items, _) = match client.list(&r.list_path(Some(ns))).await {
-            Ok(x) => x,
-            Err(e) if e.code == 404 => continue,
-            Err(e) => return Err(e),
+        let api = r.api(client, Some(ns));
+        let items = match api.list(&ListParams::default()).await {
+            Ok(list) => list.items,
+            Err(e) if is_not_found(&e) => continue,
+            Err(e) => return Err(e.into()),
         };
-        for item in &items {
+        for item in items {
             remaining += 1;
-            if item
-                .pointer("/metadata/deletionTimestamp")
-                .is_some_and(|v| !v.is_null())
-            {
+            if item.metadata.deletion_timestamp.is_some() {
                 continue;
             }
-            let name = item["metadata"]["name"].as_str().unwrap_or_default();
-            let opts = json!({"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"});
-            match client
-                .delete(&r.object_path(Some(ns), name), Some(&opts))
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if e.code == 404 => {}
-                Err(e) => return Err(e),
+            let name = item.metadata.name.unwrap_or_default();
+            match api.delete(&name, &background).await {
+                Err(e) if !is_not_found(&e) => return Err(e.into()),
+                _ => {}
             }
         }
     }
-    if remaining > 0 {
-        return Ok(false);
-    }
-    let path = format!("/api/v1/namespaces/{ns}");
-    let mut obj: Value = match client.get(&path).await {
-        Ok(o) => o,
-        Err(e) if e.code == 404 => return Ok(true),
-        Err(e) => return Err(e),
-    };
-    obj["spec"]["finalizers"] = json!([]);
-    match client.update(&format!("{path}/finalize"), &obj).await {
-        Ok(_) => {
-            tracing::info!(namespace = %ns, "namespace finalized");
-            Ok(true)
-        }
-        Err(e) if e.code == 404 => Ok(true),
-        Err(e) => Err(e),
-    }
+    Ok(remaining)
 }

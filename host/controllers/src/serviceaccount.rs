@@ -1,43 +1,68 @@
-//! The ServiceAccount controller: every active namespace has a `default` ServiceAccount.
+//! The ServiceAccount controller: every active namespace has a `default` ServiceAccount; one
+//! deleted by hand is created again. A `kube::runtime` Controller over Namespaces that also
+//! watches ServiceAccounts named `default`.
 
-use keelson_apiserver::ApiClient;
-use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::informer::{self, Change};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+
+use crate::error::Error;
 
 /// Runs the ServiceAccount controller until the process ends.
-pub async fn run(client: ApiClient) {
-    let mut changes = informer::start(client.clone(), "/api/v1/namespaces".into());
-    while let Some(change) = changes.recv().await {
-        let namespaces = match change {
-            Change::Sync(items) => items,
-            Change::Upsert(o) => vec![o],
-            Change::Delete(_) => continue,
-        };
-        for ns in namespaces {
-            if ns
-                .pointer("/metadata/deletionTimestamp")
-                .is_some_and(|v| !v.is_null())
-            {
-                continue;
-            }
-            let name = ns["metadata"]["name"].as_str().unwrap_or_default();
-            ensure_default(&client, name).await;
-        }
-    }
+pub async fn run(client: kube::Client) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let accounts: Api<ServiceAccount> = Api::all(client.clone());
+    Controller::new(namespaces, watcher::Config::default())
+        .watches(
+            accounts,
+            watcher::Config::default().fields("metadata.name=default"),
+            |sa| {
+                sa.metadata
+                    .namespace
+                    .as_deref()
+                    .map(ObjectRef::<Namespace>::new)
+            },
+        )
+        .run(reconcile, error_policy, Arc::new(client))
+        .for_each(|_| async {})
+        .await;
 }
 
-async fn ensure_default(client: &ApiClient, ns: &str) {
-    let path = format!("/api/v1/namespaces/{ns}/serviceaccounts");
-    if client.get(&format!("{path}/default")).await.is_ok() {
-        return;
+fn error_policy(_ns: Arc<Namespace>, e: &Error, _client: Arc<kube::Client>) -> Action {
+    tracing::warn!(error = %e, "creating default ServiceAccount failed; will retry");
+    Action::requeue(Duration::from_secs(2))
+}
+
+#[tracing::instrument(skip_all, fields(controller = "serviceaccount", namespace = ns.metadata.name.as_deref().unwrap_or_default()))]
+async fn reconcile(ns: Arc<Namespace>, client: Arc<kube::Client>) -> Result<Action, Error> {
+    if ns.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
     }
-    let sa: Value = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}});
-    match client.create(&path, &sa).await {
-        Ok(_) => tracing::info!(namespace = %ns, "created default ServiceAccount"),
-        Err(e) if e.code == 409 || e.code == 403 || e.code == 404 => {}
-        Err(e) => {
-            tracing::warn!(namespace = %ns, error = %e.message, "creating default ServiceAccount failed")
-        }
+    let name = ns.metadata.name.clone().unwrap_or_default();
+    let api: Api<ServiceAccount> = Api::namespaced((*client).clone(), &name);
+    if api.get_opt("default").await?.is_some() {
+        return Ok(Action::await_change());
     }
+    let sa = ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some("default".into()),
+            namespace: Some(name.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    match api.create(&PostParams::default(), &sa).await {
+        Ok(_) => tracing::info!(namespace = %name, "created default ServiceAccount"),
+        // Already there, or the namespace started terminating meanwhile.
+        Err(kube::Error::Api(s)) if matches!(s.code, 403 | 404 | 409) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Action::await_change())
 }

@@ -17,6 +17,8 @@ struct Cli {
 enum Command {
     /// Run the API server, store and controllers.
     Server(commands::server::ServerCommand),
+    /// Run the built-in controllers against a server named by a kubeconfig.
+    ControllerManager(commands::controller_manager::ControllerManagerCommand),
     /// Run benchmarks and print results against a baseline measured in the same run.
     Bench(commands::bench::BenchCommand),
     /// Build, test, install, list and remove Wasm plugins.
@@ -26,7 +28,10 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // The server logs its progress; the CLI tools only warnings.
-    let default_level = if matches!(cli.command, Command::Server(_)) {
+    let default_level = if matches!(
+        cli.command,
+        Command::Server(_) | Command::ControllerManager(_)
+    ) {
         "info"
     } else {
         "warn"
@@ -45,6 +50,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Server(c) => c.execute().await,
             Command::Bench(c) => c.execute().await,
+            Command::ControllerManager(c) => c.execute().await,
             Command::Plugin(c) => c.execute().await,
         }
     })

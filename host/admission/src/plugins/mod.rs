@@ -15,6 +15,7 @@ mod resource_quota;
 mod service_account;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod wasm;
 mod webhook;
 
 use std::sync::Arc;

@@ -8,15 +8,14 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::MetricType;
 
-use super::Running;
+use keelson_admission::plugins::wasm::WasmPlugins;
 
 /// The collector registered on the server's registry.
-#[derive(Debug)]
-pub(crate) struct PluginMetrics(pub(crate) Arc<Running>);
+pub(crate) struct PluginMetrics(pub(crate) Arc<WasmPlugins>);
 
-impl std::fmt::Debug for Running {
+impl std::fmt::Debug for PluginMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Running").finish_non_exhaustive()
+        f.debug_struct("PluginMetrics").finish_non_exhaustive()
     }
 }
 
@@ -29,10 +28,11 @@ type CounterFamily = (
 
 impl Collector for PluginMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let plugins = self.0.all();
-        let snapshots: Vec<_> = plugins
-            .iter()
-            .map(|p| (p.name.clone(), p.plugin.metrics()))
+        let snapshots: Vec<_> = self
+            .0
+            .running()
+            .into_iter()
+            .map(|p| (p.name, p.metrics))
             .collect();
         let counters: [CounterFamily; 3] = [
             (

@@ -1,5 +1,18 @@
 //! One module per subcommand.
 
 pub(crate) mod bench;
+pub(crate) mod controller_manager;
 pub(crate) mod plugin;
 pub(crate) mod server;
+
+/// Resolves on the first SIGTERM or SIGINT.
+pub(crate) async fn shutdown_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

@@ -66,6 +66,10 @@ pub(crate) struct ServerCommand {
         help_heading = "Admission"
     )]
     disable_admission_plugins: Vec<String>,
+    /// Do not run the built-in controllers in this process (run `keelson controller-manager`
+    /// elsewhere instead).
+    #[arg(long, env = "KEELSON_DISABLE_CONTROLLERS", help_heading = "Components")]
+    disable_controllers: bool,
     /// Print the bound ports as JSON on stdout once serving (for tests and scripts).
     #[arg(long, hide = true)]
     print_ports: bool,
@@ -107,8 +111,27 @@ impl ServerCommand {
                 disable: self.disable_admission_plugins,
             },
         };
-        let running = keelson_apiserver::start(config).await?;
-        keelson_controllers::start(running.api.client());
+        let shared_store = config.store != "embedded";
+        // One wasmtime engine and precompiled cache for every part that loads plugins.
+        let plugin_host =
+            keelson_plugin_host::PluginHost::new(config.data_dir.join("plugin-cache"))?;
+        let running = keelson_apiserver::start(config, plugin_host).await?;
+        if !self.disable_controllers {
+            let client = keelson_client::in_process(
+                keelson_apiserver::router(running.api.clone()),
+                keelson_client::UserInfo::controller_manager(),
+            );
+            // Several servers may share an etcd: then only the Lease holder runs controllers.
+            // The embedded store has one server, which leads without an election.
+            if shared_store {
+                let identity = keelson_client::leader::process_identity();
+                tokio::spawn(
+                    async move { keelson_controllers::run_elected(client, &identity).await },
+                );
+            } else {
+                tokio::spawn(keelson_controllers::run(client));
+            }
+        }
         if self.print_ports {
             println!(
                 "{}",
@@ -121,7 +144,7 @@ impl ServerCommand {
             "ready: export KUBECONFIG={}",
             running.kubeconfig.display()
         );
-        tokio::signal::ctrl_c().await?;
+        super::shutdown_signal().await?;
         tracing::info!("shutting down");
         Ok(())
     }

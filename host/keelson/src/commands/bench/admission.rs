@@ -5,7 +5,7 @@
 //! fixed concurrency with 0, 1 and 5 WasmPlugins installed through the API (3× require-labels
 //! validating, 2× default-resources mutating with a no-op patch for ConfigMaps), then with 0
 //! again after removing them, to show drift. Each phase runs twice: over HTTPS, and through the
-//! in-process client (`ApiServer::client()`: the same router, no socket or TLS), which isolates
+//! in-process client (`keelson_client::in_process()`: the same router, no socket or TLS), which isolates
 //! the chain's cost from the round trip. The added latency per plugin is held to the DESIGN
 //! target. Beforehand, [`AdmissionPlugin::bench`] gives each example plugin's raw instantiate
 //! and call costs outside the server.
@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::Context;
 use base64::Engine as _;
 use clap::Args;
-use keelson_apiserver::{ApiClient, ApiError};
+use k8s_openapi::api::core::v1::ConfigMap;
 use keelson_plugin_host::{
     AdmissionPlugin, AdmissionRequest, Limits, Operation, Percentiles, PluginHost, UserInfo,
 };
@@ -217,8 +217,9 @@ impl ChainPlugin {
 enum Route {
     /// Over HTTPS, one connection per worker.
     Https(Arc<[Client]>),
-    /// Through the router in this process, without socket or TLS.
-    InProcess(ApiClient),
+    /// Through the router in this process, without socket or TLS (keelson-client's
+    /// in-process `kube::Client`).
+    InProcess(kube::Client),
 }
 
 impl Route {
@@ -236,17 +237,17 @@ impl Route {
                     .create_configmap(HTTPS_NS, &name)
                     .await
             }
-            Route::InProcess(api) => api
-                .create(&http::configmaps(LOCAL_NS), &http::configmap(&name))
-                .await
-                .map(drop)
-                .map_err(|e| api_error(&e)),
+            Route::InProcess(client) => {
+                let cm: ConfigMap =
+                    serde_json::from_value(http::configmap(&name)).map_err(|e| e.to_string())?;
+                kube::Api::<ConfigMap>::namespaced(client.clone(), LOCAL_NS)
+                    .create(&Default::default(), &cm)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }
         }
     }
-}
-
-fn api_error(e: &ApiError) -> String {
-    format!("HTTP {} {}: {}", e.code, e.reason, e.message)
 }
 
 /// `count` ConfigMap creates named `<prefix>-<i>` at `concurrency`.
@@ -601,7 +602,7 @@ async fn measure(started: &backend::Started, components: &Components, s: Sizes) 
     }
     m.setup = format!(
         "HTTPS: {protocol} over TLS to {}, one connection per client; in-process: \
-         ApiServer::client() through the router; ×N = N concurrent clients; {} warm-up creates \
+         keelson_client::in_process() through the router; ×N = N concurrent clients; {} warm-up creates \
          per phase and path; controllers running",
         started.endpoint.base(),
         s.warm_up

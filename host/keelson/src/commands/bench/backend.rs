@@ -38,8 +38,8 @@ pub(crate) struct Started {
     pub(crate) endpoint: Endpoint,
     /// Time from `start()` to a bound, serving listener.
     pub(crate) cold_start: Duration,
-    /// The in-process client (`ApiServer::client()`): the same router, no socket or TLS.
-    pub(crate) in_process: keelson_apiserver::ApiClient,
+    /// The in-process client (keelson-client over the router: no socket or TLS), as admin.
+    pub(crate) in_process: kube::Client,
     _data: tempfile::TempDir,
     etcd: Option<LocalEtcd>,
 }
@@ -91,17 +91,26 @@ pub(crate) async fn start(backend: Backend, base: &Path) -> Result<Started, Star
     };
     let data_dir = config.data_dir.clone();
     let started = Instant::now();
-    let running = tokio::time::timeout(Duration::from_secs(60), keelson_apiserver::start(config))
-        .await
-        .map_err(|_| anyhow::anyhow!("the server did not start within 60 s"))?
-        .context("starting the server")?;
+    let plugin_host = keelson_plugin_host::PluginHost::new(data_dir.join("plugin-cache"))
+        .context("creating the plugin host")?;
+    let running = tokio::time::timeout(
+        Duration::from_secs(60),
+        keelson_apiserver::start(config, plugin_host),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("the server did not start within 60 s"))?
+    .context("starting the server")?;
     let cold_start = started.elapsed();
-    keelson_controllers::start(running.api.client());
+    let router = keelson_apiserver::router(running.api.clone());
+    tokio::spawn(keelson_controllers::run(keelson_client::in_process(
+        router.clone(),
+        keelson_client::UserInfo::controller_manager(),
+    )));
     let endpoint = Endpoint::from_data_dir(&data_dir, running.secure_port)?;
     Ok(Started {
         endpoint,
         cold_start,
-        in_process: running.api.client(),
+        in_process: keelson_client::in_process(router, keelson_client::UserInfo::admin()),
         _data: data,
         etcd,
     })

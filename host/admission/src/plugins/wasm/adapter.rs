@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use keelson_admission::{Api, Attributes, Denied, Plugin};
+use crate::{Api, Attributes, Denied, Plugin};
 use keelson_plugin_host::{AdmissionPlugin, AdmissionRequest, Operation, UserInfo};
 use serde_json::Value;
 use tokio::sync::Semaphore;
@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 /// What a plugin does in the chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Role {
+pub(super) enum Role {
     /// `admission-validate`.
     Validate,
     /// `admission-mutate`.
@@ -20,12 +20,12 @@ pub(crate) enum Role {
 }
 
 /// One running WasmPlugin version, with what the chain needs from its spec precomputed.
-pub(crate) struct WasmAdmission {
-    pub(crate) name: String,
-    pub(crate) role: Role,
-    pub(crate) plugin: Arc<AdmissionPlugin>,
+pub(super) struct WasmAdmission {
+    pub(super) name: String,
+    pub(super) role: Role,
+    pub(super) plugin: Arc<AdmissionPlugin>,
     /// `spec.order`: plugins of a role run in ascending order, then by name.
-    pub(crate) order: i64,
+    pub(super) order: i64,
     /// `rules`, `namespaceSelector`, `objectSelector` (rules default to everything).
     matcher: Value,
     /// `spec.config` as JSON text.
@@ -36,7 +36,7 @@ pub(crate) struct WasmAdmission {
 }
 
 impl WasmAdmission {
-    pub(crate) fn new(
+    pub(super) fn new(
         name: String,
         role: Role,
         plugin: Arc<AdmissionPlugin>,
@@ -70,7 +70,7 @@ impl WasmAdmission {
 
     /// Rules and selectors, as for webhooks; a plugin without rules sees every request.
     async fn applies(&self, a: &Attributes, api: &dyn Api) -> bool {
-        keelson_admission::matching::hook_matches(&self.matcher, a, api)
+        crate::matching::hook_matches(&self.matcher, a, api)
             .await
             .unwrap_or(false)
     }
@@ -80,10 +80,10 @@ impl WasmAdmission {
         AdmissionRequest {
             uid: uuid::Uuid::new_v4().to_string(),
             operation: match a.operation {
-                keelson_admission::Operation::Create => Operation::Create,
-                keelson_admission::Operation::Update => Operation::Update,
-                keelson_admission::Operation::Delete => Operation::Delete,
-                keelson_admission::Operation::Connect => Operation::Connect,
+                crate::Operation::Create => Operation::Create,
+                crate::Operation::Update => Operation::Update,
+                crate::Operation::Delete => Operation::Delete,
+                crate::Operation::Connect => Operation::Connect,
             },
             group: a.group.clone(),
             version: a.version.clone(),
