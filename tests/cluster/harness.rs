@@ -245,3 +245,63 @@ pub(crate) fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool
     }
     false
 }
+
+/// Another `keelson` process (controller-manager, scheduler, simulated nodes, …) pointed at a
+/// server by its kubeconfig; killed (SIGKILL, whole process group) on drop, its log printed if
+/// the test failed.
+pub(crate) struct Component {
+    child: Option<Child>,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Component {
+    /// Starts `keelson <args…>` with `--kubeconfig` of `server`.
+    pub(crate) fn start(server: &Server, args: &[&str]) -> Self {
+        use std::os::unix::process::CommandExt;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("component.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_keelson"))
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(server.kubeconfig())
+            .env("KEELSON_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .process_group(0)
+            .spawn()
+            .expect("start keelson component");
+        Self {
+            child: Some(child),
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// Its process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Kills it with SIGKILL (no chance to release what it holds).
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe_kill_group(c.id());
+            let _ = c.wait();
+        }
+    }
+
+    /// Its log so far.
+    pub(crate) fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Component {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("---- keelson component log ----\n{}", self.log_text());
+        }
+    }
+}

@@ -4,6 +4,7 @@
 mod admission;
 mod api;
 mod bad_input;
+mod controllers;
 mod crash;
 mod guest_languages;
 mod harness;

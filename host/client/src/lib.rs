@@ -21,6 +21,7 @@ mod error;
 mod in_process;
 pub mod leader;
 mod remote;
+pub mod resources;
 
 pub use error::Error;
 pub use in_process::in_process;

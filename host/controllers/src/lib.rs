@@ -16,6 +16,7 @@ pub mod namespace;
 pub mod serviceaccount;
 
 pub use error::Error;
+use keelson_client::leader::{LeaderElector, Timing};
 
 /// The Lease the controller managers elect their leader on (Kubernetes' name).
 pub const LEASE_NAME: &str = "kube-controller-manager";
@@ -31,12 +32,8 @@ pub async fn run(client: kube::Client) {
 
 /// Runs the controllers while this process (candidate `identity`) leads; on losing the Lease
 /// they stop and the process campaigns again.
-pub async fn run_elected(client: kube::Client, identity: &str) {
-    let elector = keelson_client::leader::LeaderElector::new(
-        client.clone(),
-        "kube-system",
-        LEASE_NAME,
-        identity,
-    );
+pub async fn run_elected(client: kube::Client, identity: &str, timing: Timing) {
+    let elector =
+        LeaderElector::new(client.clone(), "kube-system", LEASE_NAME, identity).with_timing(timing);
     elector.run(|| run(client.clone())).await;
 }

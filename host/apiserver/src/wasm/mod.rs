@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use keelson_admission::plugins::wasm::WasmPlugins;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::{json, Value};
 
@@ -29,10 +29,7 @@ pub(crate) fn start(api: &Arc<ApiServer>, client: kube::Client) {
     let plugins = api.wasm.clone();
     api.metrics
         .with_registry(|r| r.register_collector(Box::new(metrics::PluginMetrics(plugins.clone()))));
-    let resource = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("keelson.dev", "v1alpha1", "WasmPlugin"),
-        "wasmplugins",
-    );
+    let resource = keelson_client::resources::wasm_plugins();
     let reconciler = Reconciler {
         objects: Api::all_with(client, &resource),
         plugins,

@@ -125,9 +125,9 @@ impl ServerCommand {
             // The embedded store has one server, which leads without an election.
             if shared_store {
                 let identity = keelson_client::leader::process_identity();
-                tokio::spawn(
-                    async move { keelson_controllers::run_elected(client, &identity).await },
-                );
+                tokio::spawn(async move {
+                    keelson_controllers::run_elected(client, &identity, Default::default()).await
+                });
             } else {
                 tokio::spawn(keelson_controllers::run(client));
             }

@@ -5,11 +5,19 @@ use std::path::PathBuf;
 use anyhow::Context;
 use base64::Engine;
 use clap::Args;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use serde_json::{json, Value};
 
-use super::kubeconfig::{ConnectArgs, Connection};
+use super::kubeconfig::ConnectArgs;
 
-const PLUGINS: &str = "/apis/keelson.dev/v1alpha1/wasmplugins";
+/// The WasmPlugin API of the kubeconfig's cluster.
+async fn plugins(connect: &ConnectArgs) -> anyhow::Result<Api<DynamicObject>> {
+    let client = connect.connect().await?;
+    Ok(Api::all_with(
+        client,
+        &keelson_client::resources::wasm_plugins(),
+    ))
+}
 
 /// Flags of `keelson plugin install`.
 #[derive(Args, Debug)]
@@ -86,56 +94,32 @@ fn manifest(a: &InstallArgs, wasm: &[u8]) -> anyhow::Result<Value> {
     }))
 }
 
-async fn send(c: &Connection, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
-    let resp = req
-        .send()
-        .await
-        .with_context(|| format!("connecting to {}", c.server))?;
-    let status = resp.status();
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
-    anyhow::ensure!(
-        status.is_success(),
-        "{}: {}",
-        status,
-        body["message"].as_str().unwrap_or("request failed")
-    );
-    Ok(body)
-}
-
 pub(super) async fn install(a: InstallArgs) -> anyhow::Result<()> {
     let wasm = std::fs::read(&a.wasm).with_context(|| format!("reading {}", a.wasm.display()))?;
     let obj = manifest(&a, &wasm)?;
-    let c = a.connect.connect()?;
-    let url = format!(
-        "{}{PLUGINS}/{}?fieldManager=keelson-plugin&force=true",
-        c.server, a.name
-    );
-    let req = c
-        .client
-        .patch(url)
-        .header("Content-Type", "application/apply-patch+yaml")
-        .body(obj.to_string());
-    let out = send(&c, req).await?;
+    let api = plugins(&a.connect).await?;
+    let params = PatchParams::apply("keelson-plugin").force();
+    let out = api.patch(&a.name, &params, &Patch::Apply(&obj)).await?;
     println!(
         "wasmplugin.keelson.dev/{} installed (generation {})",
-        a.name, out["metadata"]["generation"]
+        a.name,
+        out.metadata.generation.unwrap_or_default()
     );
     Ok(())
 }
 
 pub(super) async fn list(a: ConnectArgs) -> anyhow::Result<()> {
-    let c = a.connect()?;
-    let list = send(&c, c.client.get(format!("{}{PLUGINS}", c.server))).await?;
+    let list = plugins(&a).await?.list(&Default::default()).await?;
     println!(
         "{:<24} {:<20} {:<7} {:<14} {:>7} {:>7}  ERROR",
         "NAME", "TYPE", "LOADED", "DIGEST", "CALLS", "ERRORS"
     );
-    for p in list["items"].as_array().into_iter().flatten() {
-        let s = &p["status"];
+    for p in list.items {
+        let s = &p.data["status"];
         println!(
             "{:<24} {:<20} {:<7} {:<14} {:>7} {:>7}  {}",
-            p["metadata"]["name"].as_str().unwrap_or_default(),
-            p["spec"]["type"].as_str().unwrap_or_default(),
+            p.metadata.name.as_deref().unwrap_or_default(),
+            p.data["spec"]["type"].as_str().unwrap_or_default(),
             s["loaded"].as_bool().unwrap_or(false),
             s["digest"]
                 .as_str()
@@ -152,12 +136,10 @@ pub(super) async fn list(a: ConnectArgs) -> anyhow::Result<()> {
 }
 
 pub(super) async fn rm(a: RmArgs) -> anyhow::Result<()> {
-    let c = a.connect.connect()?;
-    send(
-        &c,
-        c.client.delete(format!("{}{PLUGINS}/{}", c.server, a.name)),
-    )
-    .await?;
+    plugins(&a.connect)
+        .await?
+        .delete(&a.name, &DeleteParams::default())
+        .await?;
     println!("wasmplugin.keelson.dev/{} deleted", a.name);
     Ok(())
 }
