@@ -324,3 +324,55 @@ fn server_insecure_port(server: &Server) -> Option<u16> {
     let i = args.iter().position(|a| a == "--insecure-port")?;
     args.get(i + 1)?.parse().ok()
 }
+
+#[test]
+fn sigterm_drains_watches_and_requests_then_exits_cleanly() {
+    let mut server = Server::start();
+    create_cm(&server, "before-shutdown", json!({}));
+    let watch = client(&server)
+        .get(url(
+            &server,
+            "/api/v1/namespaces/default/configmaps?watch=true",
+        ))
+        .bearer_auth(server.token())
+        .send()
+        .unwrap();
+    assert_eq!(watch.status().as_u16(), 200);
+    // The watch sees the initial state, then must end (EOF) when the server stops.
+    let reader = std::thread::spawn(move || {
+        let mut lines = 0;
+        for line in BufReader::new(watch).lines() {
+            match line {
+                Ok(l) if !l.trim().is_empty() => lines += 1,
+                Ok(_) => {}
+                Err(_) => return (lines, false),
+            }
+        }
+        (lines, true)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let (clean, took) = server.terminate(Duration::from_secs(20));
+    assert!(
+        clean,
+        "exit status 0 after SIGTERM; log:\n{}",
+        server.log_text()
+    );
+    assert!(took < Duration::from_secs(10), "shutdown took {took:?}");
+    let (events, ended_cleanly) = reader.join().unwrap();
+    assert!(events >= 1, "the watch delivered the initial ADDED event");
+    assert!(ended_cleanly, "the watch stream ended with a clean EOF");
+    let log = server.log_text();
+    assert!(log.contains("draining connections"), "{log}");
+    assert!(log.contains("shutdown complete"), "{log}");
+    // Nothing acknowledged was lost.
+    server.start_again();
+    let resp = client(&server)
+        .get(url(
+            &server,
+            "/api/v1/namespaces/default/configmaps/before-shutdown",
+        ))
+        .bearer_auth(server.token())
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+}

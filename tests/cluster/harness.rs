@@ -108,9 +108,36 @@ impl Server {
         }
     }
 
+    /// Sends SIGTERM to the server and waits (up to `limit`) for it to exit; returns whether
+    /// it exited successfully and how long it took. The server is stopped either way.
+    pub(crate) fn terminate(&mut self, limit: Duration) -> (bool, Duration) {
+        let started = Instant::now();
+        let Some(mut child) = self.child.take() else {
+            return (false, Duration::ZERO);
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        while started.elapsed() < limit {
+            if let Ok(Some(status)) = child.try_wait() {
+                return (status.success(), started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        unsafe_kill_group(child.id());
+        let _ = child.wait();
+        (false, started.elapsed())
+    }
+
     /// Starts the server again on the same port and data dir.
     pub(crate) fn restart(&mut self) {
         self.kill();
+        let port = self.port;
+        self.spawn(port);
+    }
+
+    /// Starts a stopped server again on the same port and data dir.
+    pub(crate) fn start_again(&mut self) {
         let port = self.port;
         self.spawn(port);
     }

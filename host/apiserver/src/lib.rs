@@ -93,6 +93,9 @@ pub struct ApiServer {
     pub metrics: Metrics,
     /// Bearer tokens and whom they authenticate.
     tokens: HashMap<String, UserInfo>,
+    /// Cancelled when the server begins shutting down: listeners stop accepting and open
+    /// watches end, so connections drain.
+    pub(crate) stopping: tokio_util::sync::CancellationToken,
 }
 
 impl ApiServer {
@@ -118,6 +121,7 @@ impl ApiServer {
             wasm,
             metrics: Metrics::default(),
             tokens,
+            stopping: Default::default(),
         })
     }
 

@@ -1,11 +1,13 @@
 //! Starting the server: store, credentials, bootstrap objects, the HTTPS listener (rustls,
-//! HTTP/1.1 and HTTP/2) and the optional loopback-only plaintext listener.
+//! HTTP/1.1 and HTTP/2) and the optional loopback-only plaintext listener; and stopping it
+//! gracefully: stop accepting, end watches, drain in-flight requests, flush the store.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -22,6 +24,35 @@ pub struct Running {
     pub insecure_port: Option<u16>,
     /// Path of the written kubeconfig.
     pub kubeconfig: std::path::PathBuf,
+    /// Every accepted connection, so shutdown can drain them.
+    connections: Arc<std::sync::Mutex<Option<GracefulShutdown>>>,
+}
+
+impl Running {
+    /// Graceful shutdown: stops accepting connections, ends open watches (clients re-watch
+    /// elsewhere), lets in-flight requests finish for up to `drain`, then flushes the store.
+    /// Returns how many connections were still open when the drain began.
+    pub async fn shutdown(self, drain: std::time::Duration) -> Result<(), keelson_store::Error> {
+        self.api.stopping.cancel();
+        let graceful = self
+            .connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(graceful) = graceful {
+            let open = graceful.count();
+            tracing::info!(connections = open, "draining connections");
+            if tokio::time::timeout(drain, graceful.shutdown())
+                .await
+                .is_err()
+            {
+                tracing::warn!(?drain, "connections still open after the drain period");
+            }
+        }
+        self.api.store.flush().await?;
+        tracing::info!("store flushed; shutdown complete");
+        Ok(())
+    }
 }
 
 /// The identity of the API server's own loopback requests.
@@ -58,16 +89,23 @@ pub async fn start(
 
     let tls = TlsAcceptor::from(Arc::new(pki::server_tls(&creds)?));
     let router = handlers::router(api.clone());
-    tokio::spawn(accept_tls(listener, tls, router.clone()));
+    let connections = Arc::new(std::sync::Mutex::new(Some(GracefulShutdown::new())));
+    let listening = Listening {
+        stopping: api.stopping.clone(),
+        connections: connections.clone(),
+    };
+    tokio::spawn(
+        listening
+            .clone()
+            .accept(listener, Some(tls), router.clone()),
+    );
 
     let insecure_port = match config.insecure_port {
         Some(port) => {
             let plain = TcpListener::bind(("127.0.0.1", port)).await?;
             let bound = plain.local_addr()?.port();
-            tokio::spawn(accept_plain(
-                plain,
-                router.layer(axum::Extension(crate::UserInfo::admin())),
-            ));
+            let admin = router.layer(axum::Extension(crate::UserInfo::admin()));
+            tokio::spawn(listening.accept(plain, None, admin));
             Some(bound)
         }
         None => None,
@@ -78,50 +116,68 @@ pub async fn start(
         secure_port,
         insecure_port,
         kubeconfig,
+        connections,
     })
 }
 
-async fn accept_tls(listener: TcpListener, tls: TlsAcceptor, router: axum::Router) {
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let (tls, router) = (tls.clone(), router.clone());
-        tokio::spawn(async move {
-            match tokio::time::timeout(std::time::Duration::from_secs(10), tls.accept(stream)).await
-            {
-                Ok(Ok(stream)) => serve_connection(TokioIo::new(stream), router, peer).await,
-                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-            }
-        });
-    }
+/// What the accept loops share: the stop signal and the connection tracker.
+#[derive(Clone)]
+struct Listening {
+    stopping: tokio_util::sync::CancellationToken,
+    connections: Arc<std::sync::Mutex<Option<GracefulShutdown>>>,
 }
 
-async fn accept_plain(listener: TcpListener, router: axum::Router) {
-    loop {
-        let Ok((stream, peer)) = listener.accept().await else {
-            continue;
-        };
-        let router = router.clone();
-        tokio::spawn(async move { serve_connection(TokioIo::new(stream), router, peer).await });
+impl Listening {
+    /// Accepts connections (TLS when `tls` is given) until shutdown begins.
+    async fn accept(self, listener: TcpListener, tls: Option<TlsAcceptor>, router: axum::Router) {
+        loop {
+            let (stream, peer) = tokio::select! {
+                () = self.stopping.cancelled() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let (this, tls, router) = (self.clone(), tls.clone(), router.clone());
+            tokio::spawn(async move {
+                let Some(tls) = tls else {
+                    return this.serve(TokioIo::new(stream), router, peer).await;
+                };
+                match tokio::time::timeout(std::time::Duration::from_secs(10), tls.accept(stream))
+                    .await
+                {
+                    Ok(Ok(stream)) => this.serve(TokioIo::new(stream), router, peer).await,
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                }
+            });
+        }
     }
-}
 
-async fn serve_connection<I>(io: I, router: axum::Router, peer: SocketAddr)
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let service = TowerToHyperService::new(router);
-    if let Err(e) = auto::Builder::new(TokioExecutor::new())
-        .serve_connection_with_upgrades(io, service)
-        .await
+    /// Serves one connection, tracked for graceful shutdown.
+    async fn serve<I>(&self, io: I, router: axum::Router, peer: SocketAddr)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
+        let service = TowerToHyperService::new(router);
+        let builder = auto::Builder::new(TokioExecutor::new());
+        let conn = builder
+            .serve_connection_with_upgrades(io, service)
+            .into_owned();
+        let watched = {
+            let guard = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+            match guard.as_ref() {
+                Some(graceful) => graceful.watch(conn),
+                // Shutdown already began: refuse politely by dropping the connection.
+                None => return,
+            }
+        };
+        if let Err(e) = watched.await {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
     }
 }

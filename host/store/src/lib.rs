@@ -36,7 +36,7 @@ pub use watch_cache::{WatchCache, WatchStream};
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// One stored key at one revision.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyValue {
     /// The full key, e.g. `/registry/configmaps/default/app`.
     pub key: String,
@@ -91,6 +91,11 @@ pub trait Backend: Send + Sync + 'static {
     async fn watch(&self, after: i64) -> Result<tokio::sync::mpsc::Receiver<Result<Event>>>;
     /// Forgets history at and below `revision` (current values are kept).
     async fn compact(&self, revision: i64) -> Result<()>;
+    /// Makes every acknowledged write durable in the backend's main files (called on
+    /// shutdown; acknowledged writes are already durable, this only tidies the log).
+    async fn flush(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The store the API server uses: a backend behind a shared watch cache.
@@ -162,6 +167,11 @@ impl Store {
     pub async fn delete(&self, key: &str, expected: i64) -> Result<KeyValue> {
         self.backend.delete(key, expected).await
     }
+    /// Flushes the backend (see [`Backend::flush`]).
+    pub async fn flush(&self) -> Result<()> {
+        self.backend.flush().await
+    }
+
     /// The newest revision.
     pub async fn current_revision(&self) -> Result<i64> {
         self.backend.current_revision().await

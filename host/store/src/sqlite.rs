@@ -22,6 +22,8 @@ enum Op {
     Update(String, Vec<u8>, i64),
     Delete(String, i64),
     Compact(i64),
+    /// Checkpoint the write-ahead log into the database file (on shutdown).
+    Flush,
 }
 
 struct Request {
@@ -227,6 +229,10 @@ impl Backend for SqliteBackend {
     async fn compact(&self, revision: i64) -> Result<()> {
         self.submit(Op::Compact(revision)).await.map(|_| ())
     }
+
+    async fn flush(&self) -> Result<()> {
+        self.submit(Op::Flush).await.map(|_| ())
+    }
 }
 
 /// Reads every logged event after `after`, from a separate read connection.
@@ -277,7 +283,19 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.commit(batch);
+            let (flushes, writes): (Vec<Request>, Vec<Request>) =
+                batch.into_iter().partition(|r| matches!(r.op, Op::Flush));
+            if !writes.is_empty() {
+                self.commit(writes);
+            }
+            for flush in flushes {
+                let done = self
+                    .conn
+                    .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+                    .map(|()| KeyValue::default())
+                    .map_err(Error::from);
+                let _ = flush.reply.send(done);
+            }
         }
     }
 
@@ -367,6 +385,8 @@ impl Writer {
                             ))
                         }
                     },
+                    // Taken out of every batch by `run`.
+                    Op::Flush => continue,
                     Op::Compact(rev) => {
                         compact_to = Some(rev.min(revision).max(compacted));
                         Ok((

@@ -119,7 +119,11 @@ async fn write_patched(
     }
     match update_object(ctx, old_kv, patched, opts, track_fields).await {
         Ok(w) => Ok(Some(w)),
-        Err(e) if e.code == 409 && e.reason == "Conflict" && !e.message.contains("apply") => {
+        Err(e)
+            if e.code == 409
+                && e.reason == "Conflict"
+                && !e.message.starts_with("Apply failed") =>
+        {
             Ok(None)
         }
         Err(e) => Err(e),

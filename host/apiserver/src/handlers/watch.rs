@@ -133,6 +133,7 @@ pub(crate) async fn watch(ctx: Ctx) -> ApiResult<Response> {
         .watch(&ctx.def.prefix_in(ctx.namespace()), after)
         .await;
     let def = ctx.def.clone();
+    let stopping = ctx.api.stopping.clone();
     tokio::spawn(async move {
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
@@ -161,6 +162,7 @@ pub(crate) async fn watch(ctx: Ctx) -> ApiResult<Response> {
         loop {
             tokio::select! {
                 _ = &mut deadline => return,
+                _ = stopping.cancelled() => return,
                 _ = tx.closed() => return,
                 _ = ticker.tick(), if bookmarks => {
                     let mut b = bookmark_proto.clone();

@@ -75,6 +75,9 @@ pub(crate) struct ServerCommand {
     print_ports: bool,
 }
 
+/// How long shutdown waits for in-flight requests.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn default_data_dir() -> PathBuf {
     // SAFETY-free check of the effective user: root owns /var/lib/keelson.
     let is_root = std::fs::read_to_string("/proc/self/status")
@@ -145,7 +148,14 @@ impl ServerCommand {
             running.kubeconfig.display()
         );
         super::shutdown_signal().await?;
-        tracing::info!("shutting down");
+        tracing::info!("shutting down: draining requests (a second signal exits at once)");
+        tokio::select! {
+            done = running.shutdown(DRAIN) => done?,
+            _ = super::shutdown_signal() => {
+                tracing::warn!("second signal: exiting without draining");
+                std::process::exit(1);
+            }
+        }
         Ok(())
     }
 }
