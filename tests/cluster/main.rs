@@ -5,6 +5,7 @@ mod admission;
 mod api;
 mod bad_input;
 mod crash;
+mod fidelity;
 mod guest_languages;
 mod harness;
 mod kubectl;
