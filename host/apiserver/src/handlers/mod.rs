@@ -200,15 +200,15 @@ async fn route(ctx: Ctx, method: Method, body: Body, path: &str) -> ApiResult<Re
         };
     }
     let watching = ctx.info.legacy_watch || ctx.query.flag("watch");
-    let mut sub = ctx.info.subresource.clone();
-    // `pods/ephemeralcontainers` reads and writes the whole Pod, like `status`; the strategy
-    // keeps everything but `spec.ephemeralContainers`.
-    if sub.as_deref() == Some("ephemeralcontainers")
+    // `pods/ephemeralcontainers` is routed like `status`: it reads and writes the whole Pod, and
+    // the strategy (which sees the real subresource name) keeps all but `spec.ephemeralContainers`.
+    let ephemeral = ctx.info.subresource.as_deref() == Some("ephemeralcontainers")
         && ctx.def.group.is_empty()
-        && ctx.def.kind == "Pod"
-    {
-        sub = Some("status".into());
-    }
+        && ctx.def.kind == "Pod";
+    let sub = match ephemeral {
+        true => Some("status".to_string()),
+        false => ctx.info.subresource.clone(),
+    };
     match (method, ctx.info.name.is_some(), sub.as_deref()) {
         (Method::GET, false, None) if watching => watch::watch(ctx).await,
         (Method::GET, false, None) => read::list(ctx).await,
