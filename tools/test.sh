@@ -13,12 +13,19 @@ if ! command -v etcd >/dev/null 2>&1; then
   as_root apt-get install -y -qq etcd-server etcd-client >/dev/null
 fi
 # kubectl: the stock binaries the suites drive.
-for v in 1.33 1.29; do
+for v in 1.33 1.29 1.28 1.27; do
   if [ ! -x "/usr/lib/google-cloud-sdk/bin/kubectl.$v" ]; then
     echo "tools/test.sh: /usr/lib/google-cloud-sdk/bin/kubectl.$v is missing (install google-cloud-cli's kubectl)" >&2
     exit 1
   fi
 done
+# The official Python client (its dynamic client's discovery cache is tested), in a venv.
+py="$(realpath -m "${CARGO_TARGET_DIR:-target}")/test-python"
+if [ ! -x "$py/bin/python" ] || ! "$py/bin/python" -c 'import kubernetes' 2>/dev/null; then
+  python3 -m venv "$py"
+  "$py/bin/pip" install -q 'kubernetes==37.0.2'
+fi
+export KEELSON_TEST_PYTHON="$py/bin/python"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
 

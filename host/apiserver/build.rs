@@ -376,7 +376,20 @@ fn render(
         let by_norm = names_of(key);
         let mut sorted: Vec<&PbField> = fields.iter().collect();
         sorted.sort_by_key(|f| f.tag);
-        writeln!(out, "    Message {{ name: {key:?}, fields: &[").unwrap();
+        // k8s-pb declares fields in Go struct order: Kubernetes' JSON field order.
+        let order: Vec<String> = fields
+            .iter()
+            .map(|f| {
+                let i = sorted.iter().position(|s| s.tag == f.tag).unwrap();
+                i.to_string()
+            })
+            .collect();
+        writeln!(
+            out,
+            "    Message {{ name: {key:?}, order: &[{}], fields: &[",
+            order.join(", ")
+        )
+        .unwrap();
         for f in sorted {
             let mut rep = f.rep;
             let json = match by_norm.get(&norm(&f.rust)) {

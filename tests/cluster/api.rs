@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::harness::{free_port, Server};
 
-fn client(server: &Server) -> reqwest::blocking::Client {
+pub(crate) fn client(server: &Server) -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(&server.ca_pem()).unwrap())
         .timeout(Duration::from_secs(20))
@@ -17,7 +17,7 @@ fn client(server: &Server) -> reqwest::blocking::Client {
         .unwrap()
 }
 
-fn url(server: &Server, path: &str) -> String {
+pub(crate) fn url(server: &Server, path: &str) -> String {
     format!("https://127.0.0.1:{}{path}", server.port)
 }
 

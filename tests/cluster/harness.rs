@@ -7,8 +7,12 @@ use std::time::{Duration, Instant};
 
 /// The kubectl binaries the suites run with (stock Google Cloud SDK builds).
 pub(crate) const KUBECTL_133: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
-/// The oldest kubectl we support.
+/// kubectl 1.29: the first that reads OpenAPI v3.
 pub(crate) const KUBECTL_129: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.29";
+/// kubectl 1.28: reads OpenAPI v2 as protobuf.
+pub(crate) const KUBECTL_128: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.28";
+/// The oldest kubectl we support (OpenAPI v2 as protobuf).
+pub(crate) const KUBECTL_127: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.27";
 
 /// A free TCP port on 127.0.0.1.
 pub(crate) fn free_port() -> u16 {

@@ -1,10 +1,12 @@
-//! The kubectl suite: stock kubectl 1.33 and 1.29 against a real server, on the embedded store
-//! and on etcd. One function walks the commands a Kubernetes user types; each step asserts
+//! The kubectl suite: stock kubectl 1.33, 1.29, 1.28 and 1.27 against a real server, on the
+//! embedded store and on etcd. One function walks the commands a Kubernetes user types; each step asserts
 //! what kubectl printed or what the server then holds.
 
 use std::time::Duration;
 
-use crate::harness::{etcd, eventually, fails, ok, Server, KUBECTL_129, KUBECTL_133};
+use crate::harness::{
+    etcd, eventually, fails, ok, Server, KUBECTL_127, KUBECTL_128, KUBECTL_129, KUBECTL_133,
+};
 
 const DEPLOYMENT: &str = "apiVersion: apps/v1
 kind: Deployment
@@ -52,7 +54,13 @@ fn suite(server: &Server, k: &str) {
     let stdin = |args: &[&str], input: &str| ok(server.kubectl_stdin(k, args, input));
 
     // version, api-resources, cluster-info, the default namespaces.
-    assert!(run(&["version"]).contains("Server Version: v1.33.0+keelson"));
+    // kubectl 1.27 prints the whole version.Info struct (`Server Version: version.Info{…
+    // GitVersion:"v1.33.0+keelson…`), later ones only the version.
+    let version = run(&["version"]);
+    assert!(
+        version.contains("Server Version: ") && version.contains("v1.33.0+keelson"),
+        "{version}"
+    );
     let resources = run(&["api-resources"]);
     for line in [
         "deployments",
@@ -489,6 +497,16 @@ fn kubectl_133_embedded() {
 #[test]
 fn kubectl_129_embedded() {
     suite(&Server::start(), KUBECTL_129);
+}
+
+#[test]
+fn kubectl_128_embedded() {
+    suite(&Server::start(), KUBECTL_128);
+}
+
+#[test]
+fn kubectl_127_embedded() {
+    suite(&Server::start(), KUBECTL_127);
 }
 
 #[test]

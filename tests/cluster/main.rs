@@ -6,6 +6,7 @@ mod api;
 mod bad_input;
 mod controllers;
 mod crash;
+mod fidelity;
 mod guest_languages;
 mod harness;
 mod kubectl;

@@ -262,6 +262,18 @@ fn hostile_plugins_are_contained() {
             refused.contains(&format!("plugin \"{name}\"")),
             "{name}: {refused}"
         );
+        // The failed call shows in the plugin's status within 2 s, not at the next slow sync.
+        let errors_reported = eventually(Duration::from_secs(2), || {
+            let out = k(&["get", "wasmplugin", name, "-o", "jsonpath={.status.errors}"]);
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse::<u64>()
+                .is_ok_and(|n| n >= 1)
+        });
+        assert!(
+            errors_reported,
+            "{name}: status.errors not updated within 2 s"
+        );
         let (bystander_ok, bystander_took) = other.join().unwrap();
         assert!(bystander_ok, "{name}: a concurrent request failed");
         assert!(

@@ -107,16 +107,65 @@ pub(crate) fn decode_yaml(body: &[u8]) -> ApiResult<Value> {
     Ok(v)
 }
 
+/// JSON bytes as Kubernetes' encoder writes them: compact, API objects in Kubernetes' field
+/// order ([`crate::protobuf::kubernetes_order`]), with a trailing newline.
+pub(crate) fn json_bytes(value: &Value) -> Vec<u8> {
+    let mut body = if value.get("kind").is_some() && value.get("apiVersion").is_some() {
+        let mut ordered = value.clone();
+        crate::protobuf::kubernetes_order(&mut ordered);
+        serde_json::to_vec(&ordered)
+    } else {
+        serde_json::to_vec(value)
+    }
+    .unwrap_or_default();
+    body.push(b'\n');
+    body
+}
+
 /// A JSON response.
 pub(crate) fn json_response(code: u16, value: &Value) -> Response {
     let code = http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::OK);
-    let body = serde_json::to_vec(value).unwrap_or_default();
+    let body = json_bytes(value);
     (
         code,
         [(http::header::CONTENT_TYPE, "application/json")],
         body,
     )
         .into_response()
+}
+
+/// The metadata-only form of an object (`PartialObjectMetadata`) or list
+/// (`PartialObjectMetadataList`); a `Status` (or any value without `metadata`) is unchanged.
+pub(crate) fn to_metadata(value: Value) -> Value {
+    if value.get("kind").and_then(Value::as_str) == Some("Status")
+        || value.get("metadata").is_none()
+    {
+        return value;
+    }
+    match value.get("items").and_then(Value::as_array) {
+        Some(items) => serde_json::json!({
+            "kind": "PartialObjectMetadataList",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": value["metadata"],
+            "items": items.iter().map(crate::objects::partial_metadata).collect::<Vec<_>>(),
+        }),
+        None => crate::objects::partial_metadata(&value),
+    }
+}
+
+/// Re-encodes a handler's JSON response in its metadata-only form (writes and deletes asked for
+/// `as=PartialObjectMetadata`); status code and headers other than the length are kept.
+pub(crate) async fn metadata_only(response: Response) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return ApiError::internal("reading a response body failed").into_response();
+    };
+    let body = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(value) => json_bytes(&to_metadata(value)).into(),
+        Err(_) => bytes,
+    };
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 #[cfg(test)]
@@ -145,6 +194,21 @@ mod tests {
             Representation::Object
         );
         assert_eq!(accept("text/html").unwrap_err().code, 406);
+    }
+
+    #[test]
+    fn metadata_only_forms() {
+        let pod = serde_json::json!({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "p"}, "spec": {}});
+        let m = to_metadata(pod.clone());
+        assert_eq!(m["kind"], "PartialObjectMetadata");
+        assert_eq!(m["metadata"]["name"], "p");
+        assert!(m.get("spec").is_none());
+        let list = serde_json::json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "3"}, "items": [pod]});
+        let ml = to_metadata(list);
+        assert_eq!(ml["kind"], "PartialObjectMetadataList");
+        assert_eq!(ml["items"][0]["kind"], "PartialObjectMetadata");
+        let status = serde_json::json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"});
+        assert_eq!(to_metadata(status.clone()), status);
     }
 
     #[test]

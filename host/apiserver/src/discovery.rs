@@ -28,15 +28,20 @@ pub(crate) fn version() -> Value {
 }
 
 /// Serves discovery paths; `None` when `path` is not one.
-pub(crate) fn handle(api: &ApiServer, path: &str, _headers: &HeaderMap) -> Option<Response> {
+pub(crate) fn handle(api: &ApiServer, path: &str, headers: &HeaderMap) -> Option<Response> {
+    if matches!(path, "/api" | "/apis") {
+        let mut response = match crate::discovery_v2::negotiate(headers) {
+            Some(version) => crate::discovery_v2::respond(api, path == "/api", version, headers),
+            None if path == "/api" => json_response(200, &api_versions()),
+            None => json_response(200, &group_list(api)),
+        };
+        response
+            .headers_mut()
+            .insert(http::header::VARY, http::HeaderValue::from_static("Accept"));
+        return Some(response);
+    }
     let body = match path {
         "/version" => version(),
-        "/api" => json!({
-            "kind": "APIVersions",
-            "versions": ["v1"],
-            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}],
-        }),
-        "/apis" => group_list(api),
         _ => {
             let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
             match parts.as_slice() {
@@ -60,6 +65,15 @@ pub(crate) fn handle(api: &ApiServer, path: &str, _headers: &HeaderMap) -> Optio
         }
     };
     Some(json_response(200, &body))
+}
+
+/// The legacy `/api` document.
+fn api_versions() -> Value {
+    json!({
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}],
+    })
 }
 
 fn group_list(api: &ApiServer) -> Value {
@@ -90,7 +104,8 @@ const VERBS: [&str; 8] = [
     "watch",
 ];
 
-fn resource_list(api: &ApiServer, group: &str, version: &str) -> Option<Value> {
+/// The legacy `APIResourceList` of one group/version; `None` when nothing is served there.
+pub(crate) fn resource_list(api: &ApiServer, group: &str, version: &str) -> Option<Value> {
     let defs = api.registry.in_group_version(group, version);
     if defs.is_empty() {
         return None;
@@ -111,7 +126,13 @@ fn resource_list(api: &ApiServer, group: &str, version: &str) -> Option<Value> {
 }
 
 fn resource(d: &ResourceDef) -> Value {
-    let verbs: &[&str] = if d.review { &["create"] } else { &VERBS };
+    let verbs: &[&str] = if d.review {
+        &["create"]
+    } else if crate::computed::kind_of(d).is_some() {
+        &crate::computed::VERBS
+    } else {
+        &VERBS
+    };
     let mut r = json!({
         "name": d.plural,
         "singularName": d.singular,
@@ -154,6 +175,7 @@ fn subresources(d: &ResourceDef) -> Vec<Value> {
             "binding" => sub("binding", "Binding", None, &["create"]),
             "eviction" => sub("eviction", "Eviction", Some(("policy", "v1")), &["create"]),
             "finalize" => sub("finalize", &d.kind, None, &["update"]),
+            "ephemeralcontainers" => sub(extra, &d.kind, None, &["get", "patch", "update"]),
             other => sub(other, &d.kind, None, &["get"]),
         });
     }

@@ -3,7 +3,7 @@
 
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 /// A failed API request, rendered as a `Status` object.
 #[derive(Debug, Clone)]
@@ -147,21 +147,29 @@ impl ApiError {
         self
     }
 
-    /// The `Status` object.
+    /// The `Status` object, its fields in the order of Kubernetes' `metav1.Status` (kind,
+    /// apiVersion, metadata, status, message, reason, details, code) and, as its encoder's
+    /// `omitempty` does, without empty `details` fields (`group` of the core group).
     pub fn status(&self) -> Value {
-        let mut s = json!({
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "code": self.code,
-        });
-        if let Some(d) = &self.details {
-            s["details"] = d.clone();
+        let mut s = Map::new();
+        s.insert("kind".into(), json!("Status"));
+        s.insert("apiVersion".into(), json!("v1"));
+        s.insert("metadata".into(), json!({}));
+        s.insert("status".into(), json!("Failure"));
+        if !self.message.is_empty() {
+            s.insert("message".into(), json!(self.message));
         }
-        s
+        s.insert("reason".into(), json!(self.reason));
+        if let Some(Value::Object(d)) = &self.details {
+            let details: Map<String, Value> = d
+                .iter()
+                .filter(|(_, v)| !matches!(v, Value::String(x) if x.is_empty()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            s.insert("details".into(), Value::Object(details));
+        }
+        s.insert("code".into(), json!(self.code));
+        Value::Object(s)
     }
 }
 
@@ -238,12 +246,44 @@ impl From<keelson_store::Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = serde_json::to_vec(&self.status()).unwrap_or_default();
+        let body = crate::codec::json_bytes(&self.status());
         (
             code,
             [(http::header::CONTENT_TYPE, "application/json")],
             body,
         )
             .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_bytes_match_kubernetes_encoder() {
+        let body = ApiError::not_found("", "configmaps", "x").into_response();
+        let bytes =
+            futures::executor::block_on(axum::body::to_bytes(body.into_body(), 4096)).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&bytes).unwrap(),
+            "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"configmaps \\\"x\\\" not found\",\"reason\":\"NotFound\",\"details\":{\"name\":\"x\",\"kind\":\"configmaps\"},\"code\":404}\n"
+        );
+        let apps = ApiError::conflict("apps", "deployments", "d").status();
+        assert_eq!(apps["details"]["group"], "apps");
+        let keys: Vec<&String> = apps.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "kind",
+                "apiVersion",
+                "metadata",
+                "status",
+                "message",
+                "reason",
+                "details",
+                "code"
+            ]
+        );
     }
 }

@@ -14,8 +14,11 @@
 mod admission;
 mod bootstrap;
 mod codec;
+mod computed;
 mod discovery;
+mod discovery_v2;
 pub mod error;
+mod gnostic;
 mod handlers;
 mod metrics;
 mod objects;
@@ -36,6 +39,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use computed::InProcessComponents;
 pub use error::{ApiError, ApiResult};
 pub use metrics::Metrics;
 pub use registry::{Registry, ResourceDef};
@@ -91,6 +95,8 @@ pub struct ApiServer {
     pub wasm: Arc<keelson_admission::plugins::wasm::WasmPlugins>,
     /// `/metrics`.
     pub metrics: Metrics,
+    /// Components running in this process (for `componentstatuses`).
+    pub components: InProcessComponents,
     /// Bearer tokens and whom they authenticate.
     tokens: HashMap<String, UserInfo>,
     /// Cancelled when the server begins shutting down: listeners stop accepting and open
@@ -120,6 +126,7 @@ impl ApiServer {
             admission,
             wasm,
             metrics: Metrics::default(),
+            components: InProcessComponents::default(),
             tokens,
             stopping: Default::default(),
         })

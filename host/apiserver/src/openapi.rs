@@ -2,8 +2,13 @@
 //! group-version) and `/openapi/v2`. Schemas come from k8s-openapi (schemars) for built-in kinds
 //! and from the CRD for custom ones; every kind carries `x-kubernetes-group-version-kind`, and
 //! each PATCH operation lists the `fieldValidation` parameter so kubectl validates server-side.
+//! `/openapi/v2` is also served as protobuf ([`crate::gnostic`]) when the Accept header asks for
+//! it; both encodings are built once per change of the served kinds.
 
-use axum::response::Response;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use axum::response::{IntoResponse, Response};
+use http::HeaderMap;
 use schemars::generate::SchemaSettings;
 use serde_json::{json, Map, Value};
 
@@ -13,12 +18,27 @@ use crate::registry::ResourceDef;
 use crate::ApiServer;
 
 /// Serves OpenAPI paths; `None` when `path` is not one.
-pub(crate) fn handle(api: &ApiServer, path: &str) -> Option<ApiResult<Response>> {
+pub(crate) fn handle(
+    api: &ApiServer,
+    path: &str,
+    headers: &HeaderMap,
+) -> Option<ApiResult<Response>> {
     if path == "/openapi/v3" {
         return Some(Ok(json_response(200, &v3_index(api))));
     }
     if path == "/openapi/v2" {
-        return Some(Ok(json_response(200, &v2(api))));
+        let doc = v2_cached(api);
+        let (media, body) = if wants_protobuf(headers) {
+            let pb = doc
+                .protobuf
+                .get_or_init(|| crate::gnostic::encode(&doc.json).into());
+            (crate::gnostic::CONTENT_TYPE, pb.clone())
+        } else {
+            ("application/json", doc.json_bytes.clone())
+        };
+        return Some(Ok(
+            ([(http::header::CONTENT_TYPE, media)], body).into_response()
+        ));
     }
     let gv = path.strip_prefix("/openapi/v3/")?;
     let (group, version) = match gv.split('/').collect::<Vec<_>>().as_slice() {
@@ -31,6 +51,64 @@ pub(crate) fn handle(api: &ApiServer, path: &str) -> Option<ApiResult<Response>>
         return Some(Err(ApiError::no_route(path)));
     }
     Some(Ok(json_response(200, &v3_document(&defs))))
+}
+
+/// Does the first Accept option this endpoint can serve name the protobuf form?
+fn wants_protobuf(headers: &HeaderMap) -> bool {
+    let accept = headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    accept
+        .split(',')
+        .map(|option| option.split(';').next().unwrap_or_default().trim())
+        .find(|media| {
+            crate::gnostic::MEDIA_TYPES.contains(media)
+                || matches!(*media, "application/json" | "*/*" | "application/*")
+        })
+        .is_some_and(|media| crate::gnostic::MEDIA_TYPES.contains(&media))
+}
+
+/// The OpenAPI v2 document of one registry content, in both encodings.
+struct V2Document {
+    /// What the served kinds looked like when it was built.
+    fingerprint: u64,
+    json: Value,
+    json_bytes: bytes::Bytes,
+    /// Encoded on first request.
+    protobuf: OnceLock<bytes::Bytes>,
+}
+
+/// The v2 document for the served kinds, rebuilt only when they changed (a CRD came or went).
+fn v2_cached(api: &ApiServer) -> Arc<V2Document> {
+    static CACHE: Mutex<Option<Arc<V2Document>>> = Mutex::new(None);
+    let fingerprint = fxhash(
+        &api.registry
+            .all()
+            .iter()
+            .map(|d| {
+                format!(
+                    "{}/{}/{}/{}{:?}|",
+                    d.group, d.version, d.plural, d.kind, d.schema
+                )
+            })
+            .collect::<String>(),
+    );
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    match cache.as_ref() {
+        Some(doc) if doc.fingerprint == fingerprint => doc.clone(),
+        _ => {
+            let json = v2(api);
+            let doc = Arc::new(V2Document {
+                fingerprint,
+                json_bytes: serde_json::to_vec(&json).unwrap_or_default().into(),
+                json,
+                protobuf: OnceLock::new(),
+            });
+            *cache = Some(doc.clone());
+            doc
+        }
+    }
 }
 
 fn gv_path(group: &str, version: &str) -> String {

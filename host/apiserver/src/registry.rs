@@ -128,9 +128,10 @@ macro_rules! rows {
 fn builtin_rows() -> Vec<Row> {
     use k8s_openapi::api::*;
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext;
+    use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1 as aggregator;
     rows![
         "" "v1" "namespaces" "namespace" Namespace (core::v1::Namespace) ns=false short=["ns"] all=false status=true scale=false extra=["finalize"];
-        "" "v1" "pods" "pod" Pod (core::v1::Pod) ns=true short=["po"] all=true status=true scale=false extra=["binding", "eviction"];
+        "" "v1" "pods" "pod" Pod (core::v1::Pod) ns=true short=["po"] all=true status=true scale=false extra=["binding", "eviction", "ephemeralcontainers"];
         "" "v1" "services" "service" Service (core::v1::Service) ns=true short=["svc"] all=true status=true scale=false extra=[];
         "" "v1" "endpoints" "endpoints" Endpoints (core::v1::Endpoints) ns=true short=["ep"] all=false status=false scale=false extra=[];
         "" "v1" "configmaps" "configmap" ConfigMap (core::v1::ConfigMap) ns=true short=["cm"] all=false status=false scale=false extra=[];
@@ -144,6 +145,7 @@ fn builtin_rows() -> Vec<Row> {
         "" "v1" "limitranges" "limitrange" LimitRange (core::v1::LimitRange) ns=true short=["limits"] all=false status=false scale=false extra=[];
         "" "v1" "replicationcontrollers" "replicationcontroller" ReplicationController (core::v1::ReplicationController) ns=true short=["rc"] all=true status=true scale=true extra=[];
         "" "v1" "podtemplates" "podtemplate" PodTemplate (core::v1::PodTemplate) ns=true short=[] all=false status=false scale=false extra=[];
+        "" "v1" "componentstatuses" "componentstatus" ComponentStatus (core::v1::ComponentStatus) ns=false short=["cs"] all=false status=false scale=false extra=[];
         "apps" "v1" "deployments" "deployment" Deployment (apps::v1::Deployment) ns=true short=["deploy"] all=true status=true scale=true extra=[];
         "apps" "v1" "replicasets" "replicaset" ReplicaSet (apps::v1::ReplicaSet) ns=true short=["rs"] all=true status=true scale=true extra=[];
         "apps" "v1" "daemonsets" "daemonset" DaemonSet (apps::v1::DaemonSet) ns=true short=["ds"] all=true status=true scale=false extra=[];
@@ -172,6 +174,7 @@ fn builtin_rows() -> Vec<Row> {
         "authorization.k8s.io" "v1" "subjectaccessreviews" "" SubjectAccessReview (authorization::v1::SubjectAccessReview) ns=false short=[] all=false status=false scale=false extra=[];
         "authorization.k8s.io" "v1" "selfsubjectrulesreviews" "" SelfSubjectRulesReview (authorization::v1::SelfSubjectRulesReview) ns=false short=[] all=false status=false scale=false extra=[];
         "authentication.k8s.io" "v1" "selfsubjectreviews" "" SelfSubjectReview (authentication::v1::SelfSubjectReview) ns=false short=[] all=false status=false scale=false extra=[];
+        "apiregistration.k8s.io" "v1" "apiservices" "apiservice" APIService (aggregator::APIService) ns=false short=[] all=false status=false scale=false extra=[];
         "apiextensions.k8s.io" "v1" "customresourcedefinitions" "customresourcedefinition" CustomResourceDefinition (apiext::CustomResourceDefinition) ns=false short=["crd", "crds"] all=false status=true scale=false extra=[];
     ]
 }

@@ -22,6 +22,7 @@ use crate::registry::ResourceDef;
 use crate::request::{Query, RequestInfo};
 use crate::{codec, discovery, openapi, ApiServer, UserInfo};
 
+pub(crate) use read::Filter;
 pub(crate) use write::{create_object, CreateOptions};
 
 /// Largest accepted request body (Kubernetes' limit).
@@ -153,7 +154,7 @@ async fn handle(api: Arc<ApiServer>, req: Request) -> ApiResult<Response> {
         if let Some(r) = discovery::handle(&api, &path, req.headers()) {
             return Ok(r);
         }
-        if let Some(r) = openapi::handle(&api, &path) {
+        if let Some(r) = openapi::handle(&api, &path, req.headers()) {
             return r;
         }
     }
@@ -166,6 +167,8 @@ async fn handle(api: Arc<ApiServer>, req: Request) -> ApiResult<Response> {
         return Err(ApiError::no_route(&path));
     }
     let (parts, body) = req.into_parts();
+    // Unsupported `as=` representations are refused on every verb (406), as in Kubernetes.
+    let representation = codec::representation(&parts.headers)?;
     let ctx = Ctx {
         api,
         def,
@@ -174,8 +177,21 @@ async fn handle(api: Arc<ApiServer>, req: Request) -> ApiResult<Response> {
         headers: parts.headers,
         user,
     };
+    if let Some(kind) = crate::computed::kind_of(&ctx.def) {
+        return crate::computed::serve(ctx, kind, parts.method).await;
+    }
+    let writes = parts.method != Method::GET;
+    let response = route(ctx, parts.method, body, &path).await?;
+    Ok(match representation {
+        codec::Representation::Metadata if writes => codec::metadata_only(response).await,
+        _ => response,
+    })
+}
+
+/// Runs the resource handler of one request.
+async fn route(ctx: Ctx, method: Method, body: Body, path: &str) -> ApiResult<Response> {
     if ctx.def.review {
-        return match (parts.method, ctx.info.name.is_none()) {
+        return match (method, ctx.info.name.is_none()) {
             (Method::POST, true) => review::review(ctx, read_body(body).await?),
             (method, _) => Err(ApiError::method_not_allowed(
                 method.as_str(),
@@ -184,8 +200,16 @@ async fn handle(api: Arc<ApiServer>, req: Request) -> ApiResult<Response> {
         };
     }
     let watching = ctx.info.legacy_watch || ctx.query.flag("watch");
-    let sub = ctx.info.subresource.clone();
-    match (parts.method, ctx.info.name.is_some(), sub.as_deref()) {
+    // `pods/ephemeralcontainers` is routed like `status`: it reads and writes the whole Pod, and
+    // the strategy (which sees the real subresource name) keeps all but `spec.ephemeralContainers`.
+    let ephemeral = ctx.info.subresource.as_deref() == Some("ephemeralcontainers")
+        && ctx.def.group.is_empty()
+        && ctx.def.kind == "Pod";
+    let sub = match ephemeral {
+        true => Some("status".to_string()),
+        false => ctx.info.subresource.clone(),
+    };
+    match (method, ctx.info.name.is_some(), sub.as_deref()) {
         (Method::GET, false, None) if watching => watch::watch(ctx).await,
         (Method::GET, false, None) => read::list(ctx).await,
         (Method::GET, true, None) if watching => watch::watch(ctx).await,
@@ -211,7 +235,7 @@ async fn handle(api: Arc<ApiServer>, req: Request) -> ApiResult<Response> {
             let body = read_body(body).await?;
             subresource::handle(ctx, method, s, body).await
         }
-        (_, _, Some(_)) => Err(ApiError::no_route(&path)),
+        (_, _, Some(_)) => Err(ApiError::no_route(path)),
         (method, _, None) => Err(ApiError::method_not_allowed(
             method.as_str(),
             &ctx.def.plural,

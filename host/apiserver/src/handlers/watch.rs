@@ -25,7 +25,8 @@ const BOOKMARK_EVERY: Duration = Duration::from_secs(30);
 /// Longest watch before the server closes it (clients re-watch), like Kubernetes' min-request-timeout.
 const MAX_WATCH: Duration = Duration::from_secs(1800);
 
-fn event(kind: &str, object: Value) -> bytes::Bytes {
+fn event(kind: &str, mut object: Value) -> bytes::Bytes {
+    crate::protobuf::kubernetes_order(&mut object);
     let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
     line.push(b'\n');
     line.into()

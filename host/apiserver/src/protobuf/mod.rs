@@ -7,6 +7,7 @@
 //! kinds) and k8s-openapi (JSON names); see [`table`], [`convert`] and [`special`].
 
 mod convert;
+mod order;
 mod special;
 mod table;
 mod wire;
@@ -16,6 +17,7 @@ mod tests;
 
 use serde_json::{Map, Value};
 
+pub(crate) use order::kubernetes_order;
 use wire::{Reader, LEN};
 
 /// The prefix of every Kubernetes protobuf body.

@@ -39,6 +39,8 @@ pub(super) struct Field {
 #[derive(Debug)]
 pub(super) struct Message {
     pub(super) name: &'static str,
+    /// Indexes into `fields` in declaration order (the Go struct's, so Kubernetes' JSON order).
+    pub(super) order: &'static [u8],
     /// Sorted by tag.
     pub(super) fields: &'static [Field],
 }

@@ -430,6 +430,8 @@ fn pod_update(old: &Value, new: &Value, errors: &mut Vec<FieldError>) {
                 "tolerations",
                 "schedulingGates",
                 "terminationGracePeriodSeconds",
+                // Validated on their own (strategy::ephemeral); only their subresource changes them.
+                "ephemeralContainers",
             ] {
                 o.remove(k);
             }

@@ -4,6 +4,7 @@
 
 mod crd;
 mod defaults;
+mod ephemeral;
 mod kinds;
 
 use std::sync::Arc;
@@ -86,6 +87,9 @@ pub(crate) fn prepare_update(
             }
         }
     }
+    if def.group.is_empty() && def.kind == "Pod" {
+        ephemeral::prepare_update(subresource, old, new);
+    }
     let old_meta = old.get("metadata").cloned().unwrap_or(json!({}));
     let meta = meta_mut(new);
     for k in [
@@ -166,6 +170,9 @@ pub(crate) fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>) -> V
                 }
             }
         }
+    }
+    if def.group.is_empty() && def.kind == "Pod" {
+        ephemeral::validate(obj, old, &mut errors);
     }
     kinds::validate(def, obj, old, &mut errors);
     errors

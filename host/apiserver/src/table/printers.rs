@@ -458,6 +458,14 @@ pub(super) fn for_kind(kind: &str) -> (Vec<Column>, Cells) {
                 ]
             },
         ),
+        "APIService" => (
+            cols("Name,Service,Available,Age"),
+            crate::computed::apiservice_cells,
+        ),
+        "ComponentStatus" => (
+            cols("Name,Status,Message,Error"),
+            crate::computed::componentstatus_cells,
+        ),
         "LimitRange" => (
             cols("Name,Created At"),
             |o| {

@@ -134,6 +134,7 @@ impl ServerCommand {
             } else {
                 tokio::spawn(keelson_controllers::run(client));
             }
+            running.api.components.set_running("controller-manager");
         }
         if self.print_ports {
             println!(
