@@ -13,6 +13,16 @@ pub enum Stage {
     Validating,
 }
 
+/// A chain configuration naming a plugin that does not exist.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown admission plugin {name:?}; known: {}", known.join(", "))]
+pub struct UnknownPlugin {
+    /// The name given.
+    pub name: String,
+    /// Every plugin name there is.
+    pub known: Vec<&'static str>,
+}
+
 /// Which built-in plugins are on.
 #[derive(Debug, Clone, Default)]
 pub struct ChainConfig {
@@ -32,13 +42,13 @@ pub struct Chain {
 impl Chain {
     /// Builds the chain: Kubernetes' default plugins that exist here, plus `enable`, minus
     /// `disable`; unknown names are an error.
-    pub fn new(config: &ChainConfig) -> Result<Self, String> {
+    pub fn new(config: &ChainConfig) -> Result<Self, UnknownPlugin> {
         for name in config.enable.iter().chain(config.disable.iter()) {
             if !plugins::ALL.contains(&name.as_str()) {
-                return Err(format!(
-                    "unknown admission plugin {name:?}; known: {}",
-                    plugins::ALL.join(", ")
-                ));
+                return Err(UnknownPlugin {
+                    name: name.clone(),
+                    known: plugins::ALL.to_vec(),
+                });
             }
         }
         let on = |name: &str| {

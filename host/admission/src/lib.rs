@@ -14,7 +14,7 @@ pub mod plugins;
 pub use keelson_apimachinery::quantity;
 
 pub use attributes::{Attributes, Operation, UserInfo};
-pub use chain::{Chain, ChainConfig, Stage};
+pub use chain::{Chain, ChainConfig, Stage, UnknownPlugin};
 
 use serde_json::Value;
 
@@ -47,16 +47,27 @@ impl Denied {
     }
 }
 
+/// A read or write through [`Api`] failed (store error, conflict, undecodable object).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ApiAccessError(pub String);
+
+impl From<String> for ApiAccessError {
+    fn from(message: String) -> Self {
+        Self(message)
+    }
+}
+
 /// Read and write access to the API for plugins that need other objects (namespaces, quotas,
 /// limit ranges, …). Paths are API paths such as `/api/v1/namespaces/default`.
 #[async_trait::async_trait]
 pub trait Api: Send + Sync {
     /// GETs an object; `Ok(None)` when it does not exist.
-    async fn get(&self, path: &str) -> Result<Option<Value>, String>;
+    async fn get(&self, path: &str) -> Result<Option<Value>, ApiAccessError>;
     /// Lists a collection's items.
-    async fn list(&self, path: &str) -> Result<Vec<Value>, String>;
+    async fn list(&self, path: &str) -> Result<Vec<Value>, ApiAccessError>;
     /// Replaces an object (PUT, with its resourceVersion: conflicts are errors).
-    async fn update(&self, path: &str, obj: &Value) -> Result<Value, String>;
+    async fn update(&self, path: &str, obj: &Value) -> Result<Value, ApiAccessError>;
 }
 
 /// One admission plugin. Mutating plugins implement [`Plugin::admit`], validating ones

@@ -6,7 +6,7 @@ use keelson_apimachinery::rules::{self, Request};
 use keelson_apimachinery::selector::LabelSelector;
 use serde_json::{Map, Value};
 
-use crate::{Api, Attributes, Operation};
+use crate::{Api, ApiAccessError, Attributes, Operation};
 
 /// Is this request about a Namespace object itself?
 fn is_namespace(a: &Attributes) -> bool {
@@ -60,7 +60,7 @@ pub(crate) async fn namespace_selected(
     hook: &Value,
     a: &Attributes,
     api: &dyn Api,
-) -> Result<bool, String> {
+) -> Result<bool, ApiAccessError> {
     let sel = hook.get("namespaceSelector");
     if sel.is_none_or(|s| s.is_null() || s.as_object().is_some_and(Map::is_empty)) {
         return Ok(true);
@@ -84,7 +84,11 @@ pub(crate) async fn namespace_selected(
 }
 
 /// Is `hook` (one entry of a configuration's `webhooks`) called for this request?
-pub async fn hook_matches(hook: &Value, a: &Attributes, api: &dyn Api) -> Result<bool, String> {
+pub async fn hook_matches(
+    hook: &Value,
+    a: &Attributes,
+    api: &dyn Api,
+) -> Result<bool, ApiAccessError> {
     let rules = hook
         .get("rules")
         .and_then(Value::as_array)

@@ -17,7 +17,16 @@
 pub type Milli = i128;
 
 /// Parses a Kubernetes quantity into milli-units.
-pub fn parse(s: &str) -> Result<Milli, String> {
+pub fn parse(s: &str) -> Result<Milli, QuantityError> {
+    parse_text(s).map_err(QuantityError)
+}
+
+/// A string that is not a Kubernetes quantity; the message is Kubernetes' wording.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct QuantityError(pub String);
+
+fn parse_text(s: &str) -> Result<Milli, String> {
     let bad = || {
         format!("quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$': {s:?}")
     };

@@ -53,7 +53,11 @@ fn set_values(s: &str) -> Result<Vec<String>, String> {
 
 impl LabelSelector {
     /// Parses `a=b,c!=d,e in (x,y),f notin (z),g,!h`.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, SelectorError> {
+        Self::parse_text(s).map_err(SelectorError)
+    }
+
+    fn parse_text(s: &str) -> Result<Self, String> {
         let mut reqs = Vec::new();
         for term in split_top(s) {
             let req = if let Some(k) = term.strip_prefix('!') {
@@ -96,7 +100,11 @@ impl LabelSelector {
     }
 
     /// Builds a selector from a `LabelSelector` object; `None` input or `{}` matches everything.
-    pub fn from_object(sel: Option<&Value>) -> Result<Self, String> {
+    pub fn from_object(sel: Option<&Value>) -> Result<Self, SelectorError> {
+        Self::from_object_text(sel).map_err(SelectorError)
+    }
+
+    fn from_object_text(sel: Option<&Value>) -> Result<Self, String> {
         let mut reqs = Vec::new();
         let Some(sel) = sel else {
             return Ok(Self(reqs));
@@ -176,7 +184,11 @@ pub struct FieldSelector(Vec<(String, bool, String)>);
 
 impl FieldSelector {
     /// Parses a field selector (equality and inequality only, like Kubernetes).
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, SelectorError> {
+        Self::parse_text(s).map_err(SelectorError)
+    }
+
+    fn parse_text(s: &str) -> Result<Self, String> {
         let mut reqs = Vec::new();
         for term in split_top(s) {
             let (k, eq, v) = if let Some((k, v)) = term.split_once("!=") {
@@ -278,3 +290,8 @@ mod tests {
         assert!(FieldSelector::parse("nonsense").is_err());
     }
 }
+
+/// A label or field selector that does not parse; the message is Kubernetes' wording.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SelectorError(pub String);

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use keelson_admission::{Attributes, Denied, Operation};
+use keelson_admission::{ApiAccessError, Attributes, Denied, Operation};
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -31,7 +31,7 @@ impl StoreApi {
 
 #[async_trait::async_trait]
 impl keelson_admission::Api for StoreApi {
-    async fn get(&self, path: &str) -> Result<Option<Value>, String> {
+    async fn get(&self, path: &str) -> Result<Option<Value>, ApiAccessError> {
         let (def, info) = self.resolve(path)?;
         let name = info.name.as_deref().unwrap_or_default();
         let key = def.key(info.namespace.as_deref(), name);
@@ -41,7 +41,7 @@ impl keelson_admission::Api for StoreApi {
         }
     }
 
-    async fn list(&self, path: &str) -> Result<Vec<Value>, String> {
+    async fn list(&self, path: &str) -> Result<Vec<Value>, ApiAccessError> {
         let (def, info) = self.resolve(path)?;
         let (kvs, _) = self
             .0
@@ -50,11 +50,11 @@ impl keelson_admission::Api for StoreApi {
             .await
             .map_err(|e| e.to_string())?;
         kvs.iter()
-            .map(|kv| from_store(&def, kv).map_err(|e| e.message))
+            .map(|kv| from_store(&def, kv).map_err(|e| ApiAccessError(e.message)))
             .collect()
     }
 
-    async fn update(&self, path: &str, obj: &Value) -> Result<Value, String> {
+    async fn update(&self, path: &str, obj: &Value) -> Result<Value, ApiAccessError> {
         let (def, info) = self.resolve(path)?;
         let key = def.key(
             info.namespace.as_deref(),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use crate::handlers::{create_object, CreateOptions};
+use crate::start_error::StartError;
 use crate::validation::FieldValidation;
 use crate::ApiServer;
 
@@ -14,7 +15,7 @@ use crate::ApiServer;
 pub(crate) const KUBERNETES_SERVICE_IP: &str = "10.43.0.1";
 
 /// Creates the built-in objects that are missing and starts serving stored CRDs.
-pub(crate) async fn run(api: &Arc<ApiServer>, secure_port: u16) -> anyhow::Result<()> {
+pub(crate) async fn run(api: &Arc<ApiServer>, secure_port: u16) -> Result<(), StartError> {
     let opts = CreateOptions {
         dry_run: false,
         validation: FieldValidation::Strict,
@@ -45,7 +46,8 @@ pub(crate) async fn run(api: &Arc<ApiServer>, secure_port: u16) -> anyhow::Resul
     });
     upsert_endpoints(api, endpoints, &opts).await?;
     // Keelson's own kinds, shipped as CRDs (like k3s's HelmChart).
-    let crd: Value = serde_saphyr::from_str(include_str!("wasm/wasmplugin-crd.yaml"))?;
+    let crd: Value = serde_saphyr::from_str(include_str!("wasm/wasmplugin-crd.yaml"))
+        .map_err(|e| failed("the WasmPlugin CRD", &e.to_string()))?;
     ensure(
         api,
         "apiextensions.k8s.io",
@@ -79,11 +81,11 @@ async fn ensure(
     ns: Option<&str>,
     obj: Value,
     opts: &CreateOptions,
-) -> anyhow::Result<()> {
+) -> Result<(), StartError> {
     let def = api
         .registry
         .lookup(group, version, plural)
-        .ok_or_else(|| anyhow::anyhow!("{plural} not registered"))?;
+        .ok_or_else(|| failed(plural, "not registered"))?;
     let name = obj["metadata"]["name"]
         .as_str()
         .unwrap_or_default()
@@ -94,7 +96,7 @@ async fn ensure(
     match create_object(api, &def, ns, obj, opts).await {
         Ok(_) => Ok(()),
         Err(e) if e.reason == "AlreadyExists" => Ok(()),
-        Err(e) => Err(anyhow::anyhow!("creating {plural}/{name}: {}", e.message)),
+        Err(e) => Err(failed(&format!("{plural}/{name}"), &e.message)),
     }
 }
 
@@ -103,14 +105,15 @@ async fn upsert_endpoints(
     api: &Arc<ApiServer>,
     endpoints: Value,
     opts: &CreateOptions,
-) -> anyhow::Result<()> {
+) -> Result<(), StartError> {
     let def = api
         .registry
         .lookup("", "v1", "endpoints")
-        .ok_or_else(|| anyhow::anyhow!("endpoints not registered"))?;
+        .ok_or_else(|| failed("endpoints", "not registered"))?;
     let key = def.key(Some("default"), "kubernetes");
     if let Some(kv) = api.store.get(&key).await? {
-        let mut current: Value = serde_json::from_slice(&kv.value)?;
+        let mut current: Value = serde_json::from_slice(&kv.value)
+            .map_err(|e| failed("endpoints/kubernetes", &e.to_string()))?;
         if current["subsets"] != endpoints["subsets"] {
             current["subsets"] = endpoints["subsets"].clone();
             api.store
@@ -120,4 +123,11 @@ async fn upsert_endpoints(
         return Ok(());
     }
     ensure(api, "", "v1", "endpoints", Some("default"), endpoints, opts).await
+}
+
+fn failed(what: &str, message: &str) -> StartError {
+    StartError::Bootstrap {
+        what: what.to_string(),
+        message: message.to_string(),
+    }
 }

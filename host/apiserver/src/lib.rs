@@ -3,7 +3,7 @@
 //! row in the [`registry`]; handlers are generic over it.
 //!
 //! ```no_run
-//! # async fn demo() -> anyhow::Result<()> {
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = keelson_apiserver::Config { data_dir: "/tmp/keelson".into(), ..Default::default() };
 //! let host = keelson_plugin_host::PluginHost::new("/tmp/keelson/plugin-cache")?;
 //! let server = keelson_apiserver::start(config, host).await?;
@@ -30,6 +30,7 @@ mod registry;
 mod request;
 pub use keelson_apimachinery::selector;
 mod serve;
+mod start_error;
 mod strategy;
 mod table;
 mod validation;
@@ -44,6 +45,7 @@ pub use error::{ApiError, ApiResult};
 pub use metrics::Metrics;
 pub use registry::{Registry, ResourceDef};
 pub use serve::{start, Running};
+pub use start_error::StartError;
 
 /// How the server is configured (the `keelson server` flags).
 #[derive(Debug, Clone)]

@@ -12,6 +12,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::start_error::{IoContext, StartError};
 use crate::{bootstrap, handlers, pki, wasm, ApiServer, Config};
 
 /// A running server.
@@ -65,29 +66,38 @@ pub(crate) fn loopback_user() -> crate::UserInfo {
 pub async fn start(
     config: Config,
     plugin_host: keelson_plugin_host::PluginHost,
-) -> anyhow::Result<Running> {
-    std::fs::create_dir_all(&config.data_dir)?;
+) -> Result<Running, StartError> {
+    let dir = config.data_dir.display().to_string();
+    std::fs::create_dir_all(&config.data_dir).context(|| format!("creating {dir}"))?;
     let store = keelson_store::Store::open(&config.store, &config.data_dir).await?;
     store.spawn_compactor(config.compaction_interval);
-    let creds = pki::ensure(&config.data_dir)?;
-    let chain = keelson_admission::Chain::new(&config.admission).map_err(anyhow::Error::msg)?;
+    let creds = pki::ensure(&config.data_dir).context(|| format!("credentials in {dir}"))?;
+    let chain = keelson_admission::Chain::new(&config.admission)?;
     tracing::info!(plugins = ?chain.enabled(), "admission chain");
     let api = ApiServer::new(store, &creds.admin_token, chain, plugin_host);
 
-    let listener = TcpListener::bind((config.bind_address.as_str(), config.secure_port)).await?;
-    let secure_port = listener.local_addr()?.port();
+    let address = format!("{}:{}", config.bind_address, config.secure_port);
+    let listener = TcpListener::bind((config.bind_address.as_str(), config.secure_port))
+        .await
+        .context(|| format!("listening on {address}"))?;
+    let secure_port = listener
+        .local_addr()
+        .context(|| format!("listening on {address}"))?
+        .port();
     bootstrap::run(&api, secure_port).await?;
 
     let kubeconfig = config.data_dir.join("kubeconfig.yaml");
-    pki::write_kubeconfig(&kubeconfig, &creds, secure_port)?;
-    if let Some(extra) = &config.write_kubeconfig {
-        pki::write_kubeconfig(extra, &creds, secure_port)?;
+    for path in std::iter::once(&kubeconfig).chain(config.write_kubeconfig.as_ref()) {
+        pki::write_kubeconfig(path, &creds, secure_port)
+            .context(|| format!("writing {}", path.display()))?;
     }
 
     let loopback = keelson_client::in_process(handlers::router(api.clone()), loopback_user());
     wasm::start(&api, loopback);
 
-    let tls = TlsAcceptor::from(Arc::new(pki::server_tls(&creds)?));
+    let tls = TlsAcceptor::from(Arc::new(
+        pki::server_tls(&creds).context(|| "loading the serving certificate".into())?,
+    ));
     let router = handlers::router(api.clone());
     let connections = Arc::new(std::sync::Mutex::new(Some(GracefulShutdown::new())));
     let listening = Listening {
@@ -102,8 +112,13 @@ pub async fn start(
 
     let insecure_port = match config.insecure_port {
         Some(port) => {
-            let plain = TcpListener::bind(("127.0.0.1", port)).await?;
-            let bound = plain.local_addr()?.port();
+            let plain = TcpListener::bind(("127.0.0.1", port))
+                .await
+                .context(|| format!("listening on 127.0.0.1:{port}"))?;
+            let bound = plain
+                .local_addr()
+                .context(|| format!("listening on 127.0.0.1:{port}"))?
+                .port();
             let admin = router.layer(axum::Extension(crate::UserInfo::admin()));
             tokio::spawn(listening.accept(plain, None, admin));
             Some(bound)

@@ -75,7 +75,7 @@ impl Plugin for DefaultStorageClass {
             .map_err(|e| Denied {
                 code: 500,
                 reason: "InternalError",
-                message: e,
+                message: e.to_string(),
             })?;
         let Some(name) = default_class(&classes)
             .and_then(|c| c.pointer("/metadata/name"))

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use serde_json::{json, Value};
 
-use crate::Api;
+use crate::{Api, ApiAccessError};
 
 /// Objects by path (`/api/v1/namespaces/ns/pods/p`), each with a resourceVersion.
 #[derive(Default)]
@@ -50,11 +50,11 @@ impl FakeApi {
 
 #[async_trait::async_trait]
 impl Api for FakeApi {
-    async fn get(&self, path: &str) -> Result<Option<Value>, String> {
+    async fn get(&self, path: &str) -> Result<Option<Value>, ApiAccessError> {
         Ok(self.object(path))
     }
 
-    async fn list(&self, path: &str) -> Result<Vec<Value>, String> {
+    async fn list(&self, path: &str) -> Result<Vec<Value>, ApiAccessError> {
         tokio::task::yield_now().await;
         let prefix = format!("{}/", path.trim_end_matches('/'));
         let objects = self.objects.lock().unwrap();
@@ -68,7 +68,7 @@ impl Api for FakeApi {
             .collect())
     }
 
-    async fn update(&self, path: &str, obj: &Value) -> Result<Value, String> {
+    async fn update(&self, path: &str, obj: &Value) -> Result<Value, ApiAccessError> {
         tokio::task::yield_now().await;
         // Check and write under one lock, as the store's conditional update is atomic.
         let mut objects = self.objects.lock().unwrap();
@@ -81,10 +81,10 @@ impl Api for FakeApi {
             // A concurrent writer got there first.
             self.conflicts.fetch_sub(1, Ordering::SeqCst);
             stored["metadata"]["resourceVersion"] = json!(rv.to_string());
-            return Err(conflict);
+            return Err(conflict.into());
         }
         if obj["metadata"]["resourceVersion"] != stored["metadata"]["resourceVersion"] {
-            return Err(conflict);
+            return Err(conflict.into());
         }
         let mut obj = obj.clone();
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());

@@ -113,7 +113,7 @@ fn being_deleted(a: &Attributes) -> bool {
 async fn limit_ranges(a: &Attributes, api: &dyn Api) -> Result<Vec<Value>, Denied> {
     api.list(&format!("/api/v1/namespaces/{}/limitranges", a.namespace))
         .await
-        .map_err(internal)
+        .map_err(|e| internal(e.0))
 }
 
 fn items(lr: &Value) -> impl Iterator<Item = &Value> {

@@ -31,7 +31,7 @@ impl Plugin for NamespaceLifecycle {
             .map_err(|e| Denied {
                 code: 500,
                 reason: "InternalError",
-                message: e,
+                message: e.to_string(),
             })?;
         match ns {
             None => Err(Denied { code: 404, reason: "NotFound", message: format!("namespaces \"{}\" not found", a.namespace) }),

@@ -54,7 +54,7 @@ async fn namespace_selector(
     let ns = api
         .get(&format!("/api/v1/namespaces/{}", a.namespace))
         .await
-        .map_err(internal)?;
+        .map_err(|e| internal(e.0))?;
     let Some(sel) = ns
         .as_ref()
         .and_then(|ns| ns.pointer("/metadata/annotations"))

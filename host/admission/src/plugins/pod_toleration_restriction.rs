@@ -141,7 +141,7 @@ async fn namespace(a: &Attributes, api: &dyn Api) -> Result<Option<Value>, Denie
         .map_err(|e| Denied {
             code: 500,
             reason: "InternalError",
-            message: e,
+            message: e.to_string(),
         })
 }
 

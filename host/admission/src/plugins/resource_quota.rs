@@ -176,7 +176,11 @@ impl Request<'_> {
                 (Direction::Charge, None) => {
                     // No usage recorded yet: count what the namespace already holds.
                     if existing.is_none() {
-                        *existing = Some(api.list(&self.collection()).await.map_err(internal)?);
+                        *existing = Some(
+                            api.list(&self.collection())
+                                .await
+                                .map_err(|e| internal(e.0))?,
+                        );
                     }
                     let counted: Milli = existing
                         .iter()
@@ -279,7 +283,7 @@ async fn roll_back(api: &dyn Api, a: &Attributes, charged: &BTreeMap<String, Usa
             }
             match api.update(&path, &quota).await {
                 Ok(_) => break,
-                Err(e) if is_conflict(&e) => continue,
+                Err(e) if is_conflict(&e.0) => continue,
                 Err(e) => {
                     tracing::warn!(quota = %name, error = %e, "resourcequota: could not roll back usage");
                     break;
@@ -342,7 +346,7 @@ impl Plugin for ResourceQuota {
         let list_path = format!("/api/v1/namespaces/{}/resourcequotas", a.namespace);
         let mut charged: BTreeMap<String, Usage> = BTreeMap::new();
         for _ in 0..ATTEMPTS {
-            let mut quotas = api.list(&list_path).await.map_err(internal)?;
+            let mut quotas = api.list(&list_path).await.map_err(|e| internal(e.0))?;
             quotas.sort_by(|x, y| {
                 x.pointer("/metadata/name")
                     .and_then(Value::as_str)
@@ -380,7 +384,7 @@ impl Plugin for ResourceQuota {
                     Ok(_) => {
                         charged.insert(plan.name, plan.requested);
                     }
-                    Err(e) if is_conflict(&e) => conflicted = true,
+                    Err(e) if is_conflict(&e.0) => conflicted = true,
                     Err(e) => {
                         roll_back(api, a, &charged).await;
                         return Err(internal(format!("resourcequota {}: {e}", plan.name)));

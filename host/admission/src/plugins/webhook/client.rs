@@ -120,7 +120,8 @@ async fn endpoint(hook: &Value, api: &dyn Api) -> Result<(reqwest::Url, Pin), St
     // certificate is still checked against `<name>.<namespace>.svc` as Kubernetes does.
     let service = api
         .get(&format!("/api/v1/namespaces/{namespace}/services/{name}"))
-        .await?
+        .await
+        .map_err(|e| e.0)?
         .ok_or_else(|| format!("service \"{namespace}/{name}\" not found"))?;
     let ip: IpAddr = service
         .pointer("/spec/clusterIP")

@@ -133,7 +133,7 @@ impl Webhooks {
             match crate::matching::hook_matches(hook, a, api).await {
                 Ok(true) => out.push(hook.clone()),
                 Ok(false) => {}
-                Err(e) => out.push(failed_lookup(hook, e)),
+                Err(e) => out.push(failed_lookup(hook, e.0)),
             }
         }
         Ok(out)
