@@ -9,6 +9,7 @@ mod crash;
 mod fidelity;
 mod guest_languages;
 mod harness;
+mod kube_rs;
 mod kubectl;
 mod plugins;
 mod webhook_quota;
