@@ -12,6 +12,7 @@ mod chain;
 pub mod matching;
 pub mod plugins;
 pub use keelson_apimachinery::quantity;
+pub use keelson_apimachinery::Reason;
 
 pub use attributes::{Attributes, Operation, UserInfo};
 pub use chain::{Chain, ChainConfig, Stage, UnknownPlugin};
@@ -26,7 +27,7 @@ pub struct Denied {
     /// under failurePolicy Fail).
     pub code: u16,
     /// `Status.reason`.
-    pub reason: &'static str,
+    pub reason: Reason,
     /// The full message shown to the user.
     pub message: String,
 }
@@ -41,7 +42,7 @@ impl Denied {
         };
         Self {
             code: 403,
-            reason: "Forbidden",
+            reason: crate::Reason::Forbidden,
             message: format!("{what} \"{}\" is forbidden: {why}", a.name),
         }
     }

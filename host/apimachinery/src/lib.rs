@@ -1,11 +1,13 @@
 //! Kubernetes API machinery shared by Keelson's components (the API server, admission, the
 //! client, the scheduler and controllers): label and field [`selector`]s, resource
 //! [`quantity`] arithmetic, the [`rules`] that scope webhooks and Wasm admission plugins, and
-//! the [`user`] a request runs as.
+//! the [`user`] a request runs as, and the [`status`] reason of a failure.
 
 pub mod quantity;
 pub mod rules;
 pub mod selector;
+pub mod status;
 pub mod user;
 
+pub use status::Reason;
 pub use user::UserInfo;

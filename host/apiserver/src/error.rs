@@ -3,6 +3,7 @@
 
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
+pub use keelson_apimachinery::Reason;
 use serde_json::{json, Map, Value};
 
 /// A failed API request, rendered as a `Status` object.
@@ -11,7 +12,7 @@ pub struct ApiError {
     /// HTTP status code.
     pub code: u16,
     /// Machine-readable reason (`NotFound`, `AlreadyExists`, `Conflict`, `Invalid`, …).
-    pub reason: &'static str,
+    pub reason: Reason,
     /// Human-readable message.
     pub message: String,
     /// `details` of the Status (name, group, kind, causes), if any.
@@ -22,7 +23,7 @@ pub struct ApiError {
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
-    fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+    fn new(code: u16, reason: Reason, message: impl Into<String>) -> Self {
         Self {
             code,
             reason,
@@ -33,45 +34,49 @@ impl ApiError {
 
     /// 400 BadRequest.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(400, "BadRequest", message)
+        Self::new(400, Reason::BadRequest, message)
     }
     /// 401 Unauthorized.
     pub fn unauthorized() -> Self {
-        Self::new(401, "Unauthorized", "Unauthorized")
+        Self::new(401, Reason::Unauthorized, "Unauthorized")
     }
     /// 403 Forbidden.
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(403, "Forbidden", message)
+        Self::new(403, Reason::Forbidden, message)
     }
     /// 404 NotFound for a named object: `configmaps "x" not found`.
     pub fn not_found(group: &str, resource: &str, name: &str) -> Self {
         let qualified = qualified(group, resource);
-        Self::new(404, "NotFound", format!("{qualified} \"{name}\" not found"))
-            .with_details(json!({"name": name, "group": group, "kind": resource}))
+        Self::new(
+            404,
+            Reason::NotFound,
+            format!("{qualified} \"{name}\" not found"),
+        )
+        .with_details(json!({"name": name, "group": group, "kind": resource}))
     }
     /// 404 for a path that names no resource.
     pub fn no_route(path: &str) -> Self {
         Self::new(
             404,
-            "NotFound",
+            Reason::NotFound,
             format!("the server could not find the requested resource ({path})"),
         )
         .with_details(json!({}))
     }
     /// 405 MethodNotAllowed.
     pub fn method_not_allowed(verb: &str, resource: &str) -> Self {
-        Self::new(405, "MethodNotAllowed", format!("the server does not allow this method on the requested resource ({verb} {resource})"))
+        Self::new(405, Reason::MethodNotAllowed, format!("the server does not allow this method on the requested resource ({verb} {resource})"))
     }
     /// 406 NotAcceptable.
     pub fn not_acceptable(message: impl Into<String>) -> Self {
-        Self::new(406, "NotAcceptable", message)
+        Self::new(406, Reason::NotAcceptable, message)
     }
     /// 409 AlreadyExists.
     pub fn already_exists(group: &str, resource: &str, name: &str) -> Self {
         let qualified = qualified(group, resource);
         Self::new(
             409,
-            "AlreadyExists",
+            Reason::AlreadyExists,
             format!("{qualified} \"{name}\" already exists"),
         )
         .with_details(json!({"name": name, "group": group, "kind": resource}))
@@ -81,26 +86,26 @@ impl ApiError {
         let qualified = qualified(group, resource);
         Self::new(
             409,
-            "Conflict",
+            Reason::Conflict,
             format!("Operation cannot be fulfilled on {qualified} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"),
         )
         .with_details(json!({"name": name, "group": group, "kind": resource}))
     }
     /// 409 Conflict with a custom message (apply conflicts, …).
     pub fn conflict_message(message: impl Into<String>, details: Value) -> Self {
-        Self::new(409, "Conflict", message).with_details(details)
+        Self::new(409, Reason::Conflict, message).with_details(details)
     }
     /// 410 Expired (resourceVersion too old).
     pub fn expired(message: impl Into<String>) -> Self {
-        Self::new(410, "Expired", message)
+        Self::new(410, Reason::Expired, message)
     }
     /// 413 RequestEntityTooLarge.
     pub fn too_large(message: impl Into<String>) -> Self {
-        Self::new(413, "RequestEntityTooLarge", message)
+        Self::new(413, Reason::RequestEntityTooLarge, message)
     }
     /// 415 UnsupportedMediaType.
     pub fn unsupported_media_type(ct: &str) -> Self {
-        Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {ct:?})"))
+        Self::new(415, Reason::UnsupportedMediaType, format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {ct:?})"))
     }
     /// 422 Invalid with field causes: `ConfigMap "x" is invalid: data: Too long: …`.
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<FieldError>) -> Self {
@@ -125,7 +130,7 @@ impl ApiError {
             .iter()
             .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
             .collect();
-        Self::new(422, "Invalid", message)
+        Self::new(422, Reason::Invalid, message)
             .with_details(json!({"name": name, "group": group, "kind": kind, "causes": causes}))
     }
     /// 500 InternalError: says little; the cause is logged.
@@ -133,13 +138,13 @@ impl ApiError {
         tracing::error!(error = %cause, "internal error");
         Self::new(
             500,
-            "InternalError",
+            Reason::InternalError,
             "Internal error occurred: something went wrong; see the server log",
         )
     }
     /// 503 ServiceUnavailable.
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(503, "ServiceUnavailable", message)
+        Self::new(503, Reason::ServiceUnavailable, message)
     }
 
     fn with_details(mut self, details: Value) -> Self {
@@ -159,7 +164,7 @@ impl ApiError {
         if !self.message.is_empty() {
             s.insert("message".into(), json!(self.message));
         }
-        s.insert("reason".into(), json!(self.reason));
+        s.insert("reason".into(), json!(self.reason.as_str()));
         if let Some(Value::Object(d)) = &self.details {
             let details: Map<String, Value> = d
                 .iter()

@@ -96,13 +96,13 @@ impl Plugin for AlwaysPullImages {
             0 => Ok(()),
             1 => Err(Denied {
                 code: 403,
-                reason: "Forbidden",
+                reason: crate::Reason::Forbidden,
                 message: errs.remove(0),
             }),
             // Kubernetes aggregates one Forbidden error per container.
             _ => Err(Denied {
                 code: 403,
-                reason: "Forbidden",
+                reason: crate::Reason::Forbidden,
                 message: format!("[{}]", errs.join(", ")),
             }),
         }

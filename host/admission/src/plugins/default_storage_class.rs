@@ -74,7 +74,7 @@ impl Plugin for DefaultStorageClass {
             .await
             .map_err(|e| Denied {
                 code: 500,
-                reason: "InternalError",
+                reason: crate::Reason::InternalError,
                 message: e.to_string(),
             })?;
         let Some(name) = default_class(&classes)

@@ -85,7 +85,7 @@ fn max(a: &mut List, b: &List) {
 fn internal(e: String) -> Denied {
     Denied {
         code: 500,
-        reason: "InternalError",
+        reason: crate::Reason::InternalError,
         message: e,
     }
 }

@@ -30,11 +30,11 @@ impl Plugin for NamespaceLifecycle {
             .await
             .map_err(|e| Denied {
                 code: 500,
-                reason: "InternalError",
+                reason: crate::Reason::InternalError,
                 message: e.to_string(),
             })?;
         match ns {
-            None => Err(Denied { code: 404, reason: "NotFound", message: format!("namespaces \"{}\" not found", a.namespace) }),
+            None => Err(Denied { code: 404, reason: crate::Reason::NotFound, message: format!("namespaces \"{}\" not found", a.namespace) }),
             Some(ns) if ns.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) => Err(Denied::forbidden(
                 a,
                 format!("unable to create new content in namespace {} because it is being terminated", a.namespace),

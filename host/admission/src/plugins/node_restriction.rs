@@ -95,7 +95,7 @@ fn forbidden_labels(new: &Value, old: Option<&Value>) -> BTreeSet<String> {
 fn not_found(what: &str, name: &str) -> Denied {
     Denied {
         code: 404,
-        reason: "NotFound",
+        reason: crate::Reason::NotFound,
         message: format!("{what} \"{name}\" not found"),
     }
 }

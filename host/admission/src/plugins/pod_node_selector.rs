@@ -48,7 +48,7 @@ async fn namespace_selector(
 ) -> Result<Option<BTreeMap<String, String>>, Denied> {
     let internal = |message: String| Denied {
         code: 500,
-        reason: "InternalError",
+        reason: crate::Reason::InternalError,
         message,
     };
     let ns = api

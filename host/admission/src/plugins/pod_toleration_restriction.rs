@@ -140,7 +140,7 @@ async fn namespace(a: &Attributes, api: &dyn Api) -> Result<Option<Value>, Denie
         .await
         .map_err(|e| Denied {
             code: 500,
-            reason: "InternalError",
+            reason: crate::Reason::InternalError,
             message: e.to_string(),
         })
 }
@@ -148,7 +148,7 @@ async fn namespace(a: &Attributes, api: &dyn Api) -> Result<Option<Value>, Denie
 fn bad_annotation(e: String) -> Denied {
     Denied {
         code: 500,
-        reason: "InternalError",
+        reason: crate::Reason::InternalError,
         message: e,
     }
 }

@@ -26,7 +26,7 @@ pub(crate) struct Priority;
 fn internal(message: String) -> Denied {
     Denied {
         code: 500,
-        reason: "InternalError",
+        reason: crate::Reason::InternalError,
         message,
     }
 }

@@ -33,7 +33,7 @@ pub(crate) struct ResourceQuota;
 fn internal(message: impl std::fmt::Display) -> Denied {
     Denied {
         code: 500,
-        reason: "InternalError",
+        reason: crate::Reason::InternalError,
         message: format!("Internal error occurred: {message}"),
     }
 }

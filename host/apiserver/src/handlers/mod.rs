@@ -103,7 +103,7 @@ async fn dispatch(State(api): State<Arc<ApiServer>>, req: Request) -> Response {
     let response = match handle(api.clone(), req).await {
         Ok(r) => r,
         Err(e) => {
-            tracing::debug!(%method, %path, code = e.code, reason = e.reason, "request failed");
+            tracing::debug!(%method, %path, code = e.code, reason = %e.reason, "request failed");
             e.into_response()
         }
     };

@@ -112,7 +112,7 @@ impl WasmAdmission {
         }
         Err(Denied {
             code: 500,
-            reason: "InternalError",
+            reason: crate::Reason::InternalError,
             message: format!(
                 "Internal error occurred: failed calling plugin \"{}\": {why}",
                 self.name
@@ -123,7 +123,7 @@ impl WasmAdmission {
     fn refused(&self, code: u16, message: &str) -> Denied {
         Denied {
             code: if code == 0 { 403 } else { code },
-            reason: "Forbidden",
+            reason: crate::Reason::Forbidden,
             message: format!(
                 "admission plugin \"{}\" denied the request: {message}",
                 self.name

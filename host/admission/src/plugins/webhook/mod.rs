@@ -97,7 +97,7 @@ impl Webhooks {
             .await
             .map_err(|e| Denied {
                 code: 500,
-                reason: "InternalError",
+                reason: crate::Reason::InternalError,
                 message: format!("Internal error occurred: reading webhook configurations: {e}"),
             })?;
         let name = |c: &Value| {
@@ -155,7 +155,7 @@ impl Webhooks {
         {
             return Err(Denied {
                 code: 400,
-                reason: "BadRequest",
+                reason: crate::Reason::BadRequest,
                 message: format!("admission webhook {name:?} does not support dry run"),
             });
         }
@@ -172,7 +172,7 @@ impl Webhooks {
             }
             Err(e) => Err(Denied {
                 code: 500,
-                reason: "InternalError",
+                reason: crate::Reason::InternalError,
                 message: format!("Internal error occurred: failed calling webhook {name:?}: {e}"),
             }),
         }
@@ -224,40 +224,16 @@ fn denied(name: &str, status: Option<&Value>) -> Denied {
     }
 }
 
-/// A `Status.reason` as a static string: the webhook's when it is one Kubernetes defines,
-/// else the one that goes with the code.
-fn reason(given: Option<&str>, code: u16) -> &'static str {
-    const KNOWN: [&str; 16] = [
-        "Unauthorized",
-        "Forbidden",
-        "NotFound",
-        "AlreadyExists",
-        "Conflict",
-        "Gone",
-        "Invalid",
-        "ServerTimeout",
-        "Timeout",
-        "TooManyRequests",
-        "BadRequest",
-        "MethodNotAllowed",
-        "NotAcceptable",
-        "RequestEntityTooLarge",
-        "UnsupportedMediaType",
-        "InternalError",
-    ];
-    if let Some(k) = given.and_then(|g| KNOWN.iter().find(|k| **k == g)) {
-        return k;
-    }
-    match code {
-        400 => "BadRequest",
-        401 => "Unauthorized",
-        404 => "NotFound",
-        409 => "Conflict",
-        422 => "Invalid",
-        429 => "TooManyRequests",
-        500 => "InternalError",
-        _ => "Forbidden",
-    }
+/// The webhook's `Status.reason` when it is one Kubernetes defines, else the one that goes
+/// with the code (403 Forbidden for codes without one).
+fn reason(given: Option<&str>, code: u16) -> crate::Reason {
+    given
+        .and_then(crate::Reason::parse)
+        .filter(|r| *r != crate::Reason::Unknown)
+        .unwrap_or(match crate::Reason::for_code(code) {
+            crate::Reason::Unknown => crate::Reason::Forbidden,
+            r => r,
+        })
 }
 
 /// Applies a mutating webhook's JSONPatch to the object.
@@ -265,7 +241,7 @@ fn apply_patch(name: &str, a: &mut Attributes, v: &client::Verdict) -> Result<()
     let Some(patch) = &v.patch else { return Ok(()) };
     let internal = |m: String| Denied {
         code: 500,
-        reason: "InternalError",
+        reason: crate::Reason::InternalError,
         message: format!("Internal error occurred: {m}"),
     };
     if v.patch_type.as_deref() != Some("JSONPatch") {

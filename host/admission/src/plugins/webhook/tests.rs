@@ -104,7 +104,7 @@ fn responses_and_denials() {
     assert!(verdict(&json!({}), "u").is_err());
     let no = verdict(&json!({"response": {"uid": "u", "allowed": false, "status": {"code": 422, "message": "nope"}}}), "u").unwrap();
     let d = denied("v.example.com", no.status.as_ref());
-    assert_eq!((d.code, d.reason), (422, "Invalid"));
+    assert_eq!((d.code, d.reason), (422, crate::Reason::Invalid));
     assert_eq!(
         d.message,
         "admission webhook \"v.example.com\" denied the request: nope"
@@ -114,7 +114,7 @@ fn responses_and_denials() {
         (d.code, d.reason, d.message.as_str()),
         (
             403,
-            "Forbidden",
+            crate::Reason::Forbidden,
             "admission webhook \"w\" denied the request: NoWay"
         )
     );
