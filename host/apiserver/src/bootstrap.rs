@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::handlers::{create_object, CreateOptions};
+use crate::rest::{create_object, WriteOptions};
 use crate::start_error::StartError;
 use crate::validation::FieldValidation;
 use crate::ApiServer;
@@ -16,7 +16,7 @@ pub(crate) const KUBERNETES_SERVICE_IP: &str = "10.43.0.1";
 
 /// Creates the built-in objects that are missing and starts serving stored CRDs.
 pub(crate) async fn run(api: &Arc<ApiServer>, secure_port: u16) -> Result<(), StartError> {
-    let opts = CreateOptions {
+    let opts = WriteOptions {
         dry_run: false,
         validation: FieldValidation::Strict,
         manager: "keelson".into(),
@@ -80,7 +80,7 @@ async fn ensure(
     plural: &str,
     ns: Option<&str>,
     obj: Value,
-    opts: &CreateOptions,
+    opts: &WriteOptions,
 ) -> Result<(), StartError> {
     let def = api
         .registry
@@ -104,7 +104,7 @@ async fn ensure(
 async fn upsert_endpoints(
     api: &Arc<ApiServer>,
     endpoints: Value,
-    opts: &CreateOptions,
+    opts: &WriteOptions,
 ) -> Result<(), StartError> {
     let def = api
         .registry

@@ -28,6 +28,7 @@ mod pki;
 mod protobuf;
 mod registry;
 mod request;
+mod rest;
 pub use keelson_apimachinery::selector;
 mod serve;
 mod start_error;

@@ -7,11 +7,11 @@ use bytes::Bytes;
 use keelson_store::KeyValue;
 use serde_json::{json, Value};
 
-use super::write::conflict;
 use super::{read, respond, Ctx};
 use crate::admission::{self, StoreApi};
 use crate::error::{ApiError, ApiResult};
 use crate::objects::{self, from_store, meta_mut};
+use crate::rest::conflict;
 use crate::{codec, strategy};
 use keelson_admission::Operation;
 
@@ -165,7 +165,7 @@ pub(crate) async fn delete(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
             .await
             .map_err(admission::denied)?;
     }
-    for _ in 0..super::write::RETRIES {
+    for _ in 0..crate::rest::RETRIES {
         let kv = ctx.stored().await?;
         match delete_one(&ctx, kv, &opts).await {
             Ok((code, obj)) => return Ok(respond(code, &obj)),

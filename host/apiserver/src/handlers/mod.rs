@@ -18,55 +18,38 @@ use http::{HeaderMap, Method};
 use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
-use crate::registry::ResourceDef;
 use crate::request::{Query, RequestInfo};
+use crate::rest::{Scope, WriteOptions, Written};
 use crate::{codec, discovery, openapi, ApiServer, UserInfo};
 
 pub(crate) use read::Filter;
-pub(crate) use write::{create_object, CreateOptions};
 
 /// Largest accepted request body (Kubernetes' limit).
 pub(crate) const MAX_BODY: usize = 3 * 1024 * 1024;
 
-/// Everything a resource handler needs about one request.
+/// Everything a resource handler needs about one request: what it acts on (the REST layer's
+/// [`Scope`], reachable through `Deref`) plus the HTTP parts (query, headers) and the user.
 pub(crate) struct Ctx {
-    pub(crate) api: Arc<ApiServer>,
-    pub(crate) def: Arc<ResourceDef>,
-    pub(crate) info: RequestInfo,
+    pub(crate) scope: Scope,
     pub(crate) query: Query,
     pub(crate) headers: HeaderMap,
     pub(crate) user: UserInfo,
 }
 
+impl std::ops::Deref for Ctx {
+    type Target = Scope;
+    fn deref(&self) -> &Scope {
+        &self.scope
+    }
+}
+
+impl std::ops::DerefMut for Ctx {
+    fn deref_mut(&mut self) -> &mut Scope {
+        &mut self.scope
+    }
+}
+
 impl Ctx {
-    pub(crate) fn namespace(&self) -> Option<&str> {
-        if self.def.namespaced {
-            self.info.namespace.as_deref()
-        } else {
-            None
-        }
-    }
-    pub(crate) fn name(&self) -> &str {
-        self.info.name.as_deref().unwrap_or_default()
-    }
-    pub(crate) fn key(&self) -> String {
-        self.def.key(self.namespace(), self.name())
-    }
-    /// 409 Conflict on the request's object.
-    pub(crate) fn conflict(&self) -> ApiError {
-        ApiError::conflict(&self.def.group, &self.def.plural, self.name())
-    }
-    /// The stored object the request names; 404 when absent.
-    pub(crate) async fn stored(&self) -> ApiResult<keelson_store::KeyValue> {
-        self.api
-            .store
-            .get(&self.key())
-            .await?
-            .ok_or_else(|| self.not_found())
-    }
-    pub(crate) fn not_found(&self) -> ApiError {
-        ApiError::not_found(&self.def.group, &self.def.plural, self.name())
-    }
     /// The field manager of a write: `fieldManager`, else derived from the User-Agent like Kubernetes.
     pub(crate) fn field_manager(&self) -> String {
         if let Some(m) = self.query.get("fieldManager") {
@@ -170,9 +153,7 @@ async fn handle(api: Arc<ApiServer>, req: Request) -> ApiResult<Response> {
     // Unsupported `as=` representations are refused on every verb (406), as in Kubernetes.
     let representation = codec::representation(&parts.headers)?;
     let ctx = Ctx {
-        api,
-        def,
-        info,
+        scope: Scope { api, def, info },
         query,
         headers: parts.headers,
         user,
@@ -250,6 +231,36 @@ async fn read_body(body: Body) -> ApiResult<bytes::Bytes> {
             "the request body is larger than the limit of {MAX_BODY} bytes"
         ))
     })
+}
+
+impl WriteOptions {
+    /// The write options a request asks for.
+    pub(crate) fn from_ctx(ctx: &Ctx) -> ApiResult<Self> {
+        Ok(Self {
+            dry_run: ctx.query.dry_run(),
+            validation: crate::validation::FieldValidation::parse(
+                ctx.query.get("fieldValidation"),
+            )?,
+            manager: ctx.field_manager(),
+            user: ctx.user.clone(),
+            managed_fields: None,
+        })
+    }
+}
+
+impl Written {
+    /// The response: the object, and each warning as a `Warning: 299` header.
+    pub(crate) fn respond(self, code: u16) -> Response {
+        let mut r = respond(code, &self.object);
+        for w in self.warnings {
+            if let Ok(v) =
+                http::HeaderValue::from_str(&format!("299 - \"{}\"", w.replace('"', "'")))
+            {
+                r.headers_mut().append(http::header::WARNING, v);
+            }
+        }
+        r
+    }
 }
 
 /// Serialises a JSON response with a status code.

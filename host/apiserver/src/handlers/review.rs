@@ -12,7 +12,7 @@ use crate::error::ApiResult;
 
 pub(crate) fn review(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     let mut obj = codec::decode_object(&ctx.headers, &body)?;
-    super::write::check_identity(&ctx.def, None, &mut obj)?;
+    crate::rest::check_identity(&ctx.def, None, &mut obj)?;
     let user = json!({"username": ctx.user.name, "groups": ctx.user.groups});
     match ctx.def.kind.as_str() {
         "SelfSubjectReview" => obj["status"] = json!({"userInfo": user}),

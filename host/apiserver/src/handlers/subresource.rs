@@ -6,12 +6,12 @@ use bytes::Bytes;
 use http::Method;
 use serde_json::{json, Value};
 
-use super::write::{update_object, CreateOptions};
 use super::{respond, Ctx};
 use crate::codec;
 use crate::error::{ApiError, ApiResult};
 use crate::objects::{self, from_store};
 use crate::registry::ResourceDef;
+use crate::rest::{update_object, WriteOptions};
 
 /// Does this kind serve subresource `s` through this module?
 pub(crate) fn serves(def: &ResourceDef, s: &str) -> bool {
@@ -100,9 +100,9 @@ fn to_scale(def: &ResourceDef, obj: &Value) -> Value {
 }
 
 async fn scale_write(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
-    let opts = CreateOptions::from_ctx(&ctx)?;
+    let opts = WriteOptions::from_ctx(&ctx)?;
     let ct = codec::content_type(&ctx.headers);
-    for _ in 0..super::write::RETRIES {
+    for _ in 0..crate::rest::RETRIES {
         let kv = ctx.stored().await?;
         let obj = from_store(&ctx.def, &kv)?;
         let current = to_scale(&ctx.def, &obj);
@@ -190,8 +190,8 @@ async fn bind(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
             vec![crate::error::FieldError::required("target.name")],
         ));
     };
-    let opts = CreateOptions::from_ctx(&ctx)?;
-    for _ in 0..super::write::RETRIES {
+    let opts = WriteOptions::from_ctx(&ctx)?;
+    for _ in 0..crate::rest::RETRIES {
         let kv = ctx.stored().await?;
         let mut pod = from_store(&ctx.def, &kv)?;
         if objects::is_deleting(&pod) {
@@ -228,13 +228,10 @@ async fn bind(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
             .collect();
         conds.push(cond);
         pod["status"]["conditions"] = json!(conds);
-        let mut bctx = Ctx {
+        let mut bctx = crate::rest::Scope {
             api: ctx.api.clone(),
             def: ctx.def.clone(),
             info: ctx.info.clone(),
-            query: ctx.query.clone(),
-            headers: ctx.headers.clone(),
-            user: ctx.user.clone(),
         };
         bctx.info.subresource = Some("binding".into());
         match update_object(&bctx, &kv, pod, &opts, true).await {
@@ -261,7 +258,7 @@ async fn evict(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
             .store
             .delete(&kv.key, kv.mod_revision)
             .await
-            .map_err(|e| super::write::conflict(&ctx, e))?;
+            .map_err(|e| crate::rest::conflict(&ctx, e))?;
     }
     Ok(respond(201, &success()))
 }
