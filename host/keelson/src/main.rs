@@ -1,5 +1,6 @@
 //! The Keelson binary: `keelson server` runs the API server, the store and the built-in
-//! controllers in one process; `keelson bench` measures them.
+//! controllers in one process (with the scheduler); `keelson scheduler` and `keelson sim nodes`
+//! run the scheduler and simulated nodes against any API server; `keelson bench` measures them.
 
 mod commands;
 
@@ -21,12 +22,19 @@ enum Command {
     Bench(commands::bench::BenchCommand),
     /// Build, test, install, list and remove Wasm plugins.
     Plugin(commands::plugin::PluginCommand),
+    /// Run the scheduler against an API server.
+    Scheduler(commands::scheduler::SchedulerCommand),
+    /// Simulate nodes (like kwok) against an API server.
+    Sim(commands::sim::SimCommand),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // The server logs its progress; the CLI tools only warnings.
-    let default_level = if matches!(cli.command, Command::Server(_)) {
+    let default_level = if matches!(
+        cli.command,
+        Command::Server(_) | Command::Scheduler(_) | Command::Sim(_)
+    ) {
         "info"
     } else {
         "warn"
@@ -46,6 +54,8 @@ fn main() -> anyhow::Result<()> {
             Command::Server(c) => c.execute().await,
             Command::Bench(c) => c.execute().await,
             Command::Plugin(c) => c.execute().await,
+            Command::Scheduler(c) => c.execute().await,
+            Command::Sim(c) => c.execute().await,
         }
     })
 }

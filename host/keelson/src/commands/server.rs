@@ -1,4 +1,4 @@
-//! `keelson server`: the API server with its store and built-in controllers.
+//! `keelson server`: the API server with its store, built-in controllers and the scheduler.
 
 use std::path::PathBuf;
 
@@ -66,6 +66,11 @@ pub(crate) struct ServerCommand {
         help_heading = "Admission"
     )]
     disable_admission_plugins: Vec<String>,
+    /// Do not run the scheduler in this process (run `keelson scheduler` elsewhere, or none).
+    #[arg(long, env = "KEELSON_DISABLE_SCHEDULER", help_heading = "Scheduler")]
+    disable_scheduler: bool,
+    #[command(flatten)]
+    scheduler: super::scheduler::SchedulerOptions,
     /// Print the bound ports as JSON on stdout once serving (for tests and scripts).
     #[arg(long, hide = true)]
     print_ports: bool,
@@ -91,6 +96,22 @@ fn default_data_dir() -> PathBuf {
     base.join("keelson")
 }
 
+/// INTEGRATION POINT (temporary): the scheduler's client is a remote `kube::Client` built from
+/// the server's own kubeconfig file. Replace this function's body with keelson-client's
+/// in-process client (identity `system:kube-scheduler`) once `host/client` lands.
+async fn scheduler_client(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
+    super::kube_client::from_kubeconfig(kubeconfig).await
+}
+
+/// Runs the scheduler in the background on `client`; it logs and stops if it fails.
+fn spawn_scheduler(client: kube::Client, config: keelson_scheduler::Config) {
+    tokio::spawn(async move {
+        if let Err(e) = keelson_scheduler::run(client, config).await {
+            tracing::error!(error = %e, "scheduler stopped");
+        }
+    });
+}
+
 impl ServerCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<()> {
         let started = std::time::Instant::now();
@@ -109,6 +130,10 @@ impl ServerCommand {
         };
         let running = keelson_apiserver::start(config).await?;
         keelson_controllers::start(running.api.client());
+        if !self.disable_scheduler {
+            let client = scheduler_client(&running.kubeconfig).await?;
+            spawn_scheduler(client, self.scheduler.config());
+        }
         if self.print_ports {
             println!(
                 "{}",

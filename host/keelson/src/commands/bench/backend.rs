@@ -40,6 +40,8 @@ pub(crate) struct Started {
     pub(crate) cold_start: Duration,
     /// The in-process client (`ApiServer::client()`): the same router, no socket or TLS.
     pub(crate) in_process: keelson_apiserver::ApiClient,
+    /// The server's admin kubeconfig.
+    pub(crate) kubeconfig: std::path::PathBuf,
     _data: tempfile::TempDir,
     etcd: Option<LocalEtcd>,
 }
@@ -102,6 +104,7 @@ pub(crate) async fn start(backend: Backend, base: &Path) -> Result<Started, Star
         endpoint,
         cold_start,
         in_process: running.api.client(),
+        kubeconfig: running.kubeconfig.clone(),
         _data: data,
         etcd,
     })
