@@ -9,4 +9,5 @@ mod guest_languages;
 mod harness;
 mod kubectl;
 mod plugins;
+mod scheduler;
 mod webhook_quota;
