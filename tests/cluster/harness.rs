@@ -50,8 +50,8 @@ impl Server {
 
     /// Starts a server on the embedded store with its scheduler running (the other
     /// constructors pass `--disable-scheduler`, so pods stay as the suites wrote them).
-    pub(crate) fn start_with_scheduler() -> Self {
-        Self::start_inner("embedded", &[], true)
+    pub(crate) fn start_with_scheduler(args: &[&str]) -> Self {
+        Self::start_inner("embedded", args, true)
     }
 
     fn start_full(store: &str, args: &[&str]) -> Self {

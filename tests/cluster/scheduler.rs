@@ -1,7 +1,10 @@
 //! The scheduler on simulated nodes, driven by kubectl 1.33: pods land where resources,
 //! nodeSelector, taints and tolerations, host ports, pod (anti-)affinity and topology spread
 //! say; the simulated kubelet runs them; an unschedulable pod carries Kubernetes' message in
-//! its events and condition and is placed once a node with room appears.
+//! its events and condition and is placed once a node with room appears; a higher-priority pod
+//! preempts a lower one; a second profile from `--scheduler-config` changes placement, and pods
+//! naming no profile are left alone; pods on nodes are deleted gracefully and evictions honour
+//! PodDisruptionBudgets.
 
 use std::time::Duration;
 
@@ -75,7 +78,7 @@ fn wait_nodes(server: &Server, n: usize) {
 
 #[test]
 fn pods_land_where_the_rules_say() {
-    let server = Server::start_with_scheduler();
+    let server = Server::start_with_scheduler(&[]);
     let common = ["--cpu", "2", "--memory", "4Gi", "--pods", "20"];
     let _z1 = Sim::start(
         &server,
@@ -225,7 +228,7 @@ fn pods_land_where_the_rules_say() {
 
 #[test]
 fn unschedulable_pod_is_placed_when_a_node_with_room_appears() {
-    let server = Server::start_with_scheduler();
+    let server = Server::start_with_scheduler(&[]);
     let _small = Sim::start(
         &server,
         &[
@@ -278,4 +281,228 @@ fn unschedulable_pod_is_placed_when_a_node_with_room_appears() {
         );
         String::from_utf8_lossy(&out.stdout) == "Failed"
     }));
+}
+
+const SCHEDULER_CONFIG: &str = "apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+profiles:
+- schedulerName: default-scheduler
+- schedulerName: ignore-taints
+  plugins:
+    filter:
+      disabled: [{name: TaintToleration}]
+";
+
+#[test]
+fn preemption_and_profiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("scheduler.yaml");
+    std::fs::write(&config, SCHEDULER_CONFIG).unwrap();
+    let server = Server::start_with_scheduler(&["--scheduler-config", config.to_str().unwrap()]);
+    let _node = Sim::start(
+        &server,
+        &[
+            "1",
+            "--name-prefix",
+            "only-",
+            "--cpu",
+            "1",
+            "--memory",
+            "2Gi",
+            "--taint",
+            "team=a:NoSchedule",
+        ],
+    );
+    wait_nodes(&server, 1);
+
+    // The second profile ignores taints; a pod naming no profile is left alone.
+    let with = |name: &str, scheduler: &str, extra: &str| {
+        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  schedulerName: {scheduler}\n{extra}  containers:\n  - name: c\n    image: busybox:1.36\n    resources: {{requests: {{cpu: 400m}}}}\n")
+    };
+    apply(&server, &with("ignorer", "ignore-taints", ""));
+    assert_eq!(wait_bound(&server, "ignorer"), "only-0");
+    apply(&server, &with("tainted-out", "default-scheduler", ""));
+    assert!(eventually(WAIT, || events_of(&server, "tainted-out")
+        .contains("1 node(s) had untolerated taint {team: a}")));
+    apply(&server, &with("other", "someone-else", ""));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(node_of(&server, "other"), "");
+    assert!(!events_of(&server, "other").contains("default-scheduler"));
+
+    // Preemption: a high-priority pod evicts the low one that holds the cpu.
+    ok(server.kubectl(KUBECTL_133, &["delete", "pod", "tainted-out", "other"]));
+    apply(&server, "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: high}\nvalue: 1000\n");
+    let tolerate = "  tolerations: [{key: team, operator: Exists}]\n";
+    apply(
+        &server,
+        &with("low", "default-scheduler", tolerate).replace("400m", "500m"),
+    );
+    assert_eq!(wait_bound(&server, "low"), "only-0");
+    let high = with(
+        "high",
+        "default-scheduler",
+        &format!("{tolerate}  priorityClassName: high\n"),
+    )
+    .replace("400m", "500m");
+    apply(&server, &high);
+    assert_eq!(wait_bound(&server, "high"), "only-0");
+    assert!(
+        eventually(WAIT, || {
+            let out = server.kubectl(KUBECTL_133, &["get", "pod", "low"]);
+            !out.status.success()
+        }),
+        "the low-priority pod was not preempted"
+    );
+    let nominated = ok(server.kubectl(
+        KUBECTL_133,
+        &[
+            "get",
+            "pod",
+            "high",
+            "-o",
+            "jsonpath={.status.nominatedNodeName}",
+        ],
+    ));
+    assert_eq!(nominated, "only-0");
+    let events = ok(server.kubectl(KUBECTL_133, &["get", "events", "-o", "wide"]));
+    assert!(events.contains("Preempted by pod"), "{events}");
+}
+
+#[test]
+fn graceful_deletion_and_eviction() {
+    let server = Server::start_with_scheduler(&[]);
+    // A node with no agent: graceful deletions stay visible.
+    apply(&server, "apiVersion: v1\nkind: Node\nmetadata:\n  name: manual\n  labels: {kubernetes.io/hostname: manual}\n");
+    ok(server.kubectl(
+        KUBECTL_133,
+        &["patch", "node", "manual", "--subresource=status", "--type=merge", "-p",
+          r#"{"status":{"allocatable":{"cpu":"2","memory":"4Gi","pods":"10"},"capacity":{"cpu":"2","memory":"4Gi","pods":"10"}}}"#],
+    ));
+    apply(
+        &server,
+        &pod(
+            "slow",
+            "  nodeSelector: {kubernetes.io/hostname: manual}\n  terminationGracePeriodSeconds: 45",
+            "",
+        ),
+    );
+    assert_eq!(wait_bound(&server, "slow"), "manual");
+    ok(server.kubectl(KUBECTL_133, &["delete", "pod", "slow", "--wait=false"]));
+    let grace = ok(server.kubectl(
+        KUBECTL_133,
+        &[
+            "get",
+            "pod",
+            "slow",
+            "-o",
+            "jsonpath={.metadata.deletionGracePeriodSeconds}",
+        ],
+    ));
+    assert_eq!(grace, "45");
+    ok(server.kubectl(
+        KUBECTL_133,
+        &["delete", "pod", "slow", "--grace-period=0", "--force"],
+    ));
+    assert!(!server
+        .kubectl(KUBECTL_133, &["get", "pod", "slow"])
+        .status
+        .success());
+    // An unbound pod goes at once.
+    apply(
+        &server,
+        &pod("nowhere", "  nodeSelector: {missing: label}", ""),
+    );
+    ok(server.kubectl(KUBECTL_133, &["delete", "pod", "nowhere", "--wait=false"]));
+    assert!(!server
+        .kubectl(KUBECTL_133, &["get", "pod", "nowhere"])
+        .status
+        .success());
+
+    // Eviction through kubectl drain honours the PodDisruptionBudget; the simulated kubelet
+    // finishes the graceful deletion.
+    let _sim = Sim::start(&server, &["1", "--name-prefix", "drain-"]);
+    // "manual" has no Ready condition; the simulated node has.
+    wait_nodes(&server, 1);
+    apply(
+        &server,
+        &pod(
+            "guarded",
+            "  nodeSelector: {kubernetes.io/hostname: drain-0}",
+            "app: guarded",
+        ),
+    );
+    assert_eq!(wait_bound(&server, "guarded"), "drain-0");
+    apply(&server, "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: keep}\nspec:\n  minAvailable: 1\n  selector: {matchLabels: {app: guarded}}\n");
+    let status = |allowed: u32| {
+        format!(
+            r#"{{"status":{{"disruptionsAllowed":{allowed},"currentHealthy":1,"desiredHealthy":1,"expectedPods":1}}}}"#
+        )
+    };
+    ok(server.kubectl(
+        KUBECTL_133,
+        &[
+            "patch",
+            "pdb",
+            "keep",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &status(0),
+        ],
+    ));
+    let drain = server.kubectl(
+        KUBECTL_133,
+        &[
+            "drain",
+            "drain-0",
+            "--pod-selector",
+            "app=guarded",
+            "--force",
+            "--timeout=3s",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&drain.stderr).into_owned();
+    assert!(!drain.status.success());
+    assert!(
+        stderr.contains("Cannot evict pod as it would violate the pod's disruption budget"),
+        "{stderr}"
+    );
+    ok(server.kubectl(
+        KUBECTL_133,
+        &[
+            "patch",
+            "pdb",
+            "keep",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &status(1),
+        ],
+    ));
+    ok(server.kubectl(
+        KUBECTL_133,
+        &[
+            "drain",
+            "drain-0",
+            "--pod-selector",
+            "app=guarded",
+            "--force",
+            "--timeout=20s",
+        ],
+    ));
+    assert!(!server
+        .kubectl(KUBECTL_133, &["get", "pod", "guarded"])
+        .status
+        .success());
+    let left = ok(server.kubectl(
+        KUBECTL_133,
+        &[
+            "get",
+            "pdb",
+            "keep",
+            "-o",
+            "jsonpath={.status.disruptionsAllowed}",
+        ],
+    ));
+    assert_eq!(left, "0");
 }

@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 
 use crate::node_info::{PodInfo, Snapshot};
 use crate::selectors::Labels;
@@ -157,6 +158,19 @@ impl Cache {
     /// Records a namespace's labels (for affinity namespace selectors).
     pub(crate) fn set_namespace(&mut self, name: String, labels: Labels) {
         self.snapshot.namespace_labels.insert(name, labels);
+    }
+
+    /// Adds or replaces a PodDisruptionBudget.
+    pub(crate) fn set_pdb(&mut self, pdb: PodDisruptionBudget) {
+        self.remove_pdb(&pdb);
+        self.snapshot.pdbs.push(pdb);
+    }
+
+    /// Forgets a PodDisruptionBudget.
+    pub(crate) fn remove_pdb(&mut self, pdb: &PodDisruptionBudget) {
+        let id = |p: &PodDisruptionBudget| (p.metadata.namespace.clone(), p.metadata.name.clone());
+        let key = id(pdb);
+        self.snapshot.pdbs.retain(|p| id(p) != key);
     }
 
     /// Forgets a namespace.

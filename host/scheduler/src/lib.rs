@@ -27,6 +27,7 @@
 //! assert_eq!(placed.node, "n1");
 //! ```
 
+pub mod config;
 pub mod framework;
 pub mod node_info;
 pub mod plugins;
@@ -35,11 +36,13 @@ pub mod selectors;
 #[cfg(test)]
 mod testing;
 
-pub use framework::{FitError, Profile, ScheduleError, ScheduleResult};
+pub use config::KubeSchedulerConfiguration;
+pub use framework::{FitError, Nomination, Profile, ScheduleError, ScheduleResult};
 pub use node_info::{NodeInfo, PodInfo, Snapshot};
 pub use plugins::{default_profile, DEFAULT_SCHEDULER_NAME};
 mod cache;
 mod error;
+mod preempt;
 mod queue;
 mod report;
 mod run;

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod, PodAffinityTerm, WeightedPodAffinityTerm};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::resources::{node_allocatable, pod_requests, Resources};
@@ -334,6 +335,8 @@ pub struct Snapshot {
     pub image_nodes: HashMap<String, usize>,
     /// Namespace name → its labels (for namespace selectors in affinity terms).
     pub namespace_labels: HashMap<String, Labels>,
+    /// PodDisruptionBudgets (preemption spares the pods they protect where it can).
+    pub pdbs: Vec<PodDisruptionBudget>,
 }
 
 impl Snapshot {

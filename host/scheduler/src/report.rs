@@ -33,6 +33,15 @@ pub(crate) enum Report {
         /// The node.
         node: String,
     },
+    /// The pod is evicted to make room for a higher-priority one.
+    Preempted {
+        /// The victim.
+        pod: Arc<Pod>,
+        /// The preemptor's uid.
+        by: String,
+        /// The node.
+        node: String,
+    },
 }
 
 /// Sends reports to the writer tasks.
@@ -167,6 +176,11 @@ async fn write(client: &Client, instance: &str, report: Report) -> Result<(), ku
                 pods.patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
                     .await?;
             }
+            (pod, ev)
+        }
+        Report::Preempted { pod, by, node } => {
+            let msg = format!("Preempted by pod {by} on node {node}");
+            let ev = event(&pod, instance, "Normal", "Preempted", msg);
             (pod, ev)
         }
         Report::Scheduled { pod, node } => {

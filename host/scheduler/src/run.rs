@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Binding, Namespace, Node, ObjectReference, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::PostParams;
 use kube::runtime::watcher::{self, Event};
@@ -22,9 +23,10 @@ use tracing::Instrument;
 
 use crate::cache::{pod_key, Cache};
 use crate::error::Error;
-use crate::framework::Profile;
+use crate::framework::{FitError, Profile, ScheduleError};
 use crate::node_info::PodInfo;
 use crate::plugins::{default_profile, DEFAULT_SCHEDULER_NAME};
+use crate::preempt;
 use crate::queue::Queue;
 use crate::report::{Report, Reporter};
 
@@ -102,6 +104,7 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
         r = sched.clone().watch_nodes() => r,
         r = sched.clone().watch_pods() => r,
         r = sched.clone().watch_namespaces() => r,
+        r = sched.clone().watch_pdbs() => r,
         () = sched.clone().schedule_loop() => Ok(()),
         () = flusher => Ok(()),
     }
@@ -205,6 +208,21 @@ impl Scheduler {
         Ok(())
     }
 
+    async fn watch_pdbs(self: Arc<Self>) -> Result<(), Error> {
+        let api = Api::<PodDisruptionBudget>::all(self.client.clone());
+        let mut stream = std::pin::pin!(events(api));
+        while let Some(ev) = stream.next().await {
+            let mut cache = self.cache.lock().unwrap();
+            match ev {
+                Event::Init => cache.snapshot.pdbs.clear(),
+                Event::InitApply(p) | Event::Apply(p) => cache.set_pdb(p),
+                Event::Delete(p) => cache.remove_pdb(&p),
+                Event::InitDone => {}
+            }
+        }
+        Ok(())
+    }
+
     fn on_pod(&self, pod: Pod) {
         let key = pod_key(&pod);
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
@@ -287,6 +305,20 @@ impl Scheduler {
                         pod: info.pod.clone(),
                         message,
                     });
+                    if let ScheduleError::Fit(FitError {
+                        nomination: Some(n),
+                        ..
+                    }) = e
+                    {
+                        let s = self.clone();
+                        let task = async move {
+                            let done = preempt::carry_out(&s.client, &s.reporter, &info.pod, n);
+                            if let Err(e) = done.await {
+                                tracing::warn!(error = %e, "preemption failed");
+                            }
+                        };
+                        tokio::spawn(task.instrument(span));
+                    }
                 }
             }
         }

@@ -132,7 +132,7 @@ impl ServerCommand {
         keelson_controllers::start(running.api.client());
         if !self.disable_scheduler {
             let client = scheduler_client(&running.kubeconfig).await?;
-            spawn_scheduler(client, self.scheduler.config());
+            spawn_scheduler(client, self.scheduler.config()?);
         }
         if self.print_ports {
             println!(

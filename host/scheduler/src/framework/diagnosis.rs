@@ -6,10 +6,11 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use super::preemption::Nomination;
 use super::Status;
 
 /// A pod that no node can take.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FitError {
     /// Nodes in the cluster.
     pub num_all_nodes: usize,
@@ -17,6 +18,8 @@ pub struct FitError {
     pub statuses: Vec<(String, Status)>,
     /// The PostFilter (preemption) message, if preemption had something to say.
     pub post_filter: Option<String>,
+    /// Where preemption would make room, and whom it would evict.
+    pub nomination: Option<Nomination>,
 }
 
 impl FitError {
@@ -57,7 +60,7 @@ impl fmt::Display for FitError {
 }
 
 /// Why a scheduling attempt failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ScheduleError {
     /// The cluster has no nodes.
     #[error("no nodes available to schedule pods")]
@@ -87,6 +90,7 @@ mod tests {
             post_filter: Some(
                 "0/3 nodes are available: 3 Preemption is not helpful for scheduling.".into(),
             ),
+            nomination: None,
         };
         assert_eq!(
             fit.to_string(),

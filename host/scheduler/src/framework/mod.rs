@@ -3,12 +3,14 @@
 //! plugins share, and filter statuses with their codes.
 
 mod diagnosis;
+mod preemption;
 mod profile;
 
 use std::any::Any;
 use std::collections::HashMap;
 
 pub use diagnosis::{FitError, ScheduleError};
+pub use preemption::Nomination;
 pub use profile::{num_feasible_nodes_to_find, Profile, ScheduleResult};
 
 use crate::node_info::{NodeInfo, PodInfo, Snapshot};

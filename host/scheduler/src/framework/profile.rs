@@ -5,7 +5,8 @@
 use rand::Rng;
 
 use super::diagnosis::{FitError, ScheduleError};
-use super::{Code, CycleState, FilterPlugin, Pre, ScorePlugin, Status, MAX_NODE_SCORE};
+use super::preemption::Preemption;
+use super::{CycleState, FilterPlugin, Pre, ScorePlugin, Status, MAX_NODE_SCORE};
 use crate::node_info::{NodeInfo, PodInfo, Snapshot};
 
 /// Below this many nodes every node is evaluated (`minFeasibleNodesToFind`).
@@ -53,7 +54,7 @@ pub struct Profile {
 
 impl Profile {
     /// Runs every filter on one node, stopping at the first failure.
-    pub fn run_filters(
+    pub(crate) fn run_filters(
         &self,
         state: &CycleState,
         skip: &[bool],
@@ -190,72 +191,20 @@ impl Profile {
         statuses: Vec<(String, Status)>,
     ) -> ScheduleError {
         let num_all_nodes = snapshot.num_nodes();
-        let post_filter = if skip.is_empty() {
-            None
+        let (post_filter, nomination) = if skip.is_empty() {
+            (None, None)
         } else {
-            self.preemption_message(pod, snapshot, state, skip, &statuses)
+            match self.preempt(pod, snapshot, state, skip, &statuses) {
+                Preemption::Nominate(n) => (None, Some(n)),
+                Preemption::Message(m) => (Some(m), None),
+            }
         };
         ScheduleError::Fit(FitError {
             num_all_nodes,
             statuses,
             post_filter,
+            nomination,
         })
-    }
-
-    /// Kubernetes' DefaultPreemption dry run, for its message: on each node where preemption
-    /// could help, remove every lower-priority pod and filter again.
-    fn preemption_message(
-        &self,
-        pod: &PodInfo,
-        snapshot: &Snapshot,
-        state: &CycleState,
-        skip: &[bool],
-        statuses: &[(String, Status)],
-    ) -> Option<String> {
-        let spec = pod.pod.spec.as_ref();
-        if spec.and_then(|s| s.preemption_policy.as_deref()) == Some("Never") {
-            return Some("not eligible due to preemptionPolicy=Never.".into());
-        }
-        let mut result = Vec::with_capacity(statuses.len());
-        let mut candidates = 0;
-        for (name, status) in statuses {
-            let outcome = if status.code == Code::UnschedulableAndUnresolvable {
-                Status::unresolvable("Preemption is not helpful for scheduling")
-            } else {
-                let Some(info) = snapshot.get(name) else {
-                    continue;
-                };
-                let mut trimmed = info.clone();
-                let victims: Vec<String> = info
-                    .pods
-                    .iter()
-                    .filter(|p| p.priority < pod.priority)
-                    .map(|p| p.key.clone())
-                    .collect();
-                if victims.is_empty() {
-                    Status::unresolvable("No preemption victims found for incoming pod")
-                } else {
-                    victims.iter().for_each(|v| {
-                        trimmed.remove_pod(v);
-                    });
-                    let s = self.run_filters(state, skip, pod, &trimmed);
-                    if s.is_success() {
-                        candidates += 1;
-                    }
-                    s
-                }
-            };
-            result.push((name.clone(), outcome));
-        }
-        if candidates > 0 {
-            return None;
-        }
-        let fit = FitError {
-            num_all_nodes: snapshot.num_nodes(),
-            statuses: result,
-            post_filter: None,
-        };
-        Some(fit.to_string())
     }
 }
 

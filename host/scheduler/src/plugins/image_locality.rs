@@ -2,13 +2,14 @@
 //! by the fraction of nodes that have it (so a ubiquitous image does not pull every pod to one
 //! node), clamped between 23 MiB and 1000 MiB per container, scaled to 0–100.
 
-use crate::framework::{CycleState, ScorePlugin, MAX_NODE_SCORE};
+use crate::framework::{CycleState, Pre, ScorePlugin, MAX_NODE_SCORE};
 use crate::node_info::{normalized_image_name, NodeInfo, PodInfo, Snapshot};
 
 /// The ImageLocality score.
 pub struct ImageLocality;
 
 const MB: i64 = 1024 * 1024;
+const TOTAL_NODES: &str = "ImageLocality/totalNodes";
 const MIN_THRESHOLD: i64 = 23 * MB;
 const MAX_CONTAINER_THRESHOLD: i64 = 1000 * MB;
 
@@ -27,11 +28,28 @@ impl ScorePlugin for ImageLocality {
         "ImageLocality"
     }
 
-    fn score(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo, snapshot: &Snapshot) -> i64 {
+    fn pre_score(
+        &self,
+        state: &mut CycleState,
+        _: &PodInfo,
+        snapshot: &Snapshot,
+        _: &[&NodeInfo],
+    ) -> Pre {
+        state.write(TOTAL_NODES, snapshot.num_nodes().max(1));
+        Pre::Run
+    }
+
+    fn score(
+        &self,
+        state: &CycleState,
+        pod: &PodInfo,
+        node: &NodeInfo,
+        snapshot: &Snapshot,
+    ) -> i64 {
         let Some(spec) = pod.pod.spec.as_ref() else {
             return 0;
         };
-        let total_nodes = snapshot.num_nodes().max(1) as f64;
+        let total_nodes = state.read::<usize>(TOTAL_NODES).copied().unwrap_or(1) as f64;
         let containers = spec
             .init_containers
             .iter()
@@ -65,7 +83,8 @@ mod tests {
         let without = node("b", "1", "1Gi").build();
         let snap = snapshot(vec![with, without], vec![]);
         let p = pod("p").image("nginx:1.27").info();
-        let st = CycleState::default();
+        let mut st = CycleState::default();
+        assert_eq!(ImageLocality.pre_score(&mut st, &p, &snap, &[]), Pre::Run);
         // 500 MiB on 1 of 2 nodes → 250 MiB; (250 - 23) * 100 / (1000 - 23) = 23.
         assert_eq!(
             ImageLocality.score(&st, &p, snap.get("a").unwrap(), &snap),

@@ -77,6 +77,33 @@ fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     Some(sorted[i.min(sorted.len() - 1)])
 }
 
+/// The scheduling algorithm alone: every pod through the default profile against an in-memory
+/// snapshot of the same nodes (no API, no binding); returns pods per second.
+fn algorithm_only(nodes: usize, pods: usize, percentage: u32) -> f64 {
+    use std::sync::Arc as A;
+    let template = keelson_sim::NodeTemplate::default();
+    let mut snapshot = keelson_scheduler::Snapshot::default();
+    for i in 0..nodes {
+        let node = keelson_sim::node_object(&template, i);
+        let name = node.metadata.name.clone().unwrap_or_default();
+        snapshot.entry(&name).set_node(A::new(node));
+    }
+    let profile =
+        keelson_scheduler::default_profile(keelson_scheduler::DEFAULT_SCHEDULER_NAME, percentage);
+    let mut rng = rand::thread_rng();
+    let mut next = 0;
+    let start = std::time::Instant::now();
+    for i in 0..pods {
+        let info = A::new(keelson_scheduler::PodInfo::new(A::new(pod(&format!(
+            "p-{i}"
+        )))));
+        if let Ok(placed) = profile.schedule(&info, &snapshot, &mut next, &mut rng) {
+            snapshot.entry(&placed.node).add_pod(info);
+        }
+    }
+    pods as f64 / start.elapsed().as_secs_f64()
+}
+
 impl SchedulerBench {
     pub(crate) async fn execute(self) -> anyhow::Result<()> {
         let base = self.dir.clone().unwrap_or_else(std::env::temp_dir);
@@ -220,6 +247,13 @@ impl SchedulerBench {
             "rate",
             "pods scheduled and bound /s".into(),
             rate,
+            Unit::PerSec,
+        ));
+        let algorithm = algorithm_only(self.nodes, self.pods, self.percentage_of_nodes_to_score);
+        r.metrics.push(Metric::new(
+            "algorithm",
+            "scheduling cycles alone (no API) /s".into(),
+            Some(algorithm),
             Unit::PerSec,
         ));
         r.metrics.push(Metric::new(
