@@ -32,6 +32,7 @@ pub(crate) struct Server {
     pub port: u16,
     store: String,
     args: Vec<String>,
+    scheduler: bool,
     log: PathBuf,
 }
 
@@ -51,7 +52,17 @@ impl Server {
         Self::start_full("embedded", args)
     }
 
+    /// Starts a server on the embedded store with its scheduler running (the other
+    /// constructors pass `--disable-scheduler`, so pods stay as the suites wrote them).
+    pub(crate) fn start_with_scheduler(args: &[&str]) -> Self {
+        Self::start_inner("embedded", args, true)
+    }
+
     fn start_full(store: &str, args: &[&str]) -> Self {
+        Self::start_inner(store, args, false)
+    }
+
+    fn start_inner(store: &str, args: &[&str], scheduler: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("server.log");
         let mut s = Server {
@@ -60,6 +71,7 @@ impl Server {
             port: 0,
             store: store.to_string(),
             args: args.iter().map(|a| a.to_string()).collect(),
+            scheduler,
             log,
         };
         s.spawn(free_port());
@@ -84,6 +96,7 @@ impl Server {
             .arg("--data-dir")
             .arg(self.dir.path())
             .args(&self.args)
+            .args((!self.scheduler).then_some("--disable-scheduler"))
             .env("KEELSON_LOG", "info,keelson_apiserver=debug")
             .stdout(Stdio::null())
             .stderr(log)
@@ -236,6 +249,42 @@ fn unsafe_kill_group(pid: u32) {
     let _ = Command::new("kill")
         .args(["-9", "--", &format!("-{pid}")])
         .status();
+}
+
+/// A `keelson sim nodes` process against a server, killed (with its group) on drop.
+pub(crate) struct Sim {
+    child: Child,
+}
+
+impl Sim {
+    /// Starts `keelson sim nodes <args>` with the server's kubeconfig.
+    pub(crate) fn start(server: &Server, args: &[&str]) -> Self {
+        use std::os::unix::process::CommandExt;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&server.log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_keelson"))
+            .args(["sim", "nodes"])
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(server.kubeconfig())
+            .env("KEELSON_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("start keelson sim");
+        Sim { child }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        unsafe_kill_group(self.child.id());
+        let _ = self.child.wait();
+    }
 }
 
 /// A real etcd on free loopback ports, killed on drop.

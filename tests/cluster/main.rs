@@ -12,4 +12,5 @@ mod harness;
 mod kube_rs;
 mod kubectl;
 mod plugins;
+mod scheduler;
 mod webhook_quota;

@@ -1,5 +1,6 @@
 //! The Keelson binary: `keelson server` runs the API server, the store and the built-in
-//! controllers in one process; `keelson bench` measures them.
+//! controllers in one process (with the scheduler); `keelson scheduler` and `keelson sim nodes`
+//! run the scheduler and simulated nodes against any API server; `keelson bench` measures them.
 
 mod commands;
 
@@ -23,6 +24,10 @@ enum Command {
     Bench(commands::bench::BenchCommand),
     /// Build, test, install, list and remove Wasm plugins.
     Plugin(commands::plugin::PluginCommand),
+    /// Run the scheduler against an API server.
+    Scheduler(commands::scheduler::SchedulerCommand),
+    /// Simulate nodes (like kwok) against an API server.
+    Sim(commands::sim::SimCommand),
 }
 
 /// Colour the log only on a terminal, and never when `NO_COLOR` is set to a non-empty value
@@ -36,7 +41,10 @@ fn main() -> anyhow::Result<()> {
     // The server logs its progress; the CLI tools only warnings.
     let default_level = if matches!(
         cli.command,
-        Command::Server(_) | Command::ControllerManager(_)
+        Command::Server(_)
+            | Command::ControllerManager(_)
+            | Command::Scheduler(_)
+            | Command::Sim(_)
     ) {
         "info"
     } else {
@@ -62,6 +70,8 @@ fn main() -> anyhow::Result<()> {
             Command::Bench(c) => c.execute().await,
             Command::ControllerManager(c) => c.execute().await,
             Command::Plugin(c) => c.execute().await,
+            Command::Scheduler(c) => c.execute().await,
+            Command::Sim(c) => c.execute().await,
         }
     })
 }

@@ -1,6 +1,8 @@
 //! DELETE of one object or a collection: preconditions, propagationPolicy (the `orphan` and
 //! `foregroundDeletion` finalizers the garbage collector acts on), finalizers and
-//! deletionTimestamp, namespaces' spec finalizers, dryRun.
+//! deletionTimestamp, namespaces' spec finalizers, dryRun, and graceful pod deletion (a pod
+//! running on an existing node is marked with `deletionTimestamp` and
+//! `deletionGracePeriodSeconds`; the node's agent removes the object).
 
 use axum::response::Response;
 use bytes::Bytes;
@@ -20,11 +22,12 @@ pub(crate) const ORPHAN: &str = "orphan";
 /// Kubernetes' finalizer for foreground cascading deletion.
 pub(crate) const FOREGROUND: &str = "foregroundDeletion";
 
-struct DeleteOptions {
+pub(super) struct DeleteOptions {
     propagation: Option<String>,
     uid: Option<String>,
     resource_version: Option<String>,
     dry_run: bool,
+    grace_period: Option<i64>,
 }
 
 fn options(ctx: &Ctx, body: &[u8]) -> ApiResult<DeleteOptions> {
@@ -33,6 +36,11 @@ fn options(ctx: &Ctx, body: &[u8]) -> ApiResult<DeleteOptions> {
     } else {
         codec::decode_object(&ctx.headers, body)?
     };
+    options_from(ctx, &body)
+}
+
+/// Delete options from the query and a DeleteOptions body (also an Eviction's `deleteOptions`).
+pub(super) fn options_from(ctx: &Ctx, body: &Value) -> ApiResult<DeleteOptions> {
     let from_body = |k: &str| body.get(k).and_then(Value::as_str).map(String::from);
     let propagation = ctx
         .query
@@ -70,11 +78,83 @@ fn options(ctx: &Ctx, body: &[u8]) -> ApiResult<DeleteOptions> {
             .and_then(Value::as_str)
             .map(String::from),
         dry_run,
+        grace_period: ctx
+            .query
+            .get("gracePeriodSeconds")
+            .and_then(|g| g.parse().ok())
+            .or_else(|| body.get("gracePeriodSeconds").and_then(Value::as_i64)),
     })
 }
 
+/// The grace period a pod delete gets, or None when the pod goes at once: grace 0, not bound,
+/// finished, or bound to a node that no longer exists (Kubernetes' pod GC removes those).
+async fn pod_grace(ctx: &Ctx, pod: &Value, opts: &DeleteOptions) -> ApiResult<Option<i64>> {
+    let spec_grace = pod
+        .pointer("/spec/terminationGracePeriodSeconds")
+        .and_then(Value::as_i64);
+    let grace = opts.grace_period.or(spec_grace).unwrap_or(30);
+    let node = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty());
+    let phase = pod.pointer("/status/phase").and_then(Value::as_str);
+    let (true, Some(node), false) = (
+        grace > 0,
+        node,
+        matches!(phase, Some("Succeeded" | "Failed")),
+    ) else {
+        return Ok(None);
+    };
+    let node_exists = ctx
+        .api
+        .store
+        .get(&format!("/registry/core/nodes/{node}"))
+        .await?
+        .is_some();
+    Ok(node_exists.then_some(grace))
+}
+
+/// Marks a pod for graceful deletion (or shortens a running grace period).
+async fn delete_pod_gracefully(
+    ctx: &Ctx,
+    kv: &KeyValue,
+    mut obj: Value,
+    grace: i64,
+    opts: &DeleteOptions,
+) -> ApiResult<(u16, Value)> {
+    let current = obj
+        .pointer("/metadata/deletionGracePeriodSeconds")
+        .and_then(Value::as_i64);
+    if objects::is_deleting(&obj) && current.is_some_and(|c| c <= grace) {
+        return Ok((202, obj));
+    }
+    let at = chrono::Utc::now() + chrono::Duration::seconds(grace);
+    let meta = meta_mut(&mut obj);
+    meta.insert(
+        "deletionTimestamp".into(),
+        json!(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+    );
+    meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+    if opts.dry_run {
+        return Ok((202, obj));
+    }
+    let rev = ctx
+        .api
+        .store
+        .update(&kv.key, objects::to_store(&obj), kv.mod_revision)
+        .await
+        .map_err(|e| conflict(ctx, e))?;
+    objects::set_rv(&mut obj, rev.mod_revision);
+    strategy::after_write(&ctx.api, &ctx.def, &obj, false).await;
+    Ok((202, obj))
+}
+
 /// Deletes (or starts deleting) one stored object; returns the response code and body.
-async fn delete_one(ctx: &Ctx, kv: KeyValue, opts: &DeleteOptions) -> ApiResult<(u16, Value)> {
+pub(super) async fn delete_one(
+    ctx: &Ctx,
+    kv: KeyValue,
+    opts: &DeleteOptions,
+) -> ApiResult<(u16, Value)> {
     let mut obj = from_store(&ctx.def, &kv)?;
     if let Some(uid) = &opts.uid {
         if objects::meta_str(&obj, "uid") != Some(uid.as_str()) {
@@ -93,6 +173,11 @@ async fn delete_one(ctx: &Ctx, kv: KeyValue, opts: &DeleteOptions) -> ApiResult<
                 format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", kv.mod_revision),
                 json!({"name": ctx.name(), "kind": ctx.def.plural}),
             ));
+        }
+    }
+    if ctx.def.kind == "Pod" {
+        if let Some(grace) = pod_grace(ctx, &obj, opts).await? {
+            return delete_pod_gracefully(ctx, &kv, obj, grace, opts).await;
         }
     }
     let mut finalizers = objects::finalizers(&obj);

@@ -243,6 +243,91 @@ async fn bind(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     Err(ctx.conflict())
 }
 
+/// The PodDisruptionBudgets in the pod's namespace whose selector matches it.
+async fn matching_pdbs(ctx: &Ctx, pod: &Value) -> ApiResult<Vec<keelson_store::KeyValue>> {
+    let ns = ctx.namespace().unwrap_or("default");
+    let (items, _) = ctx
+        .api
+        .store
+        .list(&format!("/registry/policy/poddisruptionbudgets/{ns}/"))
+        .await?;
+    let labels = pod.pointer("/metadata/labels").and_then(Value::as_object);
+    Ok(items
+        .into_iter()
+        .filter(|kv| {
+            let Ok(pdb) = serde_json::from_slice::<Value>(&kv.value) else {
+                return false;
+            };
+            let selector = pdb.pointer("/spec/selector");
+            let has = |field: &str| {
+                selector.and_then(|s| s.get(field)).is_some_and(|v| {
+                    v.as_object().is_some_and(|m| !m.is_empty())
+                        || v.as_array().is_some_and(|a| !a.is_empty())
+                })
+            };
+            // As Kubernetes' eviction REST: an empty selector matches no pod.
+            (has("matchLabels") || has("matchExpressions"))
+                && keelson_apimachinery::selector::LabelSelector::from_object(selector)
+                    .is_ok_and(|sel| sel.matches(labels))
+        })
+        .collect())
+}
+
+/// Takes one disruption from the pod's budget, or refuses with 429 when none is left.
+async fn take_disruption(ctx: &Ctx, pod: &Value) -> ApiResult<()> {
+    let phase = pod.pointer("/status/phase").and_then(Value::as_str);
+    if objects::is_deleting(pod) || matches!(phase, Some("Succeeded" | "Failed" | "Pending")) {
+        return Ok(());
+    }
+    for _ in 0..crate::rest::RETRIES {
+        let pdbs = matching_pdbs(ctx, pod).await?;
+        let [kv] = pdbs.as_slice() else {
+            if pdbs.len() > 1 {
+                return Err(ApiError { code: 500, reason: crate::error::Reason::InternalError, message: "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.".into(), details: None });
+            }
+            return Ok(());
+        };
+        let mut pdb: Value =
+            serde_json::from_slice(&kv.value).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let allowed = pdb
+            .pointer("/status/disruptionsAllowed")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        if allowed <= 0 {
+            return Err(ApiError {
+                code: 429,
+                reason: crate::error::Reason::TooManyRequests,
+                message: "Cannot evict pod as it would violate the pod's disruption budget.".into(),
+                details: Some(
+                    json!({"causes": [{"reason": "DisruptionBudget", "message": format!(
+                    "The disruption budget {} needs {} healthy pods and has {} currently",
+                    objects::name(&pdb),
+                    pdb.pointer("/status/desiredHealthy").and_then(Value::as_i64).unwrap_or(0),
+                    pdb.pointer("/status/currentHealthy").and_then(Value::as_i64).unwrap_or(0))}]}),
+                ),
+            });
+        }
+        if ctx.query.dry_run() {
+            return Ok(());
+        }
+        pdb["status"]["disruptionsAllowed"] = json!(allowed - 1);
+        pdb["status"]["disruptedPods"][ctx.name()] = json!(objects::now());
+        match ctx
+            .api
+            .store
+            .update(&kv.key, objects::to_store(&pdb), kv.mod_revision)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(keelson_store::Error::Conflict(_)) => continue,
+            Err(e) => return Err(crate::rest::conflict(ctx, e)),
+        }
+    }
+    Err(ctx.conflict())
+}
+
+/// `pods/eviction`: checks the pod's PodDisruptionBudget (429 when its budget is used up),
+/// then deletes the pod as DELETE would, gracefully when it runs on a node.
 async fn evict(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     let eviction = codec::decode_object(&ctx.headers, &body)?;
     if objects::name(&eviction) != ctx.name() {
@@ -252,13 +337,11 @@ async fn evict(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
             objects::name(&eviction)
         )));
     }
+    let opts =
+        super::delete::options_from(&ctx, eviction.get("deleteOptions").unwrap_or(&json!({})))?;
     let kv = ctx.stored().await?;
-    if !ctx.query.dry_run() {
-        ctx.api
-            .store
-            .delete(&kv.key, kv.mod_revision)
-            .await
-            .map_err(|e| crate::rest::conflict(&ctx, e))?;
-    }
+    let pod = from_store(&ctx.def, &kv)?;
+    take_disruption(&ctx, &pod).await?;
+    super::delete::delete_one(&ctx, kv, &opts).await?;
     Ok(respond(201, &success()))
 }

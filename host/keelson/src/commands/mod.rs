@@ -2,8 +2,11 @@
 
 pub(crate) mod bench;
 pub(crate) mod controller_manager;
+pub(crate) mod kube_client;
 pub(crate) mod plugin;
+pub(crate) mod scheduler;
 pub(crate) mod server;
+pub(crate) mod sim;
 
 /// Resolves on the first SIGTERM or SIGINT.
 pub(crate) async fn shutdown_signal() -> anyhow::Result<()> {

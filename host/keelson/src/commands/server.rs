@@ -1,4 +1,4 @@
-//! `keelson server`: the API server with its store and built-in controllers.
+//! `keelson server`: the API server with its store, built-in controllers and the scheduler.
 
 use std::path::PathBuf;
 
@@ -70,6 +70,11 @@ pub(crate) struct ServerCommand {
     /// elsewhere instead).
     #[arg(long, env = "KEELSON_DISABLE_CONTROLLERS", help_heading = "Components")]
     disable_controllers: bool,
+    /// Do not run the scheduler in this process (run `keelson scheduler` elsewhere, or none).
+    #[arg(long, env = "KEELSON_DISABLE_SCHEDULER", help_heading = "Scheduler")]
+    disable_scheduler: bool,
+    #[command(flatten)]
+    scheduler: super::scheduler::SchedulerOptions,
     /// Print the bound ports as JSON on stdout once serving (for tests and scripts).
     #[arg(long, hide = true)]
     print_ports: bool,
@@ -96,6 +101,15 @@ fn default_data_dir() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
         .unwrap_or_else(|| PathBuf::from("."));
     base.join("keelson")
+}
+
+/// Runs the scheduler in the background on `client`; it logs and stops if it fails.
+fn spawn_scheduler(client: kube::Client, config: keelson_scheduler::Config) {
+    tokio::spawn(async move {
+        if let Err(e) = keelson_scheduler::run(client, config).await {
+            tracing::error!(error = %e, "scheduler stopped");
+        }
+    });
 }
 
 impl ServerCommand {
@@ -135,6 +149,14 @@ impl ServerCommand {
                 tokio::spawn(keelson_controllers::run(client));
             }
             running.api.components.set_running("controller-manager");
+        }
+        if !self.disable_scheduler {
+            let client = keelson_client::in_process(
+                keelson_apiserver::router(running.api.clone()),
+                keelson_client::UserInfo::scheduler(),
+            );
+            spawn_scheduler(client, self.scheduler.config()?);
+            running.api.components.set_running("scheduler");
         }
         if self.print_ports {
             println!(

@@ -40,6 +40,8 @@ pub(crate) struct Started {
     pub(crate) cold_start: Duration,
     /// The in-process client (keelson-client over the router: no socket or TLS), as admin.
     pub(crate) in_process: kube::Client,
+    /// The server's admin kubeconfig.
+    pub(crate) kubeconfig: std::path::PathBuf,
     _data: tempfile::TempDir,
     etcd: Option<LocalEtcd>,
 }
@@ -111,6 +113,7 @@ pub(crate) async fn start(backend: Backend, base: &Path) -> Result<Started, Star
         endpoint,
         cold_start,
         in_process: keelson_client::in_process(router, keelson_client::UserInfo::admin()),
+        kubeconfig: running.kubeconfig.clone(),
         _data: data,
         etcd,
     })

@@ -6,6 +6,9 @@
 //!
 //! `keelson bench admission` starts one server and measures what Wasm admission plugins add to
 //! creates, over HTTPS and in-process, plus each example plugin's raw cost ([`admission`]).
+//!
+//! `keelson bench scheduler` registers simulated nodes, creates pods through the API server and
+//! measures how fast the scheduler binds them ([`scheduler`]).
 
 mod admission;
 mod api;
@@ -13,6 +16,7 @@ mod backend;
 mod http;
 mod load;
 mod report;
+mod scheduler;
 mod watch;
 
 use clap::{Args, Subcommand};
@@ -33,6 +37,9 @@ enum BenchWhat {
     /// Wasm admission plugins: create latency with 0, 1 and 5 plugins (HTTPS and in-process),
     /// the added latency per plugin, and each example plugin's raw instantiate/call cost.
     Admission(admission::AdmissionBench),
+    /// Scheduler: simulated nodes, pods created through the API server and bound by the
+    /// scheduler; pods/s, create→bound latency and memory.
+    Scheduler(scheduler::SchedulerBench),
 }
 
 impl BenchCommand {
@@ -40,6 +47,7 @@ impl BenchCommand {
         match self.what {
             BenchWhat::Api(bench) => bench.execute().await,
             BenchWhat::Admission(bench) => bench.execute().await,
+            BenchWhat::Scheduler(bench) => bench.execute().await,
         }
     }
 }

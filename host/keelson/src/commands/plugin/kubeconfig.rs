@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
 
 /// Where the API server is.
@@ -18,17 +17,7 @@ pub(crate) struct ConnectArgs {
 impl ConnectArgs {
     /// A client for the kubeconfig's current context.
     pub(crate) async fn connect(&self) -> anyhow::Result<kube::Client> {
-        let path = self.kubeconfig.clone().unwrap_or_else(|| {
-            let root = if std::env::var("USER").as_deref() == Ok("root") {
-                PathBuf::from("/var/lib/keelson")
-            } else {
-                PathBuf::from(std::env::var("HOME").unwrap_or_default())
-                    .join(".local/share/keelson")
-            };
-            root.join("kubeconfig.yaml")
-        });
-        keelson_client::from_kubeconfig(&path)
-            .await
-            .with_context(|| format!("connecting with {}", path.display()))
+        let path = crate::commands::kube_client::kubeconfig_path(self.kubeconfig.clone());
+        crate::commands::kube_client::from_kubeconfig(&path).await
     }
 }

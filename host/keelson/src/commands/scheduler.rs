@@ -1,0 +1,87 @@
+//! `keelson scheduler`: the scheduler as its own process against any API server.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::kube_client;
+
+/// Flags of `keelson scheduler`.
+#[derive(Args, Debug)]
+pub(crate) struct SchedulerCommand {
+    /// kubeconfig of the API server [default: $KUBECONFIG, else the server's data dir kubeconfig.yaml].
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    options: SchedulerOptions,
+}
+
+/// Tuning shared by `keelson scheduler` and the scheduler inside `keelson server`.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct SchedulerOptions {
+    /// A KubeSchedulerConfiguration (kubescheduler.config.k8s.io/v1) file: profiles by
+    /// schedulerName, enabled/disabled plugins, score weights.
+    #[arg(
+        long = "scheduler-config",
+        visible_alias = "config",
+        env = "KEELSON_SCHEDULER_CONFIG",
+        help_heading = "Scheduler"
+    )]
+    scheduler_config: Option<PathBuf>,
+    /// Percentage of nodes to find feasible before scoring (0 = Kubernetes' adaptive default).
+    #[arg(
+        long,
+        env = "KEELSON_PERCENTAGE_OF_NODES_TO_SCORE",
+        default_value_t = 0,
+        help_heading = "Scheduler"
+    )]
+    percentage_of_nodes_to_score: u32,
+    /// Bindings in flight at once.
+    #[arg(
+        long,
+        env = "KEELSON_SCHEDULER_BIND_CONCURRENCY",
+        default_value_t = 64,
+        help_heading = "Scheduler"
+    )]
+    bind_concurrency: usize,
+}
+
+impl SchedulerOptions {
+    /// The scheduler configuration these flags (and the config file) describe.
+    pub(crate) fn config(&self) -> anyhow::Result<keelson_scheduler::Config> {
+        let profiles = match &self.scheduler_config {
+            None => vec![keelson_scheduler::default_profile(
+                keelson_scheduler::DEFAULT_SCHEDULER_NAME,
+                self.percentage_of_nodes_to_score,
+            )],
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                let mut file: keelson_scheduler::KubeSchedulerConfiguration =
+                    serde_saphyr::from_str(&text)
+                        .with_context(|| format!("parsing {}", path.display()))?;
+                if file.percentage_of_nodes_to_score.is_none() {
+                    file.percentage_of_nodes_to_score = Some(self.percentage_of_nodes_to_score);
+                }
+                file.profiles()?
+            }
+        };
+        Ok(keelson_scheduler::Config {
+            profiles,
+            bind_concurrency: self.bind_concurrency,
+            ..Default::default()
+        })
+    }
+}
+
+impl SchedulerCommand {
+    pub(crate) async fn execute(self) -> anyhow::Result<()> {
+        let path = kube_client::kubeconfig_path(self.kubeconfig);
+        let client = kube_client::from_kubeconfig(&path).await?;
+        tokio::select! {
+            r = keelson_scheduler::run(client, self.options.config()?) => Ok(r?),
+            r = tokio::signal::ctrl_c() => Ok(r?),
+        }
+    }
+}
