@@ -1,6 +1,9 @@
 //! Kubernetes API server for Keelson: authentication, discovery, OpenAPI, CRUD, watch, the four
 //! patch types, Table output and subresources, over the revision store. Every served kind is a
-//! row in the [`registry`]; handlers are generic over it.
+//! row in the [`registry`]; handlers are generic over it and only decode requests and encode
+//! answers; the REST layer below them (`rest`) owns the write pipeline through admission to
+//! the store. In-process components call [`router`] through keelson-client under their own
+//! identity; [`Running::shutdown`] stops the server gracefully.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
