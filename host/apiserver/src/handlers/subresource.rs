@@ -342,6 +342,6 @@ async fn evict(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     let kv = ctx.stored().await?;
     let pod = from_store(&ctx.def, &kv)?;
     take_disruption(&ctx, &pod).await?;
-    super::delete::delete_one(&ctx, kv, &opts).await?;
+    crate::rest::delete_one(&ctx, kv, &opts).await?;
     Ok(respond(201, &success()))
 }

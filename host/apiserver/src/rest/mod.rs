@@ -7,6 +7,7 @@
 //! the store) knows store keys.
 
 mod create;
+mod delete;
 mod patch;
 mod update;
 
@@ -21,6 +22,7 @@ use crate::validation::FieldValidation;
 use crate::{ApiServer, UserInfo};
 
 pub(crate) use create::{admit, check_identity, create_object};
+pub(crate) use delete::{delete, delete_object, delete_one, DeleteOptions};
 pub(crate) use patch::{patch, Apply, Patch};
 pub(crate) use update::{conflict, update, update_object};
 

@@ -144,9 +144,9 @@ async fn apply(ctx: &Scope, a: &Apply, opts: &WriteOptions) -> ApiResult<(u16, W
     let (manager, force) = (&a.manager, a.force);
     for _ in 0..RETRIES {
         let now = objects::now();
-        let Some(old_kv) = ctx.api.store.get(&ctx.key()).await? else {
-            let created = patch::apply(
-                None,
+        let merge = |current: Option<&Value>, force: bool| {
+            patch::apply(
+                current,
                 applied,
                 manager,
                 force,
@@ -154,7 +154,9 @@ async fn apply(ctx: &Scope, a: &Apply, opts: &WriteOptions) -> ApiResult<(u16, W
                 &ctx.def.kind,
                 &now,
             )
-            .map_err(|c| conflicts(ctx, c))?;
+        };
+        let Some(old_kv) = ctx.api.store.get(&ctx.key()).await? else {
+            let created = merge(None, force).map_err(|c| conflicts(ctx, c))?;
             let mut opts = opts.clone();
             opts.manager = manager.clone();
             opts.managed_fields = created.pointer("/metadata/managedFields").cloned();
@@ -167,15 +169,7 @@ async fn apply(ctx: &Scope, a: &Apply, opts: &WriteOptions) -> ApiResult<(u16, W
         let current = from_store(&ctx.def, &old_kv)?;
         // Malformed configuration is a 400, whoever owns the fields it touches.
         if !force {
-            if let Ok(mut forced) = patch::apply(
-                Some(&current),
-                applied,
-                manager,
-                true,
-                &ctx.def.group,
-                &ctx.def.kind,
-                &now,
-            ) {
+            if let Ok(mut forced) = merge(Some(&current), true) {
                 crate::validation::check_fields(
                     &ctx.def,
                     &mut forced,
@@ -183,16 +177,7 @@ async fn apply(ctx: &Scope, a: &Apply, opts: &WriteOptions) -> ApiResult<(u16, W
                 )?;
             }
         }
-        let merged = patch::apply(
-            Some(&current),
-            applied,
-            manager,
-            force,
-            &ctx.def.group,
-            &ctx.def.kind,
-            &now,
-        )
-        .map_err(|c| conflicts(ctx, c))?;
+        let merged = merge(Some(&current), force).map_err(|c| conflicts(ctx, c))?;
         if let Some(done) = write_patched(ctx, &old_kv, &current, merged, opts, false).await? {
             return Ok((200, done));
         }
