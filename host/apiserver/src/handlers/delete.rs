@@ -75,18 +75,9 @@ pub(crate) async fn delete(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
 
 pub(crate) async fn delete_collection(ctx: Ctx) -> ApiResult<Response> {
     let opts = options(&ctx, b"")?;
-    let (items, rev) = read::list_objects(&ctx).await?;
-    let mut deleted = Vec::new();
-    for (key, _) in items {
-        let Some(kv) = ctx.api.store.get(&key).await? else {
-            continue;
-        };
-        match rest::delete_object(&ctx, kv, &opts, &ctx.user).await {
-            Ok((_, obj)) => deleted.push(obj),
-            Err(e) if e.code == 404 || e.code == 409 => continue,
-            Err(e) => return Err(e),
-        }
-    }
+    let filter = read::Filter::from_ctx(&ctx)?;
+    let keep = |obj: &Value| filter.matches(obj);
+    let (deleted, rev) = rest::delete_collection(&ctx, &keep, &opts, &ctx.user).await?;
     let list = json!({
         "kind": objects::list_kind(&ctx.def),
         "apiVersion": ctx.def.api_version(),

@@ -51,19 +51,7 @@ impl Filter {
 /// Reads every matching object of the request's scope, with the list revision.
 pub(crate) async fn list_objects(ctx: &Ctx) -> ApiResult<(Vec<(String, Value)>, i64)> {
     let filter = Filter::from_ctx(ctx)?;
-    let (kvs, rev) = ctx
-        .api
-        .store
-        .list(&ctx.def.prefix_in(ctx.namespace()))
-        .await?;
-    let mut out = Vec::with_capacity(kvs.len());
-    for kv in &kvs {
-        let obj = from_store(&ctx.def, kv)?;
-        if filter.matches(&obj) {
-            out.push((kv.key.clone(), obj));
-        }
-    }
-    Ok((out, rev))
+    crate::rest::list(ctx, &|obj| filter.matches(obj)).await
 }
 
 pub(crate) async fn list(ctx: Ctx) -> ApiResult<Response> {

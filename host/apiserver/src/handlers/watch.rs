@@ -128,11 +128,7 @@ pub(crate) async fn watch(ctx: Ctx) -> ApiResult<Response> {
     }
     let bookmark_proto = json!({"kind": ctx.def.kind, "apiVersion": ctx.def.api_version(), "metadata": {"resourceVersion": ""}});
     let explicit_initial = ctx.query.get("sendInitialEvents") == Some("true");
-    let stream = ctx
-        .api
-        .store
-        .watch(&ctx.def.prefix_in(ctx.namespace()), after)
-        .await;
+    let stream = crate::rest::watch(&ctx, after).await;
     let def = ctx.def.clone();
     let stopping = ctx.api.stopping.clone();
     tokio::spawn(async move {

@@ -226,3 +226,26 @@ pub(crate) async fn delete(
     }
     Err(ctx.conflict())
 }
+
+/// Deletes every object of the scope that `keep` selects (each through admission; objects
+/// that vanish or change meanwhile are skipped); returns them and the list revision.
+pub(crate) async fn delete_collection(
+    ctx: &Scope,
+    keep: &(dyn Fn(&Value) -> bool + Sync),
+    opts: &DeleteOptions,
+    user: &UserInfo,
+) -> ApiResult<(Vec<Value>, i64)> {
+    let (items, rev) = super::list(ctx, keep).await?;
+    let mut deleted = Vec::new();
+    for (key, _) in items {
+        let Some(kv) = ctx.api.store.get(&key).await? else {
+            continue;
+        };
+        match delete_object(ctx, kv, opts, user).await {
+            Ok((_, obj)) => deleted.push(obj),
+            Err(e) if e.code == 404 || e.code == 409 => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((deleted, rev))
+}

@@ -4,11 +4,12 @@
 //! validating admission → managedFields → conditional store write → after-write hooks.
 //! Handlers only decode the request into a [`Scope`], [`WriteOptions`] and an object or patch,
 //! and encode the [`Written`] result; bootstrap writes through here too. Only this layer (and
-//! the store) knows store keys.
+//! the store) knows store keys; reads ([`list`], [`watch`]) come through here too.
 
 mod create;
 mod delete;
 mod patch;
+mod read;
 mod update;
 
 use std::sync::Arc;
@@ -22,8 +23,9 @@ use crate::validation::FieldValidation;
 use crate::{ApiServer, UserInfo};
 
 pub(crate) use create::{admit, check_identity, create_object};
-pub(crate) use delete::{delete, delete_object, delete_one, DeleteOptions};
+pub(crate) use delete::{delete, delete_collection, delete_one, DeleteOptions};
 pub(crate) use patch::{patch, Apply, Patch};
+pub(crate) use read::{list, watch};
 pub(crate) use update::{conflict, update, update_object};
 
 /// How often a write that lost a race is retried before reporting the conflict.
