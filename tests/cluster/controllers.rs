@@ -1,6 +1,7 @@
 //! The controllers as a separate process: `keelson server --disable-controllers` plus
 //! `keelson controller-manager --kubeconfig`, so every controller request crosses the network
-//! like an external component's; and leader election between two managers.
+//! like an external component's; and leader election between two managers and between two
+//! standalone schedulers.
 
 use std::time::{Duration, Instant};
 
@@ -14,12 +15,16 @@ fn has_default_sa(server: &Server, ns: &str) -> bool {
 }
 
 fn lease_holder(server: &Server) -> String {
+    holder_of(server, "kube-controller-manager")
+}
+
+fn holder_of(server: &Server, lease: &str) -> String {
     let out = server.kubectl(
         KUBECTL_133,
         &[
             "get",
             "lease",
-            "kube-controller-manager",
+            lease,
             "-n",
             "kube-system",
             "-o",
@@ -164,4 +169,54 @@ fn two_managers_one_leader_and_handover() {
         &server, "two"
     )));
     eprintln!("leader handover took {handover:?}");
+}
+
+fn pod_node(server: &Server, pod: &str) -> String {
+    let out = server.kubectl(
+        KUBECTL_133,
+        &["get", "pod", pod, "-o", "jsonpath={.spec.nodeName}"],
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn standalone_schedulers_elect_one_leader() {
+    let server = Server::start();
+    let _nodes = Component::start(&server, &["sim", "nodes", "1", "--name-prefix", "elect-"]);
+    let timing = [
+        "scheduler",
+        "--leader-elect-lease-duration=6",
+        "--leader-elect-renew-deadline=4",
+        "--leader-elect-retry-period=1",
+    ];
+    let mut a = Component::start(&server, &timing);
+    let mut b = Component::start(&server, &timing);
+    assert!(eventually(Duration::from_secs(20), || !holder_of(
+        &server,
+        "kube-scheduler"
+    )
+    .is_empty()));
+    let holder = holder_of(&server, "kube-scheduler");
+    let (leader, follower) = if holder.contains(&format!("_{}_", a.pid())) {
+        (&mut a, &mut b)
+    } else {
+        assert!(
+            holder.contains(&format!("_{}_", b.pid())),
+            "holder {holder}"
+        );
+        (&mut b, &mut a)
+    };
+    ok(server.kubectl(KUBECTL_133, &["run", "first", "--image=nginx:1.27"]));
+    assert!(eventually(Duration::from_secs(20), || pod_node(
+        &server, "first"
+    ) == "elect-0"));
+    leader.kill();
+    let follower_pid = format!("_{}_", follower.pid());
+    assert!(eventually(Duration::from_secs(15), || {
+        holder_of(&server, "kube-scheduler").contains(&follower_pid)
+    }));
+    ok(server.kubectl(KUBECTL_133, &["run", "second", "--image=nginx:1.27"]));
+    assert!(eventually(Duration::from_secs(20), || pod_node(
+        &server, "second"
+    ) == "elect-0"));
 }

@@ -3,6 +3,7 @@
 pub(crate) mod bench;
 pub(crate) mod controller_manager;
 pub(crate) mod kube_client;
+pub(crate) mod leader;
 pub(crate) mod plugin;
 pub(crate) mod scheduler;
 pub(crate) mod server;

@@ -1,4 +1,6 @@
-//! `keelson scheduler`: the scheduler as its own process against any API server.
+//! `keelson scheduler`: the scheduler as its own process against any API server; with
+//! `--leader-elect` (the default) only the holder of the Lease `kube-system/kube-scheduler`
+//! schedules, so several can run side by side.
 
 use std::path::PathBuf;
 
@@ -6,6 +8,9 @@ use anyhow::Context;
 use clap::Args;
 
 use super::kube_client;
+
+/// The Lease schedulers elect their leader on (Kubernetes' name).
+pub(crate) const LEASE_NAME: &str = "kube-scheduler";
 
 /// Flags of `keelson scheduler`.
 #[derive(Args, Debug)]
@@ -15,6 +20,8 @@ pub(crate) struct SchedulerCommand {
     kubeconfig: Option<PathBuf>,
     #[command(flatten)]
     options: SchedulerOptions,
+    #[command(flatten)]
+    leader: super::leader::LeaderElectionArgs,
 }
 
 /// Tuning shared by `keelson scheduler` and the scheduler inside `keelson server`.
@@ -79,9 +86,38 @@ impl SchedulerCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<()> {
         let path = kube_client::kubeconfig_path(self.kubeconfig);
         let client = kube_client::from_kubeconfig(&path).await?;
+        self.options.config()?; // refuse a bad configuration before campaigning
+        let options = &self.options;
+        let scheduling = self.leader.run(client.clone(), LEASE_NAME, || {
+            let client = client.clone();
+            async move {
+                let result = match options.config() {
+                    Ok(config) => keelson_scheduler::run(client, config)
+                        .await
+                        .map_err(Into::into),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "scheduler stopped");
+                }
+            }
+        });
         tokio::select! {
-            r = keelson_scheduler::run(client, self.options.config()?) => Ok(r?),
-            r = tokio::signal::ctrl_c() => Ok(r?),
+            () = scheduling => Ok(()),
+            signal = super::shutdown_signal() => signal,
         }
+    }
+}
+
+/// One term of scheduling: until the scheduler stops (logged) or the caller drops it.
+pub(crate) async fn run_term(client: kube::Client, options: SchedulerOptions) {
+    let result = match options.config() {
+        Ok(config) => keelson_scheduler::run(client, config)
+            .await
+            .map_err(anyhow::Error::from),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        tracing::error!(error = %e, "scheduler stopped");
     }
 }

@@ -104,11 +104,23 @@ fn default_data_dir() -> PathBuf {
 }
 
 /// Runs the scheduler in the background on `client`; it logs and stops if it fails.
-fn spawn_scheduler(client: kube::Client, config: keelson_scheduler::Config) {
+/// With `elect` (several servers sharing a store) only the holder of the Lease
+/// `kube-system/kube-scheduler` schedules.
+fn spawn_scheduler(client: kube::Client, options: super::scheduler::SchedulerOptions, elect: bool) {
+    use super::scheduler::{run_term, LEASE_NAME};
     tokio::spawn(async move {
-        if let Err(e) = keelson_scheduler::run(client, config).await {
-            tracing::error!(error = %e, "scheduler stopped");
+        if !elect {
+            return run_term(client, options).await;
         }
+        let identity = keelson_client::leader::process_identity();
+        keelson_client::leader::LeaderElector::new(
+            client.clone(),
+            "kube-system",
+            LEASE_NAME,
+            &identity,
+        )
+        .run(|| run_term(client.clone(), options.clone()))
+        .await;
     });
 }
 
@@ -155,7 +167,8 @@ impl ServerCommand {
                 keelson_apiserver::router(running.api.clone()),
                 keelson_client::UserInfo::scheduler(),
             );
-            spawn_scheduler(client, self.scheduler.config()?);
+            self.scheduler.config()?; // refuse a bad configuration at startup
+            spawn_scheduler(client, self.scheduler.clone(), shared_store);
             running.api.components.set_running("scheduler");
         }
         if self.print_ports {
