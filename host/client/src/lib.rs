@@ -27,4 +27,4 @@ pub use error::Error;
 pub use in_process::in_process;
 pub use keelson_apimachinery::UserInfo;
 pub use kube;
-pub use remote::from_kubeconfig;
+pub use remote::{config_from_kubeconfig, from_kubeconfig, multiplexed};
