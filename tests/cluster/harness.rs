@@ -251,14 +251,24 @@ fn unsafe_kill_group(pid: u32) {
         .status();
 }
 
-/// A `keelson sim nodes` process against a server, killed (with its group) on drop.
-pub(crate) struct Sim {
+/// A `keelson` component process (`sim nodes`, `scheduler`) against a server, killed (with its
+/// group) on drop; it logs into the server's log.
+pub(crate) struct Component {
     child: Child,
 }
 
-impl Sim {
+impl Component {
     /// Starts `keelson sim nodes <args>` with the server's kubeconfig.
-    pub(crate) fn start(server: &Server, args: &[&str]) -> Self {
+    pub(crate) fn sim_nodes(server: &Server, args: &[&str]) -> Self {
+        Self::start(server, &[&["sim", "nodes"][..], args].concat())
+    }
+
+    /// Starts `keelson scheduler <args>` with the server's kubeconfig.
+    pub(crate) fn scheduler(server: &Server, args: &[&str]) -> Self {
+        Self::start(server, &[&["scheduler"][..], args].concat())
+    }
+
+    fn start(server: &Server, args: &[&str]) -> Self {
         use std::os::unix::process::CommandExt;
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -266,7 +276,6 @@ impl Sim {
             .open(&server.log)
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_keelson"))
-            .args(["sim", "nodes"])
             .args(args)
             .arg("--kubeconfig")
             .arg(server.kubeconfig())
@@ -275,12 +284,12 @@ impl Sim {
             .stderr(log)
             .process_group(0)
             .spawn()
-            .expect("start keelson sim");
-        Sim { child }
+            .expect("start a keelson component");
+        Component { child }
     }
 }
 
-impl Drop for Sim {
+impl Drop for Component {
     fn drop(&mut self) {
         unsafe_kill_group(self.child.id());
         let _ = self.child.wait();

@@ -4,11 +4,11 @@
 //! its events and condition and is placed once a node with room appears; a higher-priority pod
 //! preempts a lower one; a second profile from `--scheduler-config` changes placement, and pods
 //! naming no profile are left alone; pods on nodes are deleted gracefully and evictions honour
-//! PodDisruptionBudgets.
+//! PodDisruptionBudgets; `keelson scheduler` runs standalone.
 
 use std::time::Duration;
 
-use crate::harness::{eventually, ok, Server, Sim, KUBECTL_133};
+use crate::harness::{eventually, ok, Component, Server, KUBECTL_133};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -80,7 +80,7 @@ fn wait_nodes(server: &Server, n: usize) {
 fn pods_land_where_the_rules_say() {
     let server = Server::start_with_scheduler(&[]);
     let common = ["--cpu", "2", "--memory", "4Gi", "--pods", "20"];
-    let _z1 = Sim::start(
+    let _z1 = Component::sim_nodes(
         &server,
         &[
             &[
@@ -96,7 +96,7 @@ fn pods_land_where_the_rules_say() {
         ]
         .concat(),
     );
-    let _z2 = Sim::start(
+    let _z2 = Component::sim_nodes(
         &server,
         &[
             &["1", "--name-prefix", "b-", "--label", "zone=z2"][..],
@@ -104,7 +104,7 @@ fn pods_land_where_the_rules_say() {
         ]
         .concat(),
     );
-    let _z3 = Sim::start(
+    let _z3 = Component::sim_nodes(
         &server,
         &[
             &[
@@ -229,7 +229,7 @@ fn pods_land_where_the_rules_say() {
 #[test]
 fn unschedulable_pod_is_placed_when_a_node_with_room_appears() {
     let server = Server::start_with_scheduler(&[]);
-    let _small = Sim::start(
+    let _small = Component::sim_nodes(
         &server,
         &[
             "2",
@@ -258,7 +258,7 @@ fn unschedulable_pod_is_placed_when_a_node_with_room_appears() {
     assert!(describe.contains("2 Insufficient cpu"), "{describe}");
     assert_eq!(node_of(&server, "big"), "");
 
-    let _large = Sim::start(
+    let _large = Component::sim_nodes(
         &server,
         &[
             "1",
@@ -299,7 +299,7 @@ fn preemption_and_profiles() {
     let config = dir.path().join("scheduler.yaml");
     std::fs::write(&config, SCHEDULER_CONFIG).unwrap();
     let server = Server::start_with_scheduler(&["--scheduler-config", config.to_str().unwrap()]);
-    let _node = Sim::start(
+    let _node = Component::sim_nodes(
         &server,
         &[
             "1",
@@ -420,7 +420,7 @@ fn graceful_deletion_and_eviction() {
 
     // Eviction through kubectl drain honours the PodDisruptionBudget; the simulated kubelet
     // finishes the graceful deletion.
-    let _sim = Sim::start(&server, &["1", "--name-prefix", "drain-"]);
+    let _sim = Component::sim_nodes(&server, &["1", "--name-prefix", "drain-"]);
     // "manual" has no Ready condition; the simulated node has.
     wait_nodes(&server, 1);
     apply(
@@ -505,4 +505,21 @@ fn graceful_deletion_and_eviction() {
         ],
     ));
     assert_eq!(left, "0");
+}
+
+#[test]
+fn standalone_scheduler() {
+    // The server runs without its own scheduler; `keelson scheduler --kubeconfig` places pods.
+    let server = Server::start();
+    let _nodes = Component::sim_nodes(&server, &["1", "--name-prefix", "solo-"]);
+    wait_nodes(&server, 1);
+    apply(&server, &pod("waiting", "", ""));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        node_of(&server, "waiting"),
+        "",
+        "the server must not schedule with --disable-scheduler"
+    );
+    let _scheduler = Component::scheduler(&server, &[]);
+    assert_eq!(wait_bound(&server, "waiting"), "solo-0");
 }

@@ -19,6 +19,22 @@ fn api(client: &Client, pod: &Pod) -> Api<Pod> {
     )
 }
 
+/// Runs a write again (up to five times) while the API server answers 409 Conflict: patches
+/// carry no resourceVersion, so a conflict only means another writer raced this one.
+pub(crate) async fn retry_conflicts<T, F, Fut>(mut write: F) -> Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    let mut attempt = 0;
+    loop {
+        match write().await {
+            Err(kube::Error::Api(s)) if s.code == 409 && attempt < 5 => attempt += 1,
+            other => return other,
+        }
+    }
+}
+
 /// Nominates the node for `pod` and evicts the victims.
 pub(crate) async fn carry_out(
     client: &Client,
@@ -28,9 +44,9 @@ pub(crate) async fn carry_out(
 ) -> Result<(), kube::Error> {
     let name = pod.metadata.name.as_deref().unwrap_or_default();
     let nominate = serde_json::json!({"status": {"nominatedNodeName": nomination.node}});
-    api(client, pod)
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(nominate))
-        .await?;
+    let pods = api(client, pod);
+    let (pp, patch) = (PatchParams::default(), Patch::Merge(&nominate));
+    retry_conflicts(|| pods.patch_status(name, &pp, &patch)).await?;
     let by = pod.metadata.uid.clone().unwrap_or_default();
     for victim in nomination.victims {
         let vname = victim.metadata.name.clone().unwrap_or_default();

@@ -173,8 +173,9 @@ async fn write(client: &Client, instance: &str, report: Report) -> Result<(), ku
                     "lastTransitionTime": Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
                 }]}});
                 let name = pod.metadata.name.as_deref().unwrap_or_default();
-                pods.patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
-                    .await?;
+                let (pp, patch) = (PatchParams::default(), Patch::Strategic(&patch));
+                let write = || pods.patch_status(name, &pp, &patch);
+                crate::preempt::retry_conflicts(write).await?;
             }
             (pod, ev)
         }

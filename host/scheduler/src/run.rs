@@ -315,6 +315,7 @@ impl Scheduler {
                             let done = preempt::carry_out(&s.client, &s.reporter, &info.pod, n);
                             if let Err(e) = done.await {
                                 tracing::warn!(error = %e, "preemption failed");
+                                s.queue.backoff(&info.key);
                             }
                         };
                         tokio::spawn(task.instrument(span));
