@@ -251,51 +251,6 @@ fn unsafe_kill_group(pid: u32) {
         .status();
 }
 
-/// A `keelson` component process (`sim nodes`, `scheduler`) against a server, killed (with its
-/// group) on drop; it logs into the server's log.
-pub(crate) struct Component {
-    child: Child,
-}
-
-impl Component {
-    /// Starts `keelson sim nodes <args>` with the server's kubeconfig.
-    pub(crate) fn sim_nodes(server: &Server, args: &[&str]) -> Self {
-        Self::start(server, &[&["sim", "nodes"][..], args].concat())
-    }
-
-    /// Starts `keelson scheduler <args>` with the server's kubeconfig.
-    pub(crate) fn scheduler(server: &Server, args: &[&str]) -> Self {
-        Self::start(server, &[&["scheduler"][..], args].concat())
-    }
-
-    fn start(server: &Server, args: &[&str]) -> Self {
-        use std::os::unix::process::CommandExt;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&server.log)
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_keelson"))
-            .args(args)
-            .arg("--kubeconfig")
-            .arg(server.kubeconfig())
-            .env("KEELSON_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .expect("start a keelson component");
-        Component { child }
-    }
-}
-
-impl Drop for Component {
-    fn drop(&mut self) {
-        unsafe_kill_group(self.child.id());
-        let _ = self.child.wait();
-    }
-}
-
 /// A real etcd on free loopback ports, killed on drop.
 pub(crate) fn etcd() -> keelson_store::local_etcd::LocalEtcd {
     keelson_store::local_etcd::LocalEtcd::start().expect("etcd (apt install etcd-server)")
@@ -345,6 +300,16 @@ pub(crate) struct Component {
 }
 
 impl Component {
+    /// Starts `keelson sim nodes <args>` with the server's kubeconfig.
+    pub(crate) fn sim_nodes(server: &Server, args: &[&str]) -> Self {
+        Self::start(server, &[&["sim", "nodes"][..], args].concat())
+    }
+
+    /// Starts `keelson scheduler <args>` with the server's kubeconfig.
+    pub(crate) fn scheduler(server: &Server, args: &[&str]) -> Self {
+        Self::start(server, &[&["scheduler"][..], args].concat())
+    }
+
     /// Starts `keelson <args…>` with `--kubeconfig` of `server`.
     pub(crate) fn start(server: &Server, args: &[&str]) -> Self {
         use std::os::unix::process::CommandExt;
