@@ -108,7 +108,7 @@ pub(crate) async fn start(backend: Backend, base: &Path) -> Result<Started, Star
         router.clone(),
         keelson_client::UserInfo::controller_manager(),
     )));
-    let endpoint = Endpoint::from_data_dir(&data_dir, running.secure_port)?;
+    let endpoint = Endpoint::from_kubeconfig(&running.kubeconfig).await?;
     Ok(Started {
         endpoint,
         cold_start,

@@ -1,58 +1,48 @@
-//! The benchmark's HTTPS client: reqwest over rustls, trusting only the server's CA, sending the
-//! admin bearer token. Each [`Client`] is one connection pool (with HTTP/2, one connection), so
-//! "16 clients" means 16 connections.
+//! The benchmark's HTTPS client: keelson-client's multiplexed `kube::Client` (HTTP/2 over
+//! rustls, with the CA and admin token of the server's kubeconfig). It sends raw requests and
+//! reads raw answers, so the load generator decodes no more than it must. Each [`Client`] is
+//! one connection, so "16 clients" means 16 connections.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
+use ::http::Method;
 use anyhow::Context;
-use reqwest::Method;
+use http_body_util::BodyExt;
 use serde_json::{json, Value};
 
 /// Timeout of one ordinary request.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// A streamed answer (a watch).
+pub(crate) type Streamed = ::http::Response<kube::client::Body>;
+
 /// Where a server listens and how to authenticate to it.
 #[derive(Clone)]
 pub(crate) struct Endpoint {
-    base: Arc<str>,
-    auth: Arc<str>,
-    ca: reqwest::Certificate,
+    config: kube::Config,
 }
 
 impl Endpoint {
-    /// Reads the admin token and CA that the server wrote into its data dir.
-    pub(crate) fn from_data_dir(data_dir: &Path, port: u16) -> anyhow::Result<Self> {
-        let token = std::fs::read_to_string(data_dir.join("token")).context("reading the token")?;
-        let ca = std::fs::read(data_dir.join("tls/ca.crt")).context("reading the CA")?;
-        Ok(Self {
-            base: format!("https://127.0.0.1:{port}").into(),
-            auth: format!("Bearer {}", token.trim()).into(),
-            ca: reqwest::Certificate::from_pem(&ca).context("parsing the CA")?,
-        })
+    /// Reads the server's admin kubeconfig (URL, CA, token).
+    pub(crate) async fn from_kubeconfig(path: &Path) -> anyhow::Result<Self> {
+        let config = keelson_client::config_from_kubeconfig(path)
+            .await
+            .with_context(|| format!("reading {}", path.display()))?;
+        Ok(Self { config })
     }
 
     /// A new client (own connection); `timeout` bounds each whole request, None for watches.
     pub(crate) fn client(&self, timeout: Option<Duration>) -> anyhow::Result<Client> {
-        let mut builder = reqwest::Client::builder()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(self.ca.clone())
-            .connect_timeout(Duration::from_secs(10))
-            .no_proxy();
-        if let Some(t) = timeout {
-            builder = builder.timeout(t);
-        }
         Ok(Client {
-            http: builder.build().context("building the HTTPS client")?,
-            base: self.base.clone(),
-            auth: self.auth.clone(),
+            kube: keelson_client::multiplexed(&self.config).context("building the client")?,
+            timeout,
         })
     }
 
     /// The server's base URL.
-    pub(crate) fn base(&self) -> &str {
-        &self.base
+    pub(crate) fn base(&self) -> String {
+        self.config.cluster_url.to_string()
     }
 
     /// `n` clients with the ordinary request timeout.
@@ -66,9 +56,8 @@ impl Endpoint {
 /// One client of the API server.
 #[derive(Clone)]
 pub(crate) struct Client {
-    http: reqwest::Client,
-    base: Arc<str>,
-    auth: Arc<str>,
+    kube: kube::Client,
+    timeout: Option<Duration>,
 }
 
 /// The path of a namespace's ConfigMaps.
@@ -93,21 +82,28 @@ impl Client {
         method: Method,
         path: &str,
         body: Option<&Value>,
-    ) -> Result<reqwest::Response, String> {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .header(reqwest::header::AUTHORIZATION, &*self.auth)
-            .header(reqwest::header::ACCEPT, "application/json");
-        if let Some(b) = body {
-            req = req.json(b);
+    ) -> Result<Streamed, String> {
+        let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let req = ::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(::http::header::ACCEPT, "application/json")
+            .header(::http::header::CONTENT_TYPE, "application/json")
+            .body(kube::client::Body::from(body))
+            .map_err(|e| e.to_string())?;
+        let sent = self.kube.send(req);
+        let resp = match self.timeout {
+            Some(t) => tokio::time::timeout(t, sent)
+                .await
+                .map_err(|_| format!("{path}: timed out after {t:?}"))?,
+            None => sent.await,
         }
-        let resp = req.send().await.map_err(|e| error_chain(&e))?;
+        .map_err(|e| error_chain(&e))?;
         if resp.status().is_success() {
             return Ok(resp);
         }
         let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
+        let text = read_text(resp).await.unwrap_or_default();
         let message = serde_json::from_str::<Value>(&text)
             .ok()
             .and_then(|v| v["message"].as_str().map(str::to_string))
@@ -118,21 +114,20 @@ impl Client {
     /// Sends a request and reads the whole body.
     async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<(), String> {
         let resp = self.send(method, path, body).await?;
-        resp.bytes().await.map_err(|e| error_chain(&e))?;
-        Ok(())
+        read_text(resp).await.map(drop)
     }
 
     /// Sends a request and parses the JSON answer.
     async fn call_json(&self, method: Method, path: &str) -> Result<Value, String> {
-        let resp = self.send(method, path, None).await?;
-        resp.json().await.map_err(|e| error_chain(&e))
+        let text = read_text(self.send(method, path, None).await?).await?;
+        serde_json::from_str(&text).map_err(|e| e.to_string())
     }
 
     /// `GET /version`: warms the connection up and tells the negotiated protocol.
     pub(crate) async fn warm_up(&self) -> Result<String, String> {
         let resp = self.send(Method::GET, "/version", None).await?;
         let version = format!("{:?}", resp.version());
-        resp.bytes().await.map_err(|e| error_chain(&e))?;
+        read_text(resp).await?;
         Ok(version)
     }
 
@@ -171,8 +166,7 @@ impl Client {
 
     /// GETs `path` as text (for `/metrics`).
     pub(crate) async fn get_text(&self, path: &str) -> Result<String, String> {
-        let resp = self.send(Method::GET, path, None).await?;
-        resp.text().await.map_err(|e| error_chain(&e))
+        read_text(self.send(Method::GET, path, None).await?).await
     }
 
     /// Reads one ConfigMap.
@@ -198,14 +192,21 @@ impl Client {
     }
 
     /// Opens a watch on a namespace's ConfigMaps from `rv`; the response streams events.
-    pub(crate) async fn watch_configmaps(
-        &self,
-        ns: &str,
-        rv: &str,
-    ) -> Result<reqwest::Response, String> {
+    pub(crate) async fn watch_configmaps(&self, ns: &str, rv: &str) -> Result<Streamed, String> {
         let path = format!("{}?watch=true&resourceVersion={rv}", configmaps(ns));
         self.send(Method::GET, &path, None).await
     }
+}
+
+/// Reads a whole answer as text.
+async fn read_text(resp: Streamed) -> Result<String, String> {
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| error_chain(&e))?
+        .to_bytes();
+    String::from_utf8(bytes.to_vec()).map_err(|e| e.to_string())
 }
 
 /// An error with its sources, on one line.

@@ -10,7 +10,9 @@ use serde::Deserialize;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::http::{error_chain, Client, Endpoint};
+use http_body_util::BodyExt;
+
+use super::http::{error_chain, Client, Endpoint, Streamed};
 use super::load::{self, Outcome};
 
 /// Prefix of the created objects' names; the rest is their index.
@@ -68,16 +70,17 @@ type Seen = (Vec<(usize, Instant)>, Option<String>);
 /// Reads one watch stream until it has `events` distinct ADDED events named `fan-<i>`, the
 /// stream ends, or `stop` fires.
 async fn read_watch(
-    mut resp: reqwest::Response,
+    resp: Streamed,
     events: usize,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Seen {
     let mut seen = Vec::with_capacity(events);
     let mut got = vec![false; events];
     let mut buf: Vec<u8> = Vec::new();
+    let mut body = resp.into_body();
     while seen.len() < events {
         let chunk = tokio::select! {
-            c = resp.chunk() => c,
+            f = body.frame() => f.transpose().map(|f| f.and_then(|f| f.into_data().ok())),
             _ = stop.changed() => return (seen, Some("stopped before all events arrived".into())),
         };
         let chunk = match chunk {
@@ -145,7 +148,7 @@ pub(crate) async fn fan_out(
     // Open every watch; the response headers mean the server has it.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let opened = Instant::now();
-    let responses: Vec<Result<reqwest::Response, String>> = futures::stream::iter(0..size.watchers)
+    let responses: Vec<Result<Streamed, String>> = futures::stream::iter(0..size.watchers)
         .map(|i| {
             let client = watch_clients[i % connections].clone();
             let rv = rv.clone();
