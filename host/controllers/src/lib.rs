@@ -4,15 +4,21 @@
 //! store. So `keelson controller-manager --kubeconfig F` runs exactly what runs in-process.
 //! - [`garbage_collector`]: ownerReferences with Background, Foreground and Orphan propagation;
 //! - [`namespace`]: deletes a terminating namespace's contents, then finalizes it;
-//! - [`serviceaccount`]: every namespace has a `default` ServiceAccount.
+//! - [`serviceaccount`]: every namespace has a `default` ServiceAccount;
+//! - [`replicaset`]: ReplicaSets and ReplicationControllers keep `spec.replicas` pods;
+//! - [`deployment`]: Deployments roll out through ReplicaSets (RollingUpdate, Recreate).
 //!
 //! [`run_elected`] runs them only while this process holds the Lease
 //! `kube-system/kube-controller-manager`, so several managers can share one cluster.
 
+pub mod deployment;
 pub mod discovery;
 mod error;
 pub mod garbage_collector;
 pub mod namespace;
+mod ownership;
+pub mod replicaset;
+mod selector;
 pub mod serviceaccount;
 
 pub use error::Error;
@@ -26,6 +32,9 @@ pub async fn run(client: kube::Client) {
     tokio::join!(
         garbage_collector::run(client.clone()),
         namespace::run(client.clone()),
+        replicaset::run(client.clone()),
+        deployment::run(client.clone()),
+        replicaset::run_rc(client.clone()),
         serviceaccount::run(client),
     );
 }

@@ -1,0 +1,247 @@
+//! The workload controllers on simulated nodes, driven by kubectl 1.33: a Deployment rolls
+//! out through ReplicaSets (`rollout status|history|undo|pause|resume`), scales up and down,
+//! replaces a deleted pod, and is deleted with everything it made.
+
+use std::time::Duration;
+
+use crate::harness::{eventually, ok, Server, Sim, KUBECTL_133};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn get(server: &Server, args: &[&str]) -> String {
+    let mut all = vec!["get"];
+    all.extend_from_slice(args);
+    String::from_utf8_lossy(&server.kubectl(KUBECTL_133, &all).stdout).into_owned()
+}
+
+/// Names of the pods of `web` that are Running and not being deleted.
+fn running_pods(server: &Server) -> Vec<String> {
+    get(
+        server,
+        &[
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            r#"jsonpath={range .items[?(@.status.phase=="Running")]}{.metadata.name} {.metadata.deletionTimestamp}{"\n"}{end}"#,
+        ],
+    )
+    .lines()
+    .filter(|l| l.split_whitespace().count() == 1)
+    .map(|l| l.trim().to_string())
+    .collect()
+}
+
+fn rollout_status(server: &Server) {
+    ok(server.kubectl(
+        KUBECTL_133,
+        &["rollout", "status", "deployment/web", "--timeout=60s"],
+    ));
+}
+
+fn template_image(server: &Server) -> String {
+    get(
+        server,
+        &[
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ],
+    )
+}
+
+fn replicasets(server: &Server) -> Vec<String> {
+    get(
+        server,
+        &[
+            "rs",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ],
+    )
+    .split_whitespace()
+    .map(str::to_string)
+    .collect()
+}
+
+fn wait_running(server: &Server, n: usize) {
+    let mut pods = Vec::new();
+    let reached = eventually(WAIT, || {
+        pods = running_pods(server);
+        pods.len() == n
+    });
+    assert!(reached, "expected {n} running pods of web, have {pods:?}");
+}
+
+#[test]
+fn deployment_rolls_out_scales_and_cascades() {
+    let server = Server::start_with_scheduler(&[]);
+    let _nodes = Sim::start(&server, &["3"]);
+    ok(server.kubectl(
+        KUBECTL_133,
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx:1.27",
+            "--replicas=3",
+        ],
+    ));
+    rollout_status(&server);
+    wait_running(&server, 3);
+    let first = replicasets(&server);
+    assert_eq!(first.len(), 1, "one ReplicaSet: {first:?}");
+    let hash = get(
+        &server,
+        &[
+            "rs",
+            &first[0],
+            "-o",
+            "jsonpath={.metadata.labels.pod-template-hash}",
+        ],
+    );
+    assert!(
+        !hash.is_empty() && first[0] == format!("web-{hash}"),
+        "ReplicaSet {} is named after its pod-template-hash {hash}",
+        first[0]
+    );
+    let conditions = get(
+        &server,
+        &[
+            "deployment",
+            "web",
+            "-o",
+            r#"jsonpath={range .status.conditions[*]}{.type}={.reason}{"\n"}{end}"#,
+        ],
+    );
+    assert!(
+        conditions.contains("Available=MinimumReplicasAvailable"),
+        "{conditions}"
+    );
+    assert!(
+        conditions.contains("Progressing=NewReplicaSetAvailable"),
+        "{conditions}"
+    );
+
+    // A new image rolls out through a second ReplicaSet.
+    ok(server.kubectl(
+        KUBECTL_133,
+        &["set", "image", "deployment/web", "nginx=nginx:1.28"],
+    ));
+    rollout_status(&server);
+    assert_eq!(replicasets(&server).len(), 2);
+    wait_running(&server, 3);
+    let history = ok(server.kubectl(KUBECTL_133, &["rollout", "history", "deployment/web"]));
+    let revisions: Vec<&str> = history
+        .lines()
+        .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+        .collect();
+    assert_eq!(revisions.len(), 2, "two revisions:\n{history}");
+
+    // Undo goes back to the first template (and its ReplicaSet).
+    ok(server.kubectl(KUBECTL_133, &["rollout", "undo", "deployment/web"]));
+    rollout_status(&server);
+    assert_eq!(template_image(&server), "nginx:1.27");
+    assert_eq!(
+        replicasets(&server).len(),
+        2,
+        "the first ReplicaSet is reused"
+    );
+    let revision = get(
+        &server,
+        &[
+            "rs",
+            &first[0],
+            "-o",
+            r#"jsonpath={.metadata.annotations.deployment\.kubernetes\.io/revision}"#,
+        ],
+    );
+    assert_eq!(revision, "3", "the reused ReplicaSet becomes revision 3");
+    wait_running(&server, 3);
+
+    // Paused: a template change makes no ReplicaSet until resumed.
+    ok(server.kubectl(KUBECTL_133, &["rollout", "pause", "deployment/web"]));
+    ok(server.kubectl(
+        KUBECTL_133,
+        &["set", "image", "deployment/web", "nginx=nginx:1.29"],
+    ));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(replicasets(&server).len(), 2, "paused: no new ReplicaSet");
+    ok(server.kubectl(KUBECTL_133, &["rollout", "resume", "deployment/web"]));
+    rollout_status(&server);
+    assert_eq!(replicasets(&server).len(), 3);
+
+    // Scale up and down.
+    ok(server.kubectl(KUBECTL_133, &["scale", "deployment/web", "--replicas=5"]));
+    wait_running(&server, 5);
+    rollout_status(&server);
+    ok(server.kubectl(KUBECTL_133, &["scale", "deployment/web", "--replicas=1"]));
+    wait_running(&server, 1);
+    rollout_status(&server);
+
+    // A deleted pod is replaced.
+    let victim = running_pods(&server).remove(0);
+    ok(server.kubectl(KUBECTL_133, &["delete", "pod", &victim, "--wait=false"]));
+    let mut pods = Vec::new();
+    let replaced = eventually(WAIT, || {
+        pods = running_pods(&server);
+        pods.len() == 1 && pods[0] != victim
+    });
+    assert!(replaced, "pod {victim} was not replaced: {pods:?}");
+
+    // Deleting the Deployment takes its ReplicaSets and pods with it.
+    ok(server.kubectl(KUBECTL_133, &["delete", "deployment", "web"]));
+    let gone = eventually(WAIT, || {
+        replicasets(&server).is_empty()
+            && get(&server, &["pods", "-l", "app=web", "-o", "name"])
+                .trim()
+                .is_empty()
+    });
+    assert!(gone, "ReplicaSets and pods of web remain after deletion");
+}
+
+#[test]
+fn replicaset_adopts_orphans_and_keeps_its_count() {
+    let server = Server::start_with_scheduler(&[]);
+    let _nodes = Sim::start(&server, &["2"]);
+    let orphan = "apiVersion: v1
+kind: Pod
+metadata: {name: orphan, labels: {app: web}}
+spec: {containers: [{name: c, image: nginx:1.27}]}";
+    ok(server.kubectl_stdin(KUBECTL_133, &["create", "-f", "-"], orphan));
+    let rs = "apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: web}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: c, image: nginx:1.27}]}";
+    ok(server.kubectl_stdin(KUBECTL_133, &["create", "-f", "-"], rs));
+    wait_running(&server, 3);
+    let owner = get(
+        &server,
+        &[
+            "pod",
+            "orphan",
+            "-o",
+            "jsonpath={.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}",
+        ],
+    );
+    assert_eq!(owner, "ReplicaSet/web", "the orphan was adopted");
+    let ready = eventually(WAIT, || {
+        get(&server, &["rs", "web", "-o", "jsonpath={.status.readyReplicas}/{.status.availableReplicas}/{.status.fullyLabeledReplicas}"]) == "3/3/3"
+    });
+    assert!(
+        ready,
+        "ReplicaSet status counts 3 ready, available, fully labeled pods"
+    );
+    // Exactly three stay: no burst of events makes a fourth.
+    std::thread::sleep(Duration::from_secs(2));
+    let all = get(&server, &["pods", "-l", "app=web", "-o", "name"]);
+    assert_eq!(all.lines().count(), 3, "{all}");
+}
