@@ -1,6 +1,7 @@
 //! The workload controllers on simulated nodes, driven by kubectl 1.33: a Deployment rolls
 //! out through ReplicaSets (`rollout status|history|undo|pause|resume`), scales up and down,
-//! replaces a deleted pod, and is deleted with everything it made.
+//! replaces a deleted pod, and is deleted with everything it made; Jobs complete, fail by
+//! backoffLimit, and give Indexed pods their indexes.
 
 use std::time::Duration;
 
@@ -244,4 +245,105 @@ spec:
     std::thread::sleep(Duration::from_secs(2));
     let all = get(&server, &["pods", "-l", "app=web", "-o", "name"]);
     assert_eq!(all.lines().count(), 3, "{all}");
+}
+
+fn job(name: &str, spec: &str, exit_code: u8) -> String {
+    format!(
+        "apiVersion: batch/v1
+kind: Job
+metadata: {{name: {name}}}
+spec:
+{spec}
+  template:
+    metadata:
+      annotations: {{keelson.dev/sim-duration-seconds: '1', keelson.dev/sim-exit-code: '{exit_code}'}}
+    spec:
+      restartPolicy: Never
+      containers: [{{name: c, image: busybox:1.36}}]"
+    )
+}
+
+fn wait_job(server: &Server, name: &str, condition: &str) {
+    ok(server.kubectl(
+        KUBECTL_133,
+        &[
+            "wait",
+            &format!("--for=condition={condition}"),
+            &format!("job/{name}"),
+            "--timeout=60s",
+        ],
+    ));
+}
+
+#[test]
+fn jobs_complete_fail_and_index() {
+    let server = Server::start_with_scheduler(&[]);
+    let _nodes = Sim::start(&server, &["2"]);
+    let jobs = [
+        job("done", "  completions: 3\n  parallelism: 2", 0),
+        job("fails", "  backoffLimit: 1", 1),
+        job(
+            "indexed",
+            "  completions: 3\n  parallelism: 3\n  completionMode: Indexed",
+            0,
+        ),
+    ];
+    for j in &jobs {
+        ok(server.kubectl_stdin(KUBECTL_133, &["create", "-f", "-"], j));
+    }
+    wait_job(&server, "done", "complete");
+    assert_eq!(
+        get(
+            &server,
+            &[
+                "job",
+                "done",
+                "-o",
+                "jsonpath={.status.succeeded}/{.status.active}"
+            ]
+        ),
+        "3/0"
+    );
+    wait_job(&server, "fails", "failed");
+    assert_eq!(
+        get(
+            &server,
+            &[
+                "job",
+                "fails",
+                "-o",
+                r#"jsonpath={.status.failed}/{.status.conditions[?(@.type=="Failed")].reason}"#,
+            ],
+        ),
+        "2/BackoffLimitExceeded",
+        "backoffLimit 1 allows one retry"
+    );
+    wait_job(&server, "indexed", "complete");
+    assert_eq!(
+        get(
+            &server,
+            &[
+                "job",
+                "indexed",
+                "-o",
+                "jsonpath={.status.completedIndexes}"
+            ]
+        ),
+        "0-2"
+    );
+    let mut indexes: Vec<String> = get(
+        &server,
+        &[
+            "pods",
+            "-l",
+            "batch.kubernetes.io/job-name=indexed",
+            "-o",
+            r#"jsonpath={range .items[*]}{.metadata.annotations.batch\.kubernetes\.io/job-completion-index}{"\n"}{end}"#,
+        ],
+    )
+    .lines()
+    .map(str::to_string)
+    .collect();
+    indexes.sort();
+    assert_eq!(indexes, ["0", "1", "2"]);
 }

@@ -6,7 +6,8 @@
 //! - [`namespace`]: deletes a terminating namespace's contents, then finalizes it;
 //! - [`serviceaccount`]: every namespace has a `default` ServiceAccount;
 //! - [`replicaset`]: ReplicaSets and ReplicationControllers keep `spec.replicas` pods;
-//! - [`deployment`]: Deployments roll out through ReplicaSets (RollingUpdate, Recreate).
+//! - [`deployment`]: Deployments roll out through ReplicaSets (RollingUpdate, Recreate);
+//! - [`job`]: Jobs run pods to completion (parallelism, completions, Indexed, backoffLimit).
 //!
 //! [`run_elected`] runs them only while this process holds the Lease
 //! `kube-system/kube-controller-manager`, so several managers can share one cluster.
@@ -15,6 +16,7 @@ pub mod deployment;
 pub mod discovery;
 mod error;
 pub mod garbage_collector;
+pub mod job;
 pub mod namespace;
 mod ownership;
 pub mod replicaset;
@@ -34,6 +36,7 @@ pub async fn run(client: kube::Client) {
         namespace::run(client.clone()),
         replicaset::run(client.clone()),
         deployment::run(client.clone()),
+        job::run(client.clone()),
         replicaset::run_rc(client.clone()),
         serviceaccount::run(client),
     );
