@@ -1,7 +1,8 @@
 //! The workload controllers on simulated nodes, driven by kubectl 1.33: a Deployment rolls
 //! out through ReplicaSets (`rollout status|history|undo|pause|resume`), scales up and down,
 //! replaces a deleted pod, and is deleted with everything it made; Jobs complete, fail by
-//! backoffLimit, and give Indexed pods their indexes.
+//! backoffLimit, and give Indexed pods their indexes; a DaemonSet covers every eligible node,
+//! follows a new one and rolls a new image.
 
 use std::time::Duration;
 
@@ -346,4 +347,83 @@ fn jobs_complete_fail_and_index() {
     .collect();
     indexes.sort();
     assert_eq!(indexes, ["0", "1", "2"]);
+}
+
+/// `node pod-image` lines of the DaemonSet `agent`'s live pods.
+fn daemon_pods(server: &Server) -> Vec<String> {
+    let mut lines: Vec<String> = get(
+        server,
+        &[
+            "pods",
+            "-l",
+            "app=agent",
+            "-o",
+            r#"jsonpath={range .items[*]}{.spec.nodeName} {.spec.containers[0].image} {.metadata.deletionTimestamp}{"\n"}{end}"#,
+        ],
+    )
+    .lines()
+    .filter(|l| l.split_whitespace().count() == 2)
+    .map(|l| l.trim().to_string())
+    .collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn daemonset_covers_eligible_nodes() {
+    let server = Server::start_with_scheduler(&[]);
+    let _nodes = Sim::start(&server, &["2"]);
+    let _tainted = Sim::start(
+        &server,
+        &[
+            "1",
+            "--name-prefix",
+            "db-",
+            "--taint",
+            "dedicated=db:NoSchedule",
+        ],
+    );
+    let ds = "apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec: {containers: [{name: c, image: agent:1}]}";
+    ok(server.kubectl_stdin(KUBECTL_133, &["create", "-f", "-"], ds));
+    let mut pods = Vec::new();
+    let covered = eventually(WAIT, || {
+        pods = daemon_pods(&server);
+        pods == ["sim-0 agent:1", "sim-1 agent:1"]
+    });
+    assert!(
+        covered,
+        "one pod per untainted node: {pods:?}\n{}",
+        get(&server, &["pods", "-o", "wide"]) + &get(&server, &["events"])
+    );
+    ok(server.kubectl(
+        KUBECTL_133,
+        &["rollout", "status", "ds/agent", "--timeout=60s"],
+    ));
+
+    // A new node gets its pod.
+    let _extra = Sim::start(&server, &["1", "--name-prefix", "extra-"]);
+    let followed = eventually(WAIT, || {
+        pods = daemon_pods(&server);
+        pods.len() == 3 && pods[0] == "extra-0 agent:1"
+    });
+    assert!(followed, "the new node got a pod: {pods:?}");
+
+    // A new image rolls over every node.
+    ok(server.kubectl(KUBECTL_133, &["set", "image", "ds/agent", "c=agent:2"]));
+    ok(server.kubectl(
+        KUBECTL_133,
+        &["rollout", "status", "ds/agent", "--timeout=60s"],
+    ));
+    let rolled = eventually(WAIT, || {
+        pods = daemon_pods(&server);
+        pods == ["extra-0 agent:2", "sim-0 agent:2", "sim-1 agent:2"]
+    });
+    assert!(rolled, "every node runs the new image: {pods:?}");
 }

@@ -7,11 +7,13 @@
 //! - [`serviceaccount`]: every namespace has a `default` ServiceAccount;
 //! - [`replicaset`]: ReplicaSets and ReplicationControllers keep `spec.replicas` pods;
 //! - [`deployment`]: Deployments roll out through ReplicaSets (RollingUpdate, Recreate);
-//! - [`job`]: Jobs run pods to completion (parallelism, completions, Indexed, backoffLimit).
+//! - [`job`]: Jobs run pods to completion (parallelism, completions, Indexed, backoffLimit);
+//! - [`daemonset`]: DaemonSets run one pod on every eligible node.
 //!
 //! [`run_elected`] runs them only while this process holds the Lease
 //! `kube-system/kube-controller-manager`, so several managers can share one cluster.
 
+pub mod daemonset;
 pub mod deployment;
 pub mod discovery;
 mod error;
@@ -37,6 +39,7 @@ pub async fn run(client: kube::Client) {
         replicaset::run(client.clone()),
         deployment::run(client.clone()),
         job::run(client.clone()),
+        daemonset::run(client.clone()),
         replicaset::run_rc(client.clone()),
         serviceaccount::run(client),
     );

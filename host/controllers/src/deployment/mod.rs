@@ -9,6 +9,8 @@
 pub mod hash;
 mod rollout;
 mod sets;
+
+pub(crate) use sets::scaled;
 mod status;
 
 use std::sync::Arc;

@@ -23,7 +23,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::Error;
 use crate::selector;
-pub(crate) use pods::{deletion_order, from_template, is_active, is_ready, now};
+pub(crate) use pods::{deletion_order, from_template, is_active, is_available, is_ready, now};
 pub(crate) use sync::delete_pods;
 pub use sync::SetStatus;
 

@@ -119,6 +119,9 @@ async fn create(api: &Api<Pod>, pod: &Pod, n: usize) -> Result<(), Error> {
 
 /// Deletes `pods`, ignoring those already gone.
 pub(crate) async fn delete_pods(api: &Api<Pod>, pods: &[&Pod]) -> Result<(), Error> {
+    if pods.is_empty() {
+        return Ok(());
+    }
     let results = join_all(pods.iter().map(|p| {
         let name = p.metadata.name.clone().unwrap_or_default();
         async move { api.delete(&name, &DeleteParams::default()).await }
