@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::harness::{eventually, ok, Server, Sim, KUBECTL_133};
+use crate::harness::{eventually, fails, ok, Server, Sim, KUBECTL_133};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -426,4 +426,76 @@ spec:
         pods == ["extra-0 agent:2", "sim-0 agent:2", "sim-1 agent:2"]
     });
     assert!(rolled, "every node runs the new image: {pods:?}");
+}
+
+#[test]
+fn recreate_restart_and_progress_deadline() {
+    let server = Server::start_with_scheduler(&[]);
+    let _nodes = Sim::start(&server, &["2"]);
+    let recreate = "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  strategy: {type: Recreate}
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: nginx, image: nginx:1.27}]}";
+    ok(server.kubectl_stdin(KUBECTL_133, &["create", "-f", "-"], recreate));
+    rollout_status(&server);
+    ok(server.kubectl(
+        KUBECTL_133,
+        &["set", "image", "deployment/web", "nginx=nginx:1.28"],
+    ));
+    rollout_status(&server);
+    wait_running(&server, 2);
+    let sizes = get(
+        &server,
+        &[
+            "rs",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].spec.replicas}",
+        ],
+    );
+    let mut sizes: Vec<&str> = sizes.split_whitespace().collect();
+    sizes.sort();
+    assert_eq!(sizes, ["0", "2"], "Recreate leaves the old ReplicaSet at 0");
+
+    // `rollout restart` changes the template, so a third ReplicaSet rolls out.
+    ok(server.kubectl(KUBECTL_133, &["rollout", "restart", "deployment/web"]));
+    rollout_status(&server);
+    assert_eq!(replicasets(&server).len(), 3);
+
+    // Pods that can never be placed: the rollout exceeds its deadline and says so.
+    let stuck = "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: stuck}
+spec:
+  replicas: 1
+  progressDeadlineSeconds: 3
+  selector: {matchLabels: {app: stuck}}
+  template:
+    metadata: {labels: {app: stuck}}
+    spec:
+      nodeSelector: {disk: none}
+      containers: [{name: c, image: nginx:1.27}]";
+    ok(server.kubectl_stdin(KUBECTL_133, &["create", "-f", "-"], stuck));
+    let err = fails(server.kubectl(
+        KUBECTL_133,
+        &["rollout", "status", "deployment/stuck", "--timeout=30s"],
+    ));
+    assert!(err.contains("exceeded its progress deadline"), "{err}");
+    let reason = get(
+        &server,
+        &[
+            "deployment",
+            "stuck",
+            "-o",
+            r#"jsonpath={.status.conditions[?(@.type=="Progressing")].reason}"#,
+        ],
+    );
+    assert_eq!(reason, "ProgressDeadlineExceeded");
 }
