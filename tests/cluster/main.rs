@@ -14,3 +14,4 @@ mod kubectl;
 mod plugins;
 mod scheduler;
 mod webhook_quota;
+mod workloads;

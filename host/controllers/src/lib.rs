@@ -4,15 +4,25 @@
 //! store. So `keelson controller-manager --kubeconfig F` runs exactly what runs in-process.
 //! - [`garbage_collector`]: ownerReferences with Background, Foreground and Orphan propagation;
 //! - [`namespace`]: deletes a terminating namespace's contents, then finalizes it;
-//! - [`serviceaccount`]: every namespace has a `default` ServiceAccount.
+//! - [`serviceaccount`]: every namespace has a `default` ServiceAccount;
+//! - [`replicaset`]: ReplicaSets and ReplicationControllers keep `spec.replicas` pods;
+//! - [`deployment`]: Deployments roll out through ReplicaSets (RollingUpdate, Recreate);
+//! - [`job`]: Jobs run pods to completion (parallelism, completions, Indexed, backoffLimit);
+//! - [`daemonset`]: DaemonSets run one pod on every eligible node.
 //!
 //! [`run_elected`] runs them only while this process holds the Lease
 //! `kube-system/kube-controller-manager`, so several managers can share one cluster.
 
+pub mod daemonset;
+pub mod deployment;
 pub mod discovery;
 mod error;
 pub mod garbage_collector;
+pub mod job;
 pub mod namespace;
+mod ownership;
+pub mod replicaset;
+mod selector;
 pub mod serviceaccount;
 
 pub use error::Error;
@@ -26,6 +36,11 @@ pub async fn run(client: kube::Client) {
     tokio::join!(
         garbage_collector::run(client.clone()),
         namespace::run(client.clone()),
+        replicaset::run(client.clone()),
+        deployment::run(client.clone()),
+        job::run(client.clone()),
+        daemonset::run(client.clone()),
+        replicaset::run_rc(client.clone()),
         serviceaccount::run(client),
     );
 }
