@@ -246,6 +246,35 @@ spec:
     std::thread::sleep(Duration::from_secs(2));
     let all = get(&server, &["pods", "-l", "app=web", "-o", "name"]);
     assert_eq!(all.lines().count(), 3, "{all}");
+
+    // Rapid rescaling settles on the last size, with no pod too many or too few.
+    for n in ["10", "2", "6"] {
+        ok(server.kubectl(
+            KUBECTL_133,
+            &["scale", "rs/web", &format!("--replicas={n}")],
+        ));
+    }
+    wait_running(&server, 6);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(running_pods(&server).len(), 6);
+
+    // A ReplicationController runs its pods the same way.
+    let rc = "apiVersion: v1
+kind: ReplicationController
+metadata: {name: legacy}
+spec:
+  replicas: 2
+  template:
+    metadata: {labels: {app: legacy}}
+    spec: {containers: [{name: c, image: nginx:1.27}]}";
+    ok(server.kubectl_stdin(KUBECTL_133, &["create", "-f", "-"], rc));
+    let ready = eventually(WAIT, || {
+        get(
+            &server,
+            &["rc", "legacy", "-o", "jsonpath={.status.readyReplicas}"],
+        ) == "2"
+    });
+    assert!(ready, "the ReplicationController has 2 ready pods");
 }
 
 fn job(name: &str, spec: &str, exit_code: u8) -> String {

@@ -6,7 +6,7 @@
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 
-use super::sets::{available, desired, revision, spec_replicas};
+use super::sets::{available, desired, max_replicas, revision, spec_replicas};
 use super::Pass;
 use crate::error::Error;
 use crate::{ownership, selector};
@@ -117,10 +117,15 @@ fn proportional(pass: &Pass, active: &[usize]) -> Vec<(usize, i32)> {
         let proportion = if to_add == 0 || size == 0 {
             0
         } else {
-            let annotated = desired(rs)
-                .map(|d| d + pass.max_surge())
+            let status_replicas = pass
+                .deployment
+                .status
+                .as_ref()
+                .and_then(|s| s.replicas)
+                .unwrap_or(current);
+            let annotated = max_replicas(rs)
                 .filter(|a| *a > 0)
-                .unwrap_or(current.max(1));
+                .unwrap_or(status_replicas.max(1));
             let target = (f64::from(size) * f64::from(allowed) / f64::from(annotated)).round();
             let fraction = target as i32 - size;
             let left = to_add - added;
@@ -299,4 +304,83 @@ async fn old_pods_running(pass: &Pass, new: Option<usize>) -> Result<bool, Error
             && ownership::controller_of(&p.metadata)
                 .is_some_and(|c| old_uids.contains(&c.uid.as_str()))
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+    use std::sync::Arc;
+
+    fn set(name: &str, replicas: i32, desired: i32, created: &str) -> ReplicaSet {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "creationTimestamp": created, "annotations": {
+                "deployment.kubernetes.io/desired-replicas": desired.to_string(),
+                "deployment.kubernetes.io/max-replicas": (desired + desired / 4 + 1).to_string()}},
+            "spec": {"replicas": replicas, "selector": {}},
+        }))
+        .unwrap()
+    }
+
+    fn pass(replicas: i32, surge: &str, unavailable: &str, sets: Vec<ReplicaSet>) -> Pass {
+        let d: Deployment = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                "strategy": {"type": "RollingUpdate",
+                    "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}},
+                "template": {}},
+        }))
+        .unwrap();
+        // Never used to send: these functions only compute.
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        Pass {
+            sets_api: kube::Api::namespaced(client.clone(), "default"),
+            client,
+            deployment: Arc::new(d),
+            sets,
+            created: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn surge_and_unavailable_fenceposts() {
+        let p = pass(10, "25%", "25%", vec![]);
+        assert_eq!((p.max_surge(), p.max_unavailable()), (3, 2));
+        let p = pass(3, "0%", "0%", vec![]);
+        assert_eq!(
+            (p.max_surge(), p.max_unavailable()),
+            (0, 1),
+            "never both zero"
+        );
+        // A new rollout of 10 with 10 old pods may add maxSurge pods.
+        let p = pass(
+            10,
+            "25%",
+            "25%",
+            vec![set("old", 10, 10, "2026-01-01T00:00:00Z")],
+        );
+        assert_eq!(new_replicas(&p, 0), 3);
+        assert_eq!(new_replicas(&p, 12), 10, "never above spec.replicas");
+    }
+
+    #[tokio::test]
+    async fn scaling_mid_rollout_is_proportional() {
+        // 10 → 20 while old has 8 and new 5 (13 = 10 + surge 3): the 12 extra
+        // (20 + 5 surge - 13) split by each set's share, the leftover to the largest.
+        let p = pass(
+            20,
+            "25%",
+            "25%",
+            vec![
+                set("old", 8, 10, "2026-01-01T00:00:00Z"),
+                set("new", 5, 10, "2026-01-02T00:00:00Z"),
+            ],
+        );
+        let sizes = proportional(&p, &[0, 1]);
+        let total: i32 = sizes.iter().map(|(_, n)| n).sum();
+        assert_eq!(total, 25, "replicas + maxSurge in all: {sizes:?}");
+        // Kubernetes' arithmetic: 8·25/13 → 15 and 5·25/13 → 10 (max-replicas 13).
+        assert_eq!(sizes, [(0, 15), (1, 10)]);
+    }
 }

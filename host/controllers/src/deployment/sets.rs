@@ -42,6 +42,11 @@ pub(crate) fn desired(rs: &ReplicaSet) -> Option<i32> {
     annotation(rs, DESIRED_REPLICAS).and_then(|v| i32::try_from(v).ok())
 }
 
+/// The `max-replicas` annotation: `replicas + maxSurge` when this set was last scaled.
+pub(crate) fn max_replicas(rs: &ReplicaSet) -> Option<i32> {
+    annotation(rs, MAX_REPLICAS).and_then(|v| i32::try_from(v).ok())
+}
+
 /// `spec.replicas`.
 pub(crate) fn spec_replicas(rs: &ReplicaSet) -> i32 {
     rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)
