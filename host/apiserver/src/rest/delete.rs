@@ -83,18 +83,7 @@ async fn delete_pod_gracefully(
         json!(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
     );
     meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
-    if opts.dry_run {
-        return Ok((202, obj));
-    }
-    let rev = ctx
-        .api
-        .store
-        .update(&kv.key, objects::to_store(&obj), kv.mod_revision)
-        .await
-        .map_err(|e| conflict(ctx, e))?;
-    objects::set_rv(&mut obj, rev.mod_revision);
-    strategy::after_write(&ctx.api, &ctx.def, &obj, false).await;
-    Ok((202, obj))
+    mark_deleting(ctx, &kv, obj, opts).await
 }
 
 /// Deletes (or starts deleting) one stored object; returns the response code and body.
@@ -165,6 +154,17 @@ pub(crate) async fn delete_one(
     if ctx.def.kind == "Namespace" {
         obj["status"]["phase"] = json!("Terminating");
     }
+    mark_deleting(ctx, &kv, obj, opts).await
+}
+
+/// Stores `obj` (the stored `kv` with deletionTimestamp set) unless dry-run: 202 Accepted, the
+/// deletion has begun.
+async fn mark_deleting(
+    ctx: &Scope,
+    kv: &KeyValue,
+    mut obj: Value,
+    opts: &DeleteOptions,
+) -> ApiResult<(u16, Value)> {
     if opts.dry_run {
         return Ok((202, obj));
     }
