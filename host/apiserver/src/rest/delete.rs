@@ -83,7 +83,7 @@ async fn delete_pod_gracefully(
         json!(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
     );
     meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
-    mark_deleting(ctx, &kv, obj, opts).await
+    mark_deleting(ctx, kv, obj, opts).await
 }
 
 /// Deletes (or starts deleting) one stored object; returns the response code and body.
