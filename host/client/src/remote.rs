@@ -37,12 +37,17 @@ pub fn multiplexed(config: &kube::Config) -> Result<kube::Client, Error> {
     let tls = config.rustls_client_config()?;
     let mut http = HttpConnector::new();
     http.enforce_http(false);
+    // Small writes (a request's HEADERS then DATA frame) must not wait for delayed ACKs.
+    http.set_nodelay(true);
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_all_versions()
         .wrap_connector(http);
-    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(https);
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        // Large lists and many watches share one connection: let flow control grow with them.
+        .http2_adaptive_window(true)
+        .build(https);
     let service = ServiceBuilder::new()
         .layer(config.base_uri_layer())
         .option_layer(config.auth_layer()?)

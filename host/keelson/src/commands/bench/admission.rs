@@ -17,7 +17,6 @@ use std::time::Duration;
 use anyhow::Context;
 use base64::Engine as _;
 use clap::Args;
-use k8s_openapi::api::core::v1::ConfigMap;
 use keelson_plugin_host::{
     AdmissionPlugin, AdmissionRequest, Limits, Operation, Percentiles, PluginHost, UserInfo,
 };
@@ -219,7 +218,7 @@ enum Route {
     Https(Arc<[Client]>),
     /// Through the router in this process, without socket or TLS (keelson-client's
     /// in-process `kube::Client`).
-    InProcess(kube::Client),
+    InProcess(Client),
 }
 
 impl Route {
@@ -237,15 +236,7 @@ impl Route {
                     .create_configmap(HTTPS_NS, &name)
                     .await
             }
-            Route::InProcess(client) => {
-                let cm: ConfigMap =
-                    serde_json::from_value(http::configmap(&name)).map_err(|e| e.to_string())?;
-                kube::Api::<ConfigMap>::namespaced(client.clone(), LOCAL_NS)
-                    .create(&Default::default(), &cm)
-                    .await
-                    .map(drop)
-                    .map_err(|e| e.to_string())
-            }
+            Route::InProcess(client) => client.create_configmap(LOCAL_NS, &name).await,
         }
     }
 }
@@ -622,11 +613,11 @@ async fn measure(started: &backend::Started, components: &Components, s: Sizes) 
             concurrency: s.concurrency,
         },
         LoadPath {
-            route: Route::InProcess(started.in_process.clone()),
+            route: Route::InProcess(Client::wrap(started.in_process.clone())),
             concurrency: s.concurrency,
         },
         LoadPath {
-            route: Route::InProcess(started.in_process.clone()),
+            route: Route::InProcess(Client::wrap(started.in_process.clone())),
             concurrency: 1,
         },
     ];

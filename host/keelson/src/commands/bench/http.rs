@@ -60,6 +60,17 @@ pub(crate) struct Client {
     timeout: Option<Duration>,
 }
 
+impl Client {
+    /// Wraps any `kube::Client` (e.g. keelson-client's in-process one), so every route of a
+    /// benchmark sends the very same requests.
+    pub(crate) fn wrap(kube: kube::Client) -> Self {
+        Self {
+            kube,
+            timeout: Some(REQUEST_TIMEOUT),
+        }
+    }
+}
+
 /// The path of a namespace's ConfigMaps.
 pub(crate) fn configmaps(ns: &str) -> String {
     format!("/api/v1/namespaces/{ns}/configmaps")
