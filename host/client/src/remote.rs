@@ -44,10 +44,7 @@ pub fn multiplexed(config: &kube::Config) -> Result<kube::Client, Error> {
         .https_or_http()
         .enable_all_versions()
         .wrap_connector(http);
-    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        // Large lists and many watches share one connection: let flow control grow with them.
-        .http2_adaptive_window(true)
-        .build(https);
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(https);
     let service = ServiceBuilder::new()
         .layer(config.base_uri_layer())
         .option_layer(config.auth_layer()?)
