@@ -1,7 +1,8 @@
-//! Request dispatch: authentication, then discovery/OpenAPI endpoints or the generic resource
-//! handlers (read, write, patch, delete, watch, subresources).
+//! Request dispatch (after the metrics and authentication [`layers`]): discovery/OpenAPI
+//! endpoints or the generic resource handlers (read, write, patch, delete, watch, subresources).
 
 mod delete;
+mod layers;
 mod patch;
 mod read;
 mod review;
@@ -64,39 +65,27 @@ impl Ctx {
     }
 }
 
-/// The router: every path goes through [`dispatch`].
+/// The router: every path goes through the metrics and authentication layers, then
+/// [`dispatch`].
 pub(crate) fn router(api: Arc<ApiServer>) -> axum::Router {
-    axum::Router::new().fallback(dispatch).with_state(api)
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    v.strip_prefix("Bearer ")
-        .or_else(|| v.strip_prefix("bearer "))
-        .map(str::trim)
+    use axum::middleware::from_fn_with_state;
+    axum::Router::new()
+        .fallback(dispatch)
+        .layer(from_fn_with_state(api.clone(), layers::authenticate))
+        .layer(from_fn_with_state(api.clone(), layers::observe))
+        .with_state(api)
 }
 
 async fn dispatch(State(api): State<Arc<ApiServer>>, req: Request) -> Response {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
-    let started = std::time::Instant::now();
-    let resource = RequestInfo::parse(&path)
-        .map(|i| i.resource)
-        .unwrap_or_else(|| "nonresource".into());
-    let response = match handle(api.clone(), req).await {
+    match handle(api, req).await {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(%method, %path, code = e.code, reason = %e.reason, "request failed");
             e.into_response()
         }
-    };
-    api.metrics.observe(
-        method.as_str(),
-        &resource,
-        response.status().as_u16(),
-        started.elapsed(),
-    );
-    response
+    }
 }
 
 async fn handle(api: Arc<ApiServer>, req: Request) -> ApiResult<Response> {
@@ -106,21 +95,15 @@ async fn handle(api: Arc<ApiServer>, req: Request) -> ApiResult<Response> {
     } else {
         path
     };
-    if matches!(path.as_str(), "/healthz" | "/livez" | "/readyz")
-        || path.starts_with("/healthz/")
-        || path.starts_with("/livez/")
-        || path.starts_with("/readyz/")
-    {
+    if layers::is_health(&path) {
         return Ok("ok".into_response());
     }
-    // An identity set by an in-process caller (keelson-client) or by the loopback-only
-    // plaintext listener; a request read from the network never carries one.
-    let user = match req.extensions().get::<UserInfo>() {
-        Some(user) => user.clone(),
-        None => bearer(req.headers())
-            .and_then(|t| api.authenticate(t))
-            .ok_or_else(ApiError::unauthorized)?,
-    };
+    // Set by the authentication layer (or by an in-process caller / the plaintext listener).
+    let user = req
+        .extensions()
+        .get::<UserInfo>()
+        .cloned()
+        .ok_or_else(ApiError::unauthorized)?;
     let query = Query::parse(req.uri().query());
     if path == "/metrics" && req.method() == Method::GET {
         let body = api.metrics.encode();
