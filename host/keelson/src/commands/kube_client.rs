@@ -8,14 +8,7 @@ use anyhow::Context;
 
 /// The kubeconfig to use: the flag, else `$KUBECONFIG`, else the server's data-dir kubeconfig.
 pub(crate) fn kubeconfig_path(flag: Option<PathBuf>) -> PathBuf {
-    flag.unwrap_or_else(|| {
-        let root = if std::env::var("USER").as_deref() == Ok("root") {
-            PathBuf::from("/var/lib/keelson")
-        } else {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".local/share/keelson")
-        };
-        root.join("kubeconfig.yaml")
-    })
+    flag.unwrap_or_else(|| super::server::default_data_dir().join("kubeconfig.yaml"))
 }
 
 /// A client for the current context of the kubeconfig at `path`.

@@ -83,7 +83,7 @@ pub(crate) struct ServerCommand {
 /// How long shutdown waits for in-flight requests.
 const DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
 
-fn default_data_dir() -> PathBuf {
+pub(crate) fn default_data_dir() -> PathBuf {
     // SAFETY-free check of the effective user: root owns /var/lib/keelson.
     let is_root = std::fs::read_to_string("/proc/self/status")
         .ok()
