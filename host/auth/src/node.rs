@@ -212,9 +212,9 @@ impl NodeAuthorizer {
         ) {
             ("", "secrets" | "configmaps" | "persistentvolumeclaims", "") => {
                 if a.verb != "get" || a.name.is_empty() {
-                    return Decision::NoOpinion(format!(
-                        "can only get individual resources of this type"
-                    ));
+                    return Decision::NoOpinion(
+                        "can only get individual resources of this type".into(),
+                    );
                 }
                 match self.related(node, a) {
                     true => Decision::Allow(String::new()),

@@ -159,9 +159,11 @@ impl Index {
                 )
             })
             .collect();
-        let mut index = Index::default();
-        index.cluster_roles = cluster_rules.clone();
-        index.roles = role_rules.clone();
+        let mut index = Index {
+            cluster_roles: cluster_rules.clone(),
+            roles: role_rules.clone(),
+            ..Default::default()
+        };
         for b in &objects.cluster_role_bindings {
             let Some(rules) = (b.role_ref.kind == "ClusterRole")
                 .then(|| cluster_rules.get(&b.role_ref.name))
