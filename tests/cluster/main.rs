@@ -12,6 +12,7 @@ mod harness;
 mod kube_rs;
 mod kubectl;
 mod plugins;
+mod rbac;
 mod scheduler;
 mod webhook_quota;
 mod workloads;

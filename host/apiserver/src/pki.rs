@@ -19,6 +19,8 @@ pub(crate) struct Credentials {
     pub key_pem: String,
     /// The admin bearer token (user `admin`, group `system:masters`).
     pub admin_token: String,
+    /// The CA that signs client certificates (PEM).
+    pub client_ca_pem: String,
 }
 
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
@@ -59,7 +61,10 @@ pub(crate) fn ensure(data_dir: &Path) -> std::io::Result<Credentials> {
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         write_private(&token, &hex)?;
     }
+    let client_ca =
+        keelson_auth::authn::x509::ClientCa::ensure(&dir).map_err(std::io::Error::other)?;
     Ok(Credentials {
+        client_ca_pem: client_ca.cert_pem,
         ca_pem: std::fs::read_to_string(ca)?,
         cert_pem: std::fs::read_to_string(cert)?,
         key_pem: std::fs::read_to_string(key)?,
@@ -123,19 +128,113 @@ pub(crate) fn write_kubeconfig(path: &Path, creds: &Credentials, port: u16) -> s
     write_private(path, &text)
 }
 
-/// A rustls server config for the serving certificate, offering HTTP/2 and HTTP/1.1.
-pub(crate) fn server_tls(creds: &Credentials) -> std::io::Result<rustls::ServerConfig> {
+/// What a connection's client certificate says: the user it names once its chain verifies
+/// against the client CA, or that it does not verify (401, as Kubernetes' x509 authenticator).
+#[derive(Debug, Clone)]
+pub(crate) enum PeerCertificate {
+    /// CN = name, O = groups.
+    User(crate::UserInfo),
+    /// Signed by another CA, expired, or naming no user.
+    Invalid,
+}
+
+/// Accepts any client certificate during the handshake (still checking that the client holds
+/// its key) so that one from another CA becomes a 401 rather than a failed handshake, as in
+/// Kubernetes; the chain is verified afterwards by [`peer_certificate`].
+#[derive(Debug)]
+pub(crate) struct RequestClientCert {
+    inner: std::sync::Arc<dyn rustls::server::danger::ClientCertVerifier>,
+}
+
+impl rustls::server::danger::ClientCertVerifier for RequestClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+    fn verify_client_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The verdict on a connection's client certificate, if it sent one.
+pub(crate) fn peer_certificate(
+    conn: &rustls::ServerConnection,
+    verifier: &RequestClientCert,
+) -> Option<PeerCertificate> {
+    let chain = conn.peer_certificates()?;
+    let (end, intermediates) = chain.split_first()?;
+    let now = rustls::pki_types::UnixTime::now();
+    if let Err(e) = verifier.inner.verify_client_cert(end, intermediates, now) {
+        tracing::debug!(error = %e, "client certificate refused");
+        return Some(PeerCertificate::Invalid);
+    }
+    Some(match keelson_auth::authn::x509::user_from_der(end) {
+        Ok(user) => PeerCertificate::User(user),
+        Err(e) => {
+            tracing::debug!(error = %e, "verified client certificate names no user");
+            PeerCertificate::Invalid
+        }
+    })
+}
+
+/// A rustls server config for the serving certificate, offering HTTP/2 and HTTP/1.1, and
+/// the verifier that judges client certificates after the handshake.
+pub(crate) fn server_tls(
+    creds: &Credentials,
+) -> std::io::Result<(rustls::ServerConfig, std::sync::Arc<RequestClientCert>)> {
     let certs =
         rustls_pemfile::certs(&mut creds.cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
     let key = rustls_pemfile::private_key(&mut creds.key_pem.as_bytes())?
         .ok_or_else(|| std::io::Error::other("no private key in server.key"))?;
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in rustls_pemfile::certs(&mut creds.client_ca_pem.as_bytes()) {
+        roots.add(ca?).map_err(std::io::Error::other)?;
+    }
+    // Client certificates are optional: without one a request authenticates by token.
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        std::sync::Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(std::io::Error::other)?;
+    let verifier = std::sync::Arc::new(RequestClientCert { inner: verifier });
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(std::io::Error::other)?
-        .with_no_client_auth()
+        .with_client_cert_verifier(verifier.clone())
         .with_single_cert(certs, key)
         .map_err(std::io::Error::other)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
+    Ok((config, verifier))
 }

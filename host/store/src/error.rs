@@ -29,6 +29,9 @@ pub enum Error {
     /// The etcd backend failed.
     #[error("etcd backend: {0}")]
     Etcd(#[from] etcd_client::Error),
+    /// Sealing or opening an encrypted value failed (a missing key, tampered data).
+    #[error("encryption at rest: {0}")]
+    Encryption(String),
     /// The store's writer is gone (shutting down).
     #[error("store is shutting down")]
     Closed,

@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod encryption;
 mod error;
 mod etcd;
 #[cfg(any(test, feature = "local-etcd"))]
@@ -126,8 +127,30 @@ impl Store {
 
     /// Opens a store from a `--store` URL: `embedded` (in `data_dir`) or `etcd://h:p[,h:p]`.
     pub async fn open(url: &str, data_dir: &Path) -> Result<Self> {
+        let backend = Self::open_backend(url, data_dir).await?;
+        Self::new(backend).await
+    }
+
+    /// Like [`Store::open`], sealing the values under the prefixes of `encryption` (see
+    /// [`encryption`]).
+    pub async fn open_encrypted(
+        url: &str,
+        data_dir: &Path,
+        encryption: Vec<(String, encryption::Transformer)>,
+    ) -> Result<Self> {
+        let backend = Self::open_backend(url, data_dir).await?;
+        if encryption.is_empty() {
+            return Self::new(backend).await;
+        }
+        Self::new(Arc::new(encryption::EncryptingBackend::new(
+            backend, encryption,
+        )))
+        .await
+    }
+
+    async fn open_backend(url: &str, data_dir: &Path) -> Result<Arc<dyn Backend>> {
         if url.is_empty() || url == "embedded" || url.starts_with("sqlite") {
-            return Self::open_embedded(data_dir).await;
+            return Ok(Arc::new(SqliteBackend::open(&data_dir.join("state.db"))?));
         }
         let rest = url.strip_prefix("etcd://").ok_or_else(|| {
             Error::Config(format!(
@@ -139,7 +162,7 @@ impl Store {
             .filter(|s| !s.is_empty())
             .map(|e| format!("http://{e}"))
             .collect();
-        Self::connect_etcd(&endpoints).await
+        Ok(Arc::new(EtcdBackend::connect(&endpoints).await?))
     }
 
     /// The backend, for callers that need raw access (benchmarks, compaction).

@@ -71,7 +71,7 @@ pub(crate) fn router(api: Arc<ApiServer>) -> axum::Router {
     use axum::middleware::from_fn_with_state;
     axum::Router::new()
         .fallback(dispatch)
-        .layer(from_fn_with_state(api.clone(), layers::authenticate))
+        .layer(from_fn_with_state(api.clone(), crate::auth::layer::layer))
         .layer(from_fn_with_state(api.clone(), layers::observe))
         .with_state(api)
 }
@@ -95,7 +95,7 @@ async fn handle(api: Arc<ApiServer>, req: Request) -> ApiResult<Response> {
     } else {
         path
     };
-    if layers::is_health(&path) {
+    if crate::auth::layer::is_health(&path) {
         return Ok("ok".into_response());
     }
     // Set by the authentication layer (or by an in-process caller / the plaintext listener).
@@ -117,6 +117,14 @@ async fn handle(api: Arc<ApiServer>, req: Request) -> ApiResult<Response> {
             .into_response());
     }
     if req.method() == Method::GET {
+        if let Some((content_type, doc)) = crate::auth::tokens::discovery(&api, &path) {
+            let mut r = respond(200, &doc);
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(content_type),
+            );
+            return Ok(r);
+        }
         if let Some(r) = discovery::handle(&api, &path, req.headers()) {
             return Ok(r);
         }
@@ -156,7 +164,7 @@ async fn handle(api: Arc<ApiServer>, req: Request) -> ApiResult<Response> {
 async fn route(ctx: Ctx, method: Method, body: Body, path: &str) -> ApiResult<Response> {
     if ctx.def.review {
         return match (method, ctx.info.name.is_none()) {
-            (Method::POST, true) => review::review(ctx, read_body(body).await?),
+            (Method::POST, true) => review::review(ctx, read_body(body).await?).await,
             (method, _) => Err(ApiError::method_not_allowed(
                 method.as_str(),
                 &ctx.def.plural,

@@ -26,7 +26,7 @@ impl ControllerManagerCommand {
         let controllers = self
             .leader
             .run(client.clone(), keelson_controllers::LEASE_NAME, || {
-                keelson_controllers::run(client.clone())
+                keelson_controllers::run(keelson_controllers::Credentials::shared(client.clone()))
             });
         tokio::select! {
             () = controllers => Ok(()),
