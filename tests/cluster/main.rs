@@ -4,6 +4,7 @@
 mod admission;
 mod api;
 mod bad_input;
+mod certificates;
 mod controllers;
 mod crash;
 mod fidelity;
@@ -11,7 +12,9 @@ mod guest_languages;
 mod harness;
 mod kube_rs;
 mod kubectl;
+mod migrate;
 mod plugins;
 mod scheduler;
+mod snapshot;
 mod webhook_quota;
 mod workloads;

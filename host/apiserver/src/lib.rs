@@ -16,6 +16,7 @@
 
 mod admission;
 mod bootstrap;
+pub mod certs;
 mod codec;
 mod computed;
 mod discovery;
@@ -103,6 +104,8 @@ pub struct ApiServer {
     pub metrics: Metrics,
     /// Components running in this process (for `componentstatuses`).
     pub components: InProcessComponents,
+    /// The data dir (snapshots go to `<data_dir>/snapshots`).
+    pub data_dir: PathBuf,
     /// Bearer tokens and whom they authenticate.
     tokens: HashMap<String, UserInfo>,
     /// Cancelled when the server begins shutting down: listeners stop accepting and open
@@ -118,6 +121,7 @@ impl ApiServer {
         admin_token: &str,
         admission: keelson_admission::Chain,
         plugin_host: keelson_plugin_host::PluginHost,
+        data_dir: PathBuf,
     ) -> Arc<Self> {
         let admission = Arc::new(admission);
         let wasm = Arc::new(keelson_admission::plugins::wasm::WasmPlugins::new(
@@ -133,6 +137,7 @@ impl ApiServer {
             wasm,
             metrics: Metrics::default(),
             components: InProcessComponents::default(),
+            data_dir,
             tokens,
             stopping: Default::default(),
         })

@@ -13,15 +13,11 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, 
 pub(crate) struct Credentials {
     /// CA certificate (PEM).
     pub ca_pem: String,
-    /// Serving certificate (PEM).
-    pub cert_pem: String,
-    /// Serving key (PEM).
-    pub key_pem: String,
     /// The admin bearer token (user `admin`, group `system:masters`).
     pub admin_token: String,
 }
 
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
@@ -34,7 +30,7 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
-fn tls_dir(data_dir: &Path) -> PathBuf {
+pub(crate) fn tls_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("tls")
 }
 
@@ -53,6 +49,8 @@ pub(crate) fn ensure(data_dir: &Path) -> std::io::Result<Credentials> {
         write_private(&ca, &made.0)?;
         write_private(&cert, &made.1)?;
         write_private(&key, &made.2)?;
+        // Kept so `keelson certificate rotate` can renew under the same CA.
+        write_private(&dir.join("ca.key"), &made.3)?;
     }
     if !token.exists() {
         let bytes: [u8; 24] = rand::random();
@@ -61,13 +59,12 @@ pub(crate) fn ensure(data_dir: &Path) -> std::io::Result<Credentials> {
     }
     Ok(Credentials {
         ca_pem: std::fs::read_to_string(ca)?,
-        cert_pem: std::fs::read_to_string(cert)?,
-        key_pem: std::fs::read_to_string(key)?,
         admin_token: std::fs::read_to_string(token)?.trim().to_string(),
     })
 }
 
-fn generate() -> Result<(String, String, String), rcgen::Error> {
+/// A new CA, and a serving certificate signed by it: (CA cert, cert, key, CA key) as PEM.
+fn generate() -> Result<(String, String, String, String), rcgen::Error> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params
         .distinguished_name
@@ -82,7 +79,18 @@ fn generate() -> Result<(String, String, String), rcgen::Error> {
     let ca_key = KeyPair::generate()?;
     let ca_cert = ca_params.self_signed(&ca_key)?;
     let ca_pem = ca_cert.pem();
+    let ca_key_pem = ca_key.serialize_pem();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let (cert, key) = serving_cert(&issuer, rcgen::date_time_ymd(2036, 1, 1))?;
+    Ok((ca_pem, cert, key, ca_key_pem))
+}
 
+/// A serving certificate (new key) for the loopback addresses, the hostname and the
+/// `kubernetes.default.svc` names, signed by `issuer`: (cert, key) as PEM.
+pub(crate) fn serving_cert(
+    issuer: &Issuer<'_, KeyPair>,
+    not_after: time::OffsetDateTime,
+) -> Result<(String, String), rcgen::Error> {
     let mut sans = vec![
         "127.0.0.1".to_string(),
         "::1".into(),
@@ -103,11 +111,11 @@ fn generate() -> Result<(String, String, String), rcgen::Error> {
     params
         .distinguished_name
         .push(DnType::CommonName, "keelson-apiserver");
-    params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    params.not_before = time::OffsetDateTime::now_utc() - time::Duration::minutes(5);
+    params.not_after = not_after;
     let key = KeyPair::generate()?;
-    let issuer = Issuer::new(ca_params, ca_key);
-    let cert = params.signed_by(&key, &issuer)?;
-    Ok((ca_pem, cert.pem(), key.serialize_pem()))
+    let cert = params.signed_by(&key, issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
 }
 
 /// Writes `<data-dir>/kubeconfig.yaml` (mode 0600) for `https://127.0.0.1:<port>`.
@@ -123,19 +131,16 @@ pub(crate) fn write_kubeconfig(path: &Path, creds: &Credentials, port: u16) -> s
     write_private(path, &text)
 }
 
-/// A rustls server config for the serving certificate, offering HTTP/2 and HTTP/1.1.
-pub(crate) fn server_tls(creds: &Credentials) -> std::io::Result<rustls::ServerConfig> {
-    let certs =
-        rustls_pemfile::certs(&mut creds.cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
-    let key = rustls_pemfile::private_key(&mut creds.key_pem.as_bytes())?
-        .ok_or_else(|| std::io::Error::other("no private key in server.key"))?;
+/// A rustls server config serving `<data_dir>/tls/server.crt`, re-read when it is rotated,
+/// offering HTTP/2 and HTTP/1.1.
+pub(crate) fn server_tls(data_dir: &Path) -> std::io::Result<rustls::ServerConfig> {
+    let resolver = crate::certs::ReloadingCert::new(data_dir).map_err(std::io::Error::other)?;
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(std::io::Error::other)?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(std::io::Error::other)?;
+        .with_cert_resolver(std::sync::Arc::new(resolver));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }

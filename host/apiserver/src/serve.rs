@@ -74,7 +74,14 @@ pub async fn start(
     let creds = pki::ensure(&config.data_dir).context(|| format!("credentials in {dir}"))?;
     let chain = keelson_admission::Chain::new(&config.admission)?;
     tracing::info!(plugins = ?chain.enabled(), "admission chain");
-    let api = ApiServer::new(store, &creds.admin_token, chain, plugin_host);
+    let api = ApiServer::new(
+        store,
+        &creds.admin_token,
+        chain,
+        plugin_host,
+        config.data_dir.clone(),
+    );
+    crate::certs::spawn_expiry_watch(&api.metrics, config.data_dir.clone());
 
     let address = format!("{}:{}", config.bind_address, config.secure_port);
     let listener = TcpListener::bind((config.bind_address.as_str(), config.secure_port))
@@ -96,7 +103,7 @@ pub async fn start(
     wasm::start(&api, loopback);
 
     let tls = TlsAcceptor::from(Arc::new(
-        pki::server_tls(&creds).context(|| "loading the serving certificate".into())?,
+        pki::server_tls(&config.data_dir).context(|| "loading the serving certificate".into())?,
     ));
     let router = handlers::router(api.clone());
     let connections = Arc::new(std::sync::Mutex::new(Some(GracefulShutdown::new())));
