@@ -16,5 +16,6 @@ mod migrate;
 mod plugins;
 mod scheduler;
 mod snapshot;
+mod status;
 mod webhook_quota;
 mod workloads;
