@@ -25,6 +25,8 @@ mod sqlite_file;
 mod watch_cache;
 
 #[cfg(test)]
+mod snapshot_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::Path;
