@@ -151,3 +151,46 @@ fn rotation_under_a_live_watch_serves_the_new_certificate() {
         "{metrics}"
     );
 }
+
+#[test]
+fn a_certificate_expiring_within_30_days_is_warned_about() {
+    let mut server = Server::start();
+    wait_ready(&server);
+    let dir = server.dir.path().to_str().unwrap().to_string();
+    let metrics = ok(server.kubectl(KUBECTL_133, &["get", "--raw", "/metrics"]));
+    assert!(
+        !metrics
+            .lines()
+            .any(|l| l.starts_with("keelson_certificate_expiring_soon{") && l.ends_with(" 1")),
+        "{metrics}"
+    );
+    let out = ok(keelson(&[
+        "certificate",
+        "rotate",
+        "--data-dir",
+        &dir,
+        "--days",
+        "10",
+    ]));
+    assert!(out.contains("expires within 30 days"), "{out}");
+    server.restart();
+    wait_ready(&server);
+    let soon = format!(
+        "keelson_certificate_expiring_soon{{file=\"{}\"}} 1",
+        server.dir.path().join("tls/server.crt").display()
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || ok(
+            server.kubectl(KUBECTL_133, &["get", "--raw", "/metrics"])
+        )
+        .contains(&soon)),
+        "{soon}"
+    );
+    assert!(
+        server
+            .log_text()
+            .contains("certificate expires within 30 days"),
+        "{}",
+        server.log_text()
+    );
+}
