@@ -360,6 +360,34 @@ fn bad_snapshots_and_future_store_formats_are_refused_naming_the_file() {
     );
     assert_eq!(tree(target.path()), untouched, "data dir unchanged");
 
+    // A stopped server's store can be snapshotted offline; the copy restores.
+    sqlite(&state, "UPDATE meta SET value = 1 WHERE name = 'format';");
+    let offline: Value = serde_json::from_str(&ok(keelson(&[
+        "snapshot",
+        "save",
+        "--offline-data-dir",
+        target.path().to_str().unwrap(),
+        "--name",
+        "offline",
+        "-o",
+        "json",
+    ])))
+    .unwrap();
+    // The restored store continues at the snapshot's revision plus the default bump.
+    assert_eq!(
+        offline["revision"].as_i64().unwrap(),
+        snap["revision"].as_i64().unwrap() + 1_000_000,
+        "{offline}"
+    );
+    let again = tempfile::tempdir().unwrap();
+    ok(keelson(&[
+        "snapshot",
+        "restore",
+        offline["path"].as_str().unwrap(),
+        "--data-dir",
+        again.path().to_str().unwrap(),
+    ]));
+
     // A store from before format versions: upgraded in place after an automatic snapshot.
     sqlite(&state, "DELETE FROM meta WHERE name = 'format';");
     let old = Server::start_in_dir(target, "embedded");

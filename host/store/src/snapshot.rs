@@ -266,6 +266,33 @@ pub fn prune(dir: &Path, keep: usize, prefix: Option<&str>) -> Result<Vec<Snapsh
     Ok(doomed)
 }
 
+/// Snapshots the embedded store of `data_dir` without a server (SQLite's online backup, so
+/// a server still running on it is no problem either) into `<data_dir>/snapshots/`.
+pub fn save_embedded(data_dir: &Path, name: Option<&str>) -> Result<SnapshotInfo> {
+    let state = data_dir.join("state.db");
+    if !state.exists() {
+        return Err(bad(&state, "no embedded store here"));
+    }
+    if let Some(n) = name {
+        check_name(n)?;
+    }
+    crate::sqlite_file::check_format(&state)?;
+    let dir = data_dir.join("snapshots");
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let payload = dir.join(format!(".payload-offline-{}.tmp", std::process::id()));
+    let revision = match crate::sqlite_file::backup_file(&state, &payload) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_file(&payload);
+            return Err(e);
+        }
+    };
+    let name = name
+        .map(str::to_string)
+        .unwrap_or_else(|| default_name(revision));
+    seal(&dir, &name, "embedded", revision, &payload)
+}
+
 /// Copies the verified payload of `snapshot` to `dest`.
 pub(crate) fn extract(snapshot: &Path, offset: u64, size: u64, dest: &Path) -> Result<()> {
     let copied = (|| -> std::io::Result<u64> {

@@ -83,4 +83,9 @@ async fn corrupt_files_names_and_pruning() {
     let err = snapshot::verify(&bad).unwrap_err().to_string();
     assert!(err.contains("truncated"), "{err}");
     assert!(snapshot::verify(&good).is_ok());
+
+    // Offline, from the data dir (the store is still open here: the backup is consistent).
+    let offline = snapshot::save_embedded(dir.path(), Some("offline")).unwrap();
+    assert_eq!(offline.revision, store.current_revision().await.unwrap());
+    assert!(snapshot::verify(&offline.path).is_ok());
 }

@@ -53,6 +53,10 @@ struct SaveArgs {
     /// Print the snapshot's record as JSON.
     #[arg(short = 'o', long = "output", value_parser = ["text", "json"], default_value = "text")]
     output: String,
+    /// Snapshot the embedded store of this data dir directly, without asking a server (for a
+    /// stopped server; SQLite's online backup keeps it consistent even if one runs).
+    #[arg(long)]
+    offline_data_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -156,6 +160,26 @@ impl SnapshotCommand {
 }
 
 async fn save(a: SaveArgs) -> anyhow::Result<()> {
+    if let Some(dir) = a.offline_data_dir {
+        let name = a.name.clone();
+        let info = tokio::task::spawn_blocking(move || {
+            keelson_store::snapshot::save_embedded(&dir, name.as_deref())
+        })
+        .await??;
+        if a.output == "json" {
+            println!("{}", serde_json::to_string_pretty(&with_path(&info))?);
+        } else {
+            println!(
+                "snapshot {} at revision {} ({} bytes, sha256 {}) in {}",
+                info.name,
+                info.revision,
+                info.size,
+                info.sha256,
+                info.path.display()
+            );
+        }
+        return Ok(());
+    }
     let path = super::kube_client::kubeconfig_path(a.kubeconfig);
     let client = super::kube_client::from_kubeconfig(&path).await?;
     let mut uri = "/keelson/v1/snapshots".to_string();
