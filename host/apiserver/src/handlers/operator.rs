@@ -103,3 +103,75 @@ pub(crate) async fn handle(
         _ => Err(ApiError::no_route(path)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    use crate::UserInfo;
+
+    async fn call(
+        router: &axum::Router,
+        method: &str,
+        path: &str,
+        user: UserInfo,
+    ) -> (u16, serde_json::Value) {
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .unwrap();
+        req.extensions_mut().insert(user);
+        let resp = router.clone().oneshot(req).await.unwrap();
+        let code = resp.status().as_u16();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (code, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn only_system_masters_take_snapshots_and_read_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::Config {
+            data_dir: dir.path().to_path_buf(),
+            secure_port: 0,
+            bind_address: "127.0.0.1".into(),
+            ..Default::default()
+        };
+        let host = keelson_plugin_host::PluginHost::new(dir.path().join("plugin-cache")).unwrap();
+        let running = crate::start(config, host).await.unwrap();
+        let router = crate::router(running.api.clone());
+        let bob = UserInfo::new("bob", &[]);
+        let (code, _) = call(&router, "POST", "/keelson/v1/snapshots", bob.clone()).await;
+        assert_eq!(code, 403);
+        let (code, _) = call(&router, "GET", "/keelson/v1/status", bob).await;
+        assert_eq!(code, 403);
+        assert!(!dir.path().join("snapshots").exists());
+
+        let admin = UserInfo::admin();
+        let (code, body) = call(
+            &router,
+            "POST",
+            "/keelson/v1/snapshots?name=a",
+            admin.clone(),
+        )
+        .await;
+        assert_eq!(code, 201, "{body}");
+        assert!(dir.path().join("snapshots/a.ksnap").exists());
+        let (code, body) = call(
+            &router,
+            "POST",
+            "/keelson/v1/snapshots?name=../x",
+            admin.clone(),
+        )
+        .await;
+        assert_eq!(code, 400, "{body}");
+        let (code, body) = call(&router, "GET", "/keelson/v1/status", admin).await;
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body["store"]["backend"], "embedded");
+        assert_eq!(body["lastSnapshot"]["name"], "a");
+        assert_eq!(body["certificates"].as_array().unwrap().len(), 2);
+    }
+}
