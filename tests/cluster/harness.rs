@@ -62,8 +62,16 @@ impl Server {
         Self::start_inner(store, args, false)
     }
 
+    /// Starts a server on an existing data dir (e.g. one `keelson snapshot restore` wrote).
+    pub(crate) fn start_in_dir(dir: tempfile::TempDir, store: &str) -> Self {
+        Self::start_dir(dir, store, &[], false)
+    }
+
     fn start_inner(store: &str, args: &[&str], scheduler: bool) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_dir(tempfile::tempdir().unwrap(), store, args, scheduler)
+    }
+
+    fn start_dir(dir: tempfile::TempDir, store: &str, args: &[&str], scheduler: bool) -> Self {
         let log = dir.path().join("server.log");
         let mut s = Server {
             child: None,
@@ -254,6 +262,15 @@ fn unsafe_kill_group(pid: u32) {
 /// A real etcd on free loopback ports, killed on drop.
 pub(crate) fn etcd() -> keelson_store::local_etcd::LocalEtcd {
     keelson_store::local_etcd::LocalEtcd::start().expect("etcd (apt install etcd-server)")
+}
+
+/// Runs `keelson <args…>` (the binary under test) to completion.
+pub(crate) fn keelson(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_keelson"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run keelson")
 }
 
 /// Asserts a command succeeded and returns its stdout.

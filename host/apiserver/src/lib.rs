@@ -18,6 +18,7 @@ mod admission;
 mod audit;
 mod auth;
 mod bootstrap;
+pub mod certs;
 mod codec;
 mod computed;
 mod data_dir;
@@ -125,6 +126,8 @@ pub struct ApiServer {
     pub(crate) audit: std::sync::OnceLock<audit::Audit>,
     /// The server's own in-process client (`system:apiserver`), set once serving begins.
     pub(crate) loopback: std::sync::OnceLock<kube::Client>,
+    /// The data dir (snapshots go to `<data_dir>/snapshots`).
+    pub data_dir: PathBuf,
     /// Cancelled when the server begins shutting down: listeners stop accepting and open
     /// watches end, so connections drain.
     pub(crate) stopping: tokio_util::sync::CancellationToken,
@@ -138,6 +141,7 @@ impl ApiServer {
         auth: Auth,
         admission: keelson_admission::Chain,
         plugin_host: keelson_plugin_host::PluginHost,
+        data_dir: PathBuf,
     ) -> Arc<Self> {
         let admission = Arc::new(admission);
         let wasm = Arc::new(keelson_admission::plugins::wasm::WasmPlugins::new(
@@ -154,6 +158,7 @@ impl ApiServer {
             auth,
             audit: Default::default(),
             loopback: Default::default(),
+            data_dir,
             stopping: Default::default(),
         })
     }

@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
+
+use crate::auth::client_cert::RequestClientCert;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 
 /// PEM material and the admin token, as loaded from (or written to) the data dir.
@@ -13,17 +15,13 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, 
 pub(crate) struct Credentials {
     /// CA certificate (PEM).
     pub ca_pem: String,
-    /// Serving certificate (PEM).
-    pub cert_pem: String,
-    /// Serving key (PEM).
-    pub key_pem: String,
     /// The admin bearer token (user `admin`, group `system:masters`).
     pub admin_token: String,
     /// The CA that signs client certificates (PEM).
     pub client_ca_pem: String,
 }
 
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
@@ -36,7 +34,7 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
-fn tls_dir(data_dir: &Path) -> PathBuf {
+pub(crate) fn tls_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("tls")
 }
 
@@ -55,6 +53,8 @@ pub(crate) fn ensure(data_dir: &Path) -> std::io::Result<Credentials> {
         write_private(&ca, &made.0)?;
         write_private(&cert, &made.1)?;
         write_private(&key, &made.2)?;
+        // Kept so `keelson certificate rotate` can renew under the same CA.
+        write_private(&dir.join("ca.key"), &made.3)?;
     }
     if !token.exists() {
         let bytes: [u8; 24] = rand::random();
@@ -66,13 +66,12 @@ pub(crate) fn ensure(data_dir: &Path) -> std::io::Result<Credentials> {
     Ok(Credentials {
         client_ca_pem: client_ca.cert_pem,
         ca_pem: std::fs::read_to_string(ca)?,
-        cert_pem: std::fs::read_to_string(cert)?,
-        key_pem: std::fs::read_to_string(key)?,
         admin_token: std::fs::read_to_string(token)?.trim().to_string(),
     })
 }
 
-fn generate() -> Result<(String, String, String), rcgen::Error> {
+/// A new CA, and a serving certificate signed by it: (CA cert, cert, key, CA key) as PEM.
+fn generate() -> Result<(String, String, String, String), rcgen::Error> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params
         .distinguished_name
@@ -87,7 +86,18 @@ fn generate() -> Result<(String, String, String), rcgen::Error> {
     let ca_key = KeyPair::generate()?;
     let ca_cert = ca_params.self_signed(&ca_key)?;
     let ca_pem = ca_cert.pem();
+    let ca_key_pem = ca_key.serialize_pem();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let (cert, key) = serving_cert(&issuer, rcgen::date_time_ymd(2036, 1, 1))?;
+    Ok((ca_pem, cert, key, ca_key_pem))
+}
 
+/// A serving certificate (new key) for the loopback addresses, the hostname and the
+/// `kubernetes.default.svc` names, signed by `issuer`: (cert, key) as PEM.
+pub(crate) fn serving_cert(
+    issuer: &Issuer<'_, KeyPair>,
+    not_after: time::OffsetDateTime,
+) -> Result<(String, String), rcgen::Error> {
     let mut sans = vec![
         "127.0.0.1".to_string(),
         "::1".into(),
@@ -108,11 +118,11 @@ fn generate() -> Result<(String, String, String), rcgen::Error> {
     params
         .distinguished_name
         .push(DnType::CommonName, "keelson-apiserver");
-    params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    params.not_before = time::OffsetDateTime::now_utc() - time::Duration::minutes(5);
+    params.not_after = not_after;
     let key = KeyPair::generate()?;
-    let issuer = Issuer::new(ca_params, ca_key);
-    let cert = params.signed_by(&key, &issuer)?;
-    Ok((ca_pem, cert.pem(), key.serialize_pem()))
+    let cert = params.signed_by(&key, issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
 }
 
 /// Writes `<data-dir>/kubeconfig.yaml` (mode 0600) for `https://127.0.0.1:<port>`.
@@ -128,93 +138,14 @@ pub(crate) fn write_kubeconfig(path: &Path, creds: &Credentials, port: u16) -> s
     write_private(path, &text)
 }
 
-/// What a connection's client certificate says: the user it names once its chain verifies
-/// against the client CA, or that it does not verify (401, as Kubernetes' x509 authenticator).
-#[derive(Debug, Clone)]
-pub(crate) enum PeerCertificate {
-    /// CN = name, O = groups.
-    User(crate::UserInfo),
-    /// Signed by another CA, expired, or naming no user.
-    Invalid,
-}
-
-/// Accepts any client certificate during the handshake (still checking that the client holds
-/// its key) so that one from another CA becomes a 401 rather than a failed handshake, as in
-/// Kubernetes; the chain is verified afterwards by [`peer_certificate`].
-#[derive(Debug)]
-pub(crate) struct RequestClientCert {
-    inner: std::sync::Arc<dyn rustls::server::danger::ClientCertVerifier>,
-}
-
-impl rustls::server::danger::ClientCertVerifier for RequestClientCert {
-    fn offer_client_auth(&self) -> bool {
-        true
-    }
-    fn client_auth_mandatory(&self) -> bool {
-        false
-    }
-    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
-        self.inner.root_hint_subjects()
-    }
-    fn verify_client_cert(
-        &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
-        Ok(rustls::server::danger::ClientCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-/// The verdict on a connection's client certificate, if it sent one.
-pub(crate) fn peer_certificate(
-    conn: &rustls::ServerConnection,
-    verifier: &RequestClientCert,
-) -> Option<PeerCertificate> {
-    let chain = conn.peer_certificates()?;
-    let (end, intermediates) = chain.split_first()?;
-    let now = rustls::pki_types::UnixTime::now();
-    if let Err(e) = verifier.inner.verify_client_cert(end, intermediates, now) {
-        tracing::debug!(error = %e, "client certificate refused");
-        return Some(PeerCertificate::Invalid);
-    }
-    Some(match keelson_auth::authn::x509::user_from_der(end) {
-        Ok(user) => PeerCertificate::User(user),
-        Err(e) => {
-            tracing::debug!(error = %e, "verified client certificate names no user");
-            PeerCertificate::Invalid
-        }
-    })
-}
-
-/// A rustls server config for the serving certificate, offering HTTP/2 and HTTP/1.1, and
-/// the verifier that judges client certificates after the handshake.
+/// A rustls server config serving `<data_dir>/tls/server.crt`, re-read when it is rotated,
+/// offering HTTP/2 and HTTP/1.1, and the verifier that judges client certificates (signed by
+/// the client CA in `creds`) after the handshake.
 pub(crate) fn server_tls(
     creds: &Credentials,
+    data_dir: &Path,
 ) -> std::io::Result<(rustls::ServerConfig, std::sync::Arc<RequestClientCert>)> {
-    let certs =
-        rustls_pemfile::certs(&mut creds.cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
-    let key = rustls_pemfile::private_key(&mut creds.key_pem.as_bytes())?
-        .ok_or_else(|| std::io::Error::other("no private key in server.key"))?;
+    let resolver = crate::certs::ReloadingCert::new(data_dir).map_err(std::io::Error::other)?;
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for ca in rustls_pemfile::certs(&mut creds.client_ca_pem.as_bytes()) {
@@ -228,13 +159,12 @@ pub(crate) fn server_tls(
     .allow_unauthenticated()
     .build()
     .map_err(std::io::Error::other)?;
-    let verifier = std::sync::Arc::new(RequestClientCert { inner: verifier });
+    let verifier = std::sync::Arc::new(RequestClientCert::new(verifier));
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(std::io::Error::other)?
         .with_client_cert_verifier(verifier.clone())
-        .with_single_cert(certs, key)
-        .map_err(std::io::Error::other)?;
+        .with_cert_resolver(std::sync::Arc::new(resolver));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok((config, verifier))
 }

@@ -84,10 +84,11 @@ pub async fn start(
         &config.data_dir.join("tls"),
         &creds.admin_token,
     )?;
-    let api = ApiServer::new(store, auth, chain, plugin_host);
+    let api = ApiServer::new(store, auth, chain, plugin_host, config.data_dir.clone());
     if let Some((policy, log)) = &config.audit {
         let _ = api.audit.set(crate::audit::Audit::open(policy, log)?);
     }
+    crate::certs::spawn_expiry_watch(&api.metrics, config.data_dir.clone());
 
     let address = format!("{}:{}", config.bind_address, config.secure_port);
     let listener = TcpListener::bind((config.bind_address.as_str(), config.secure_port))
@@ -116,8 +117,8 @@ pub async fn start(
     crate::auth::feed::start(&api, loopback.clone()).await;
     wasm::start(&api, loopback);
 
-    let (tls, verifier) =
-        pki::server_tls(&creds).context(|| "loading the serving certificate".into())?;
+    let (tls, verifier) = pki::server_tls(&creds, &config.data_dir)
+        .context(|| "loading the serving certificate".into())?;
     let tls = TlsAcceptor::from(Arc::new(tls));
     let router = handlers::router(api.clone());
     let connections = Arc::new(std::sync::Mutex::new(Some(GracefulShutdown::new())));
@@ -160,7 +161,7 @@ pub async fn start(
 /// What the accept loops share: the stop signal and the connection tracker.
 #[derive(Clone)]
 struct Listening {
-    verifier: Arc<pki::RequestClientCert>,
+    verifier: Arc<crate::auth::client_cert::RequestClientCert>,
     stopping: tokio_util::sync::CancellationToken,
     connections: Arc<std::sync::Mutex<Option<GracefulShutdown>>>,
 }
@@ -189,7 +190,10 @@ impl Listening {
                     .await
                 {
                     Ok(Ok(stream)) => {
-                        let peer_cert = pki::peer_certificate(stream.get_ref().1, &this.verifier);
+                        let peer_cert = crate::auth::client_cert::peer_certificate(
+                            stream.get_ref().1,
+                            &this.verifier,
+                        );
                         let router = match peer_cert {
                             Some(cert) => router.layer(axum::Extension(cert)),
                             None => router,

@@ -341,6 +341,16 @@ impl Backend for EncryptingBackend {
     async fn flush(&self) -> Result<()> {
         self.inner.flush().await
     }
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+    /// Snapshots keep values sealed, as they are on disk.
+    async fn snapshot(&self, dest: &std::path::Path) -> Result<i64> {
+        self.inner.snapshot(dest).await
+    }
+    async fn size(&self) -> Result<u64> {
+        self.inner.size().await
+    }
 }
 
 #[cfg(test)]

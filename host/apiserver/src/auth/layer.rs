@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use http::HeaderMap;
 use keelson_auth::{Attributes, Decision};
 
+use crate::auth::client_cert::PeerCertificate;
 use crate::error::ApiError;
-use crate::pki::PeerCertificate;
 use crate::request::Query;
 use crate::{ApiServer, UserInfo};
 

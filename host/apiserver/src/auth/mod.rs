@@ -6,6 +6,7 @@
 //! bindings; [`tokens`] serves TokenRequest, TokenReview and the issuer's discovery documents.
 
 mod attributes;
+pub(crate) mod client_cert;
 pub(crate) mod escalation;
 pub(crate) mod feed;
 pub(crate) mod layer;

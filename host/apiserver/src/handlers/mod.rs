@@ -3,6 +3,7 @@
 
 mod delete;
 mod layers;
+mod operator;
 mod patch;
 mod read;
 mod review;
@@ -115,6 +116,9 @@ async fn handle(api: Arc<ApiServer>, req: Request) -> ApiResult<Response> {
             body,
         )
             .into_response());
+    }
+    if path.starts_with(operator::PREFIX) {
+        return operator::handle(api, req.method(), &path, &query, &user).await;
     }
     if req.method() == Method::GET {
         if let Some((content_type, doc)) = crate::auth::tokens::discovery(&api, &path) {

@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
 pub(crate) mod bench;
+pub(crate) mod certificate;
+pub(crate) mod completion;
 pub(crate) mod controller_manager;
 pub(crate) mod kube_client;
 pub(crate) mod leader;
@@ -8,6 +10,9 @@ pub(crate) mod plugin;
 pub(crate) mod scheduler;
 pub(crate) mod server;
 pub(crate) mod sim;
+pub(crate) mod snapshot;
+pub(crate) mod status;
+pub(crate) mod store;
 
 /// Resolves on the first SIGTERM or SIGINT.
 pub(crate) async fn shutdown_signal() -> anyhow::Result<()> {

@@ -50,6 +50,18 @@ pub(crate) struct ServerCommand {
         help_heading = "Storage"
     )]
     compaction_interval: u64,
+    /// Take snapshots of the store on this cron schedule (5 fields, or 6 with seconds), e.g.
+    /// `0 */6 * * *`, into <data-dir>/snapshots/.
+    #[arg(long, env = "KEELSON_SNAPSHOT_SCHEDULE", help_heading = "Storage")]
+    snapshot_schedule: Option<String>,
+    /// How many scheduled snapshots to keep.
+    #[arg(
+        long,
+        env = "KEELSON_SNAPSHOT_RETENTION",
+        default_value_t = 5,
+        help_heading = "Storage"
+    )]
+    snapshot_retention: usize,
     /// Admission plugins to enable in addition to the defaults (comma-separated).
     #[arg(
         long,
@@ -209,7 +221,16 @@ impl ServerCommand {
         // One wasmtime engine and precompiled cache for every part that loads plugins.
         let plugin_host =
             keelson_plugin_host::PluginHost::new(config.data_dir.join("plugin-cache"))?;
+        let data_dir = config.data_dir.clone();
         let running = keelson_apiserver::start(config, plugin_host).await?;
+        if let Some(schedule) = &self.snapshot_schedule {
+            super::snapshot::spawn_schedule(
+                running.api.store.clone(),
+                data_dir,
+                schedule,
+                self.snapshot_retention.max(1),
+            )?;
+        }
         if !self.disable_controllers {
             let client = keelson_client::in_process(
                 keelson_apiserver::router(running.api.clone()),
