@@ -13,5 +13,6 @@ mod kube_rs;
 mod kubectl;
 mod plugins;
 mod scheduler;
+mod statefulset;
 mod webhook_quota;
 mod workloads;

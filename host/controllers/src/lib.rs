@@ -8,15 +8,19 @@
 //! - [`replicaset`]: ReplicaSets and ReplicationControllers keep `spec.replicas` pods;
 //! - [`deployment`]: Deployments roll out through ReplicaSets (RollingUpdate, Recreate);
 //! - [`job`]: Jobs run pods to completion (parallelism, completions, Indexed, backoffLimit);
-//! - [`daemonset`]: DaemonSets run one pod on every eligible node.
+//! - [`daemonset`]: DaemonSets run one pod on every eligible node;
+//! - [`statefulset`]: StatefulSets keep pods with stable names, claims and ordered rollouts;
+//! - [`cronjob`]: CronJobs make Jobs on a cron schedule.
 //!
 //! [`run_elected`] runs them only while this process holds the Lease
 //! `kube-system/kube-controller-manager`, so several managers can share one cluster.
 
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod discovery;
 mod error;
+mod events;
 pub mod garbage_collector;
 pub mod job;
 pub mod namespace;
@@ -24,6 +28,7 @@ mod ownership;
 pub mod replicaset;
 mod selector;
 pub mod serviceaccount;
+pub mod statefulset;
 
 pub use error::Error;
 use keelson_client::leader::{LeaderElector, Timing};
@@ -40,6 +45,8 @@ pub async fn run(client: kube::Client) {
         deployment::run(client.clone()),
         job::run(client.clone()),
         daemonset::run(client.clone()),
+        statefulset::run(client.clone()),
+        cronjob::run(client.clone()),
         replicaset::run_rc(client.clone()),
         serviceaccount::run(client),
     );
