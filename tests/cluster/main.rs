@@ -6,6 +6,7 @@ mod api;
 mod bad_input;
 mod controllers;
 mod crash;
+mod cronjob;
 mod fidelity;
 mod guest_languages;
 mod harness;
