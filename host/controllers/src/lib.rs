@@ -10,7 +10,8 @@
 //! - [`job`]: Jobs run pods to completion (parallelism, completions, Indexed, backoffLimit);
 //! - [`daemonset`]: DaemonSets run one pod on every eligible node;
 //! - [`statefulset`]: StatefulSets keep pods with stable names, claims and ordered rollouts;
-//! - [`cronjob`]: CronJobs make Jobs on a cron schedule.
+//! - [`cronjob`]: CronJobs make Jobs on a cron schedule;
+//! - [`endpoints`]: Services get Endpoints and EndpointSlices listing the pods they select.
 //!
 //! [`run_elected`] runs them only while this process holds the Lease
 //! `kube-system/kube-controller-manager`, so several managers can share one cluster.
@@ -19,6 +20,7 @@ pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod discovery;
+pub mod endpoints;
 mod error;
 mod events;
 pub mod garbage_collector;
@@ -47,6 +49,8 @@ pub async fn run(client: kube::Client) {
         daemonset::run(client.clone()),
         statefulset::run(client.clone()),
         cronjob::run(client.clone()),
+        endpoints::run(client.clone()),
+        endpoints::slices::run(client.clone()),
         replicaset::run_rc(client.clone()),
         serviceaccount::run(client),
     );
