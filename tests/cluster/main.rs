@@ -13,6 +13,7 @@ mod guest_languages;
 mod harness;
 mod kube_rs;
 mod kubectl;
+mod node_lifecycle;
 mod plugins;
 mod scheduler;
 mod statefulset;

@@ -11,7 +11,8 @@
 //! - [`daemonset`]: DaemonSets run one pod on every eligible node;
 //! - [`statefulset`]: StatefulSets keep pods with stable names, claims and ordered rollouts;
 //! - [`cronjob`]: CronJobs make Jobs on a cron schedule;
-//! - [`endpoints`]: Services get Endpoints and EndpointSlices listing the pods they select.
+//! - [`endpoints`]: Services get Endpoints and EndpointSlices listing the pods they select;
+//! - [`node_lifecycle`]: silent nodes turn Unknown, are tainted, and their pods evicted.
 //!
 //! [`run_elected`] runs them only while this process holds the Lease
 //! `kube-system/kube-controller-manager`, so several managers can share one cluster.
@@ -26,6 +27,7 @@ mod events;
 pub mod garbage_collector;
 pub mod job;
 pub mod namespace;
+pub mod node_lifecycle;
 mod ownership;
 pub mod replicaset;
 mod selector;
@@ -38,8 +40,15 @@ use keelson_client::leader::{LeaderElector, Timing};
 /// The Lease the controller managers elect their leader on (Kubernetes' name).
 pub const LEASE_NAME: &str = "kube-controller-manager";
 
+/// How the controllers are tuned (kube-controller-manager's flags).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// The node lifecycle controller's periods.
+    pub node_lifecycle: node_lifecycle::Config,
+}
+
 /// Runs every built-in controller until the process ends.
-pub async fn run(client: kube::Client) {
+pub async fn run(client: kube::Client, options: Options) {
     tokio::join!(
         garbage_collector::run(client.clone()),
         namespace::run(client.clone()),
@@ -51,6 +60,7 @@ pub async fn run(client: kube::Client) {
         cronjob::run(client.clone()),
         endpoints::run(client.clone()),
         endpoints::slices::run(client.clone()),
+        node_lifecycle::run(client.clone(), options.node_lifecycle),
         replicaset::run_rc(client.clone()),
         serviceaccount::run(client),
     );
@@ -58,8 +68,8 @@ pub async fn run(client: kube::Client) {
 
 /// Runs the controllers while this process (candidate `identity`) leads; on losing the Lease
 /// they stop and the process campaigns again.
-pub async fn run_elected(client: kube::Client, identity: &str, timing: Timing) {
+pub async fn run_elected(client: kube::Client, identity: &str, timing: Timing, options: Options) {
     let elector =
         LeaderElector::new(client.clone(), "kube-system", LEASE_NAME, identity).with_timing(timing);
-    elector.run(|| run(client.clone())).await;
+    elector.run(|| run(client.clone(), options)).await;
 }

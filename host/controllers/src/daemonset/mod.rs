@@ -7,7 +7,7 @@
 //! their node with a `matchFields metadata.name` node affinity and bound by the scheduler, as
 //! in Kubernetes.
 
-mod nodes;
+pub(crate) mod nodes;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

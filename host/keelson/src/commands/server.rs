@@ -75,6 +75,8 @@ pub(crate) struct ServerCommand {
     disable_scheduler: bool,
     #[command(flatten)]
     scheduler: super::scheduler::SchedulerOptions,
+    #[command(flatten)]
+    controllers: super::controller_manager::ControllerOptions,
     /// Print the bound ports as JSON on stdout once serving (for tests and scripts).
     #[arg(long, hide = true)]
     print_ports: bool,
@@ -154,11 +156,13 @@ impl ServerCommand {
             // The embedded store has one server, which leads without an election.
             if shared_store {
                 let identity = keelson_client::leader::process_identity();
+                let options = self.controllers.options();
                 tokio::spawn(async move {
-                    keelson_controllers::run_elected(client, &identity, Default::default()).await
+                    keelson_controllers::run_elected(client, &identity, Default::default(), options)
+                        .await
                 });
             } else {
-                tokio::spawn(keelson_controllers::run(client));
+                tokio::spawn(keelson_controllers::run(client, self.controllers.options()));
             }
             running.api.components.set_running("controller-manager");
         }

@@ -104,10 +104,13 @@ pub(crate) async fn start(backend: Backend, base: &Path) -> Result<Started, Star
     .context("starting the server")?;
     let cold_start = started.elapsed();
     let router = keelson_apiserver::router(running.api.clone());
-    tokio::spawn(keelson_controllers::run(keelson_client::in_process(
-        router.clone(),
-        keelson_client::UserInfo::controller_manager(),
-    )));
+    tokio::spawn(keelson_controllers::run(
+        keelson_client::in_process(
+            router.clone(),
+            keelson_client::UserInfo::controller_manager(),
+        ),
+        Default::default(),
+    ));
     let endpoint = Endpoint::from_kubeconfig(&running.kubeconfig).await?;
     Ok(Started {
         endpoint,
