@@ -7,6 +7,7 @@ mod bad_input;
 mod controllers;
 mod crash;
 mod cronjob;
+mod disruption;
 mod endpoints;
 mod fidelity;
 mod guest_languages;

@@ -12,7 +12,8 @@
 //! - [`statefulset`]: StatefulSets keep pods with stable names, claims and ordered rollouts;
 //! - [`cronjob`]: CronJobs make Jobs on a cron schedule;
 //! - [`endpoints`]: Services get Endpoints and EndpointSlices listing the pods they select;
-//! - [`node_lifecycle`]: silent nodes turn Unknown, are tainted, and their pods evicted.
+//! - [`node_lifecycle`]: silent nodes turn Unknown, are tainted, and their pods evicted;
+//! - [`disruption`]: PodDisruptionBudgets' status (what eviction and preemption read).
 //!
 //! [`run_elected`] runs them only while this process holds the Lease
 //! `kube-system/kube-controller-manager`, so several managers can share one cluster.
@@ -21,6 +22,7 @@ pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod discovery;
+pub mod disruption;
 pub mod endpoints;
 mod error;
 mod events;
@@ -61,6 +63,7 @@ pub async fn run(client: kube::Client, options: Options) {
         endpoints::run(client.clone()),
         endpoints::slices::run(client.clone()),
         node_lifecycle::run(client.clone(), options.node_lifecycle),
+        disruption::run(client.clone()),
         replicaset::run_rc(client.clone()),
         serviceaccount::run(client),
     );
