@@ -92,6 +92,41 @@ fn endpoints_follow_ready_pods() {
         KUBECTL_133,
         &["rollout", "status", "deployment/web", "--timeout=60s"],
     ));
+    // The Deployment and ReplicaSet controllers report what they did, in Kubernetes' words.
+    let rs = get(
+        &server,
+        &[
+            "rs",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+        ],
+    );
+    let pod = get(
+        &server,
+        &[
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+        ],
+    );
+    let events = get(
+        &server,
+        &[
+            "events",
+            "-o",
+            "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
+        ],
+    );
+    assert!(
+        events.contains(&format!(
+            "ScalingReplicaSet: Scaled up replica set {rs} from 0 to 3"
+        )) && events.contains(&format!("SuccessfulCreate: Created pod: {pod}")),
+        "{events}"
+    );
     let mut ips = Vec::new();
     assert!(
         eventually(WAIT, || {
