@@ -1,7 +1,7 @@
 //! The StatefulSet controller on simulated nodes, driven by kubectl 1.33: pods come up one at
 //! a time in ordinal order with their claims, `rollout status` follows a rolling update from
-//! the highest ordinal and a partitioned one, `rollout history` lists ControllerRevisions, and
-//! a scale-down removes the highest ordinal first and waits for it.
+//! the highest ordinal and a partitioned one, `rollout history|undo` use ControllerRevisions,
+//! and a scale-down removes the highest ordinal first and waits for it.
 
 use std::time::Duration;
 
@@ -174,6 +174,20 @@ fn statefulset_orders_pods_rolls_and_scales_down_in_reverse() {
         .count();
     assert_eq!(revisions, 2, "{history}");
 
+    // Undo applies the first revision's template again; it becomes revision 3.
+    ok(server.kubectl(KUBECTL_133, &["rollout", "undo", "statefulset/web"]));
+    rollout_status(&server);
+    assert!(eventually(WAIT, || pods(&server)
+        .iter()
+        .all(|p| p.1 == "nginx:1.27" && !p.2)));
+    let numbers = get(
+        &server,
+        &["controllerrevision", "-o", "jsonpath={.items[*].revision}"],
+    );
+    let mut numbers: Vec<&str> = numbers.split_whitespace().collect();
+    numbers.sort();
+    assert_eq!(numbers, ["2", "3"], "the undone-to revision is renumbered");
+
     // With partition 2 only web-2 moves to the next image.
     ok(server.kubectl(
         KUBECTL_133,
@@ -194,7 +208,7 @@ fn statefulset_orders_pods_rolls_and_scales_down_in_reverse() {
         "{done}"
     );
     let images: Vec<String> = pods(&server).into_iter().map(|p| p.1).collect();
-    assert_eq!(images, ["nginx:1.28", "nginx:1.28", "nginx:1.29"]);
+    assert_eq!(images, ["nginx:1.27", "nginx:1.27", "nginx:1.29"]);
 
     // Scale-down: with the nodes gone web-2 stays Terminating, and web-1 waits for it.
     nodes.kill();
