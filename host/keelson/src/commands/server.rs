@@ -126,6 +126,8 @@ pub(crate) struct ServerCommand {
     disable_scheduler: bool,
     #[command(flatten)]
     scheduler: super::scheduler::SchedulerOptions,
+    #[command(flatten)]
+    controllers: super::controller_manager::ControllerOptions,
     /// Print the bound ports as JSON on stdout once serving (for tests and scripts).
     #[arg(long, hide = true)]
     print_ports: bool,
@@ -241,12 +243,19 @@ impl ServerCommand {
             // The embedded store has one server, which leads without an election.
             if shared_store {
                 let identity = keelson_client::leader::process_identity();
+                let options = self.controllers.options();
                 tokio::spawn(async move {
-                    keelson_controllers::run_elected(client, creds, &identity, Default::default())
-                        .await
+                    keelson_controllers::run_elected(
+                        client,
+                        creds,
+                        &identity,
+                        Default::default(),
+                        options,
+                    )
+                    .await
                 });
             } else {
-                tokio::spawn(keelson_controllers::run(creds));
+                tokio::spawn(keelson_controllers::run(creds, self.controllers.options()));
             }
             running.api.components.set_running("controller-manager");
         }

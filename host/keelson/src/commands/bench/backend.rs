@@ -106,6 +106,7 @@ pub(crate) async fn start(backend: Backend, base: &Path) -> Result<Started, Star
     let router = keelson_apiserver::router(running.api.clone());
     tokio::spawn(keelson_controllers::run(
         crate::commands::server::controller_credentials(&running.api),
+        Default::default(),
     ));
     let endpoint = Endpoint::from_kubeconfig(&running.kubeconfig).await?;
     Ok(Started {
