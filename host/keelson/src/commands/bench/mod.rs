@@ -12,6 +12,7 @@
 
 mod admission;
 mod api;
+mod authz;
 mod backend;
 mod http;
 mod load;
@@ -40,6 +41,9 @@ enum BenchWhat {
     /// Scheduler: simulated nodes, pods created through the API server and bound by the
     /// scheduler; pods/s, create→bound latency and memory.
     Scheduler(scheduler::SchedulerBench),
+    /// Authorization: the API load as an ordinary user under RBAC with ~200 bindings, against
+    /// the same run under AlwaysAllow.
+    Authz(authz::AuthzBench),
 }
 
 impl BenchCommand {
@@ -48,6 +52,7 @@ impl BenchCommand {
             BenchWhat::Api(bench) => bench.execute().await,
             BenchWhat::Admission(bench) => bench.execute().await,
             BenchWhat::Scheduler(bench) => bench.execute().await,
+            BenchWhat::Authz(bench) => bench.execute().await,
         }
     }
 }
