@@ -215,3 +215,34 @@ fn escalation_check_compares_held_rules() {
         .uncovered(&bob, "prod", &[rule(&[""], &["pods"], &["get"])])
         .is_some());
 }
+
+#[test]
+fn decisions_cost_microseconds_with_200_bindings() {
+    let mut objects = bootstrap();
+    for i in 0..200 {
+        objects.role_bindings.push(role_binding(
+            &format!("team-{}", i % 50),
+            &format!("rb-{i}"),
+            "ClusterRole",
+            "edit",
+            &format!("user-{i}"),
+        ));
+    }
+    objects
+        .role_bindings
+        .push(role_binding("dev", "me", "ClusterRole", "edit", "me"));
+    let rbac = Rbac::new(&objects);
+    let me = UserInfo::new("me", &[]);
+    let a = Attributes::resource("create", "dev", "", "configmaps", "");
+    let n = 20_000;
+    let started = std::time::Instant::now();
+    for _ in 0..n {
+        assert!(rbac.authorize(&me, &a).allowed());
+    }
+    let per = started.elapsed() / n;
+    eprintln!("RBAC decision: {per:?}");
+    assert!(
+        per < std::time::Duration::from_millis(1),
+        "{per:?} per decision"
+    );
+}

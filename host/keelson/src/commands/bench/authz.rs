@@ -31,6 +31,29 @@ pub(crate) struct AuthzBench {
     /// Parent of the temp data dirs [default: the system temp dir].
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Rounds; each starts fresh servers, alternating which mode goes first, and every
+    /// figure keeps its best value over the rounds (the machine's noise is one-sided).
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+}
+
+/// Keeps, per metric, the better of `best` and `next` (higher rates, lower latencies).
+fn keep_best(best: &mut report::Report, next: report::Report) {
+    for m in next.metrics {
+        let Some(b) = best.metrics.iter_mut().find(|b| b.key == m.key) else {
+            best.metrics.push(m);
+            continue;
+        };
+        b.value = match (b.value, m.value) {
+            (Some(x), Some(y)) => Some(match m.unit {
+                report::Unit::PerSec => x.max(y),
+                _ => x.min(y),
+            }),
+            (x, y) => x.or(y),
+        };
+    }
+    best.notes.extend(next.notes);
+    best.notes.dedup();
 }
 
 fn binding_meta(
@@ -74,8 +97,21 @@ async fn policy(client: kube::Client, n: usize) -> anyhow::Result<()> {
     crbs.create(&pp, &own)
         .await
         .context("binding the bench user")?;
+    let create_namespaces = k8s_openapi::api::rbac::v1::ClusterRole {
+        metadata: binding_meta("bench-namespaces".into(), None),
+        rules: Some(vec![k8s_openapi::api::rbac::v1::PolicyRule {
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec!["namespaces".into()]),
+            verbs: vec!["create".into(), "get".into()],
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    Api::<k8s_openapi::api::rbac::v1::ClusterRole>::all(client.clone())
+        .create(&pp, &create_namespaces)
+        .await?;
     own.metadata = binding_meta("bench-user-namespaces".into(), None);
-    own.role_ref = role_ref("system:controller:namespace-controller");
+    own.role_ref = role_ref("bench-namespaces");
     crbs.create(&pp, &own).await?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for team in 0..50 {
@@ -128,42 +164,59 @@ impl AuthzBench {
         let tokens = tempfile::tempdir()?;
         let file = tokens.path().join("tokens.csv");
         std::fs::write(&file, format!("{TOKEN},{USER},1000\n"))?;
-        let mut reports = Vec::new();
-        let mut keep = Vec::new();
-        for (name, mode) in [
+        let modes = [
             (
                 "AlwaysAllow",
                 keelson_apiserver::AuthorizationMode::AlwaysAllow,
             ),
             ("RBAC", keelson_apiserver::AuthorizationMode::NodeRbac),
-        ] {
-            let auth = keelson_apiserver::AuthConfig {
-                token_auth_file: Some(file.clone()),
-                authorization_mode: mode,
-                ..Default::default()
+        ];
+        let mut best: Vec<Option<report::Report>> = vec![None, None];
+        let mut keep = Vec::new();
+        for round in 0..self.rounds.max(1) {
+            let order: Vec<usize> = if round % 2 == 0 {
+                vec![0, 1]
+            } else {
+                vec![1, 0]
             };
-            eprintln!("bench: starting the server with {name}");
-            let started = match backend::start_with(Backend::Embedded, &base, auth).await {
-                Ok(s) => s,
-                Err(StartError::Skip(why)) => anyhow::bail!("the server did not start: {why}"),
-                Err(StartError::Failed(e)) => return Err(e.context("the server did not start")),
-            };
-            if mode == keelson_apiserver::AuthorizationMode::NodeRbac {
+            for i in order {
+                let (name, mode) = modes[i];
+                let auth = keelson_apiserver::AuthConfig {
+                    token_auth_file: Some(file.clone()),
+                    authorization_mode: mode,
+                    ..Default::default()
+                };
+                eprintln!(
+                    "bench: round {}, starting the server with {name}",
+                    round + 1
+                );
+                let started = match backend::start_with(Backend::Embedded, &base, auth).await {
+                    Ok(s) => s,
+                    Err(StartError::Skip(why)) => anyhow::bail!("the server did not start: {why}"),
+                    Err(StartError::Failed(e)) => return Err(e.context("the server did not start")),
+                };
+                // The same objects in both modes (only the authorizer differs); then let the
+                // controllers finish reacting to the new namespaces before measuring.
                 policy(started.in_process.clone(), self.bindings).await?;
-            }
-            let endpoint = started.endpoint.with_token(TOKEN);
-            let mut report = measure(Backend::Embedded, &endpoint, started.cold_start, sizes).await;
-            report.backend = name.into();
-            report.setup = format!("{} as {USER} (token file)", report.setup);
-            if mode == keelson_apiserver::AuthorizationMode::NodeRbac {
-                report.notes.push(format!(
-                    "{} bindings besides the bootstrap policy",
-                    self.bindings
+                tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                let endpoint = started.endpoint.with_token(TOKEN);
+                let mut r = measure(Backend::Embedded, &endpoint, started.cold_start, sizes).await;
+                r.backend = name.into();
+                r.setup = format!("{} as {USER} (token file)", r.setup);
+                r.notes.push(format!(
+                    "{} bindings besides the bootstrap policy (enforced only under RBAC); best of {} rounds",
+                    self.bindings, self.rounds
                 ));
+                match &mut best[i] {
+                    Some(b) => keep_best(b, r),
+                    slot => *slot = Some(r),
+                }
+                keep.push(started);
             }
-            print!("{}", report::table(&report));
-            reports.push(report);
-            keep.push(started);
+        }
+        let reports: Vec<report::Report> = best.into_iter().flatten().collect();
+        for r in &reports {
+            print!("{}", report::table(r));
         }
         print!("{}", report::comparison(&reports[1], &reports[0]));
         drop(keep);
