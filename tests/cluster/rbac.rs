@@ -717,3 +717,82 @@ fn anonymous_and_forged_credentials() {
     assert!(err.contains("provide credentials"), "{err}");
     ok(server.kubectl(K133, &["get", "namespaces"]));
 }
+
+#[test]
+fn approved_csr_yields_a_working_client_certificate() {
+    let server = server();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "erin");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "devs");
+    let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+    let request = base64::engine::general_purpose::STANDARD.encode(&csr);
+    apply(
+        &server,
+        &format!("apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata: {{name: erin}}\nspec:\n  request: {request}\n  signerName: kubernetes.io/kube-apiserver-client\n  expirationSeconds: 86400\n  usages: [client auth]\n"),
+    );
+    let pending = ok(server.kubectl(K133, &["get", "csr", "erin"]));
+    assert!(
+        pending.contains("Pending") && pending.contains("kubernetes.io/kube-apiserver-client"),
+        "{pending}"
+    );
+    ok(server.kubectl(K133, &["certificate", "approve", "erin"]));
+    let mut cert = String::new();
+    assert!(crate::harness::eventually(
+        std::time::Duration::from_secs(15),
+        || {
+            cert = ok(server.kubectl(
+                K133,
+                &["get", "csr", "erin", "-o", "jsonpath={.status.certificate}"],
+            ));
+            !cert.is_empty()
+        }
+    ));
+    let listed = ok(server.kubectl(K133, &["get", "csr", "erin"]));
+    assert!(
+        listed.contains("Approved,Issued") && listed.contains("24h"),
+        "{listed}"
+    );
+    let pem = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(cert.trim())
+            .unwrap(),
+    )
+    .unwrap();
+    let erin = cert_pem_kubeconfig(&server, "erin", &pem, &key.serialize_pem());
+    let who = ok(as_user(
+        &server,
+        &erin,
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+    ));
+    assert_eq!(who, "erin");
+    let version = ok(as_user(&server, &erin, &["get", "--raw", "/version"]));
+    assert!(version.contains("gitVersion"), "{version}");
+    // The requester recorded is the poster, whatever the body said.
+    let requestor = ok(server.kubectl(
+        K133,
+        &["get", "csr", "erin", "-o", "jsonpath={.spec.username}"],
+    ));
+    assert_eq!(requestor, "admin");
+    // A kubelet-client request whose subject is not a node fails with a reason.
+    let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+    let request = base64::engine::general_purpose::STANDARD.encode(&csr);
+    apply(
+        &server,
+        &format!("apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata: {{name: fake-node}}\nspec:\n  request: {request}\n  signerName: kubernetes.io/kube-apiserver-client-kubelet\n  usages: [client auth]\n"),
+    );
+    ok(server.kubectl(K133, &["certificate", "approve", "fake-node"]));
+    assert!(crate::harness::eventually(
+        std::time::Duration::from_secs(15),
+        || { ok(server.kubectl(K133, &["get", "csr", "fake-node"])).contains("Failed") }
+    ));
+}

@@ -160,6 +160,7 @@ fn builtin_rows() -> Vec<Row> {
         "networking.k8s.io" "v1" "ingresses" "ingress" Ingress (networking::v1::Ingress) ns=true short=["ing"] all=false status=true scale=false extra=[];
         "networking.k8s.io" "v1" "ingressclasses" "ingressclass" IngressClass (networking::v1::IngressClass) ns=false short=[] all=false status=false scale=false extra=[];
         "networking.k8s.io" "v1" "networkpolicies" "networkpolicy" NetworkPolicy (networking::v1::NetworkPolicy) ns=true short=["netpol"] all=false status=false scale=false extra=[];
+        "certificates.k8s.io" "v1" "certificatesigningrequests" "certificatesigningrequest" CertificateSigningRequest (certificates::v1::CertificateSigningRequest) ns=false short=["csr"] all=false status=true scale=false extra=["approval"];
         "policy" "v1" "poddisruptionbudgets" "poddisruptionbudget" PodDisruptionBudget (policy::v1::PodDisruptionBudget) ns=true short=["pdb"] all=false status=true scale=false extra=[];
         "storage.k8s.io" "v1" "storageclasses" "storageclass" StorageClass (storage::v1::StorageClass) ns=false short=["sc"] all=false status=false scale=false extra=[];
         "scheduling.k8s.io" "v1" "priorityclasses" "priorityclass" PriorityClass (scheduling::v1::PriorityClass) ns=false short=["pc"] all=false status=false scale=false extra=[];

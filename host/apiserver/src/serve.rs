@@ -115,6 +115,7 @@ pub async fn start(
             message: e.to_string(),
         })?;
     crate::auth::feed::start(&api, loopback.clone()).await;
+    crate::auth::csr_signer::start(&api, loopback.clone(), config.data_dir.clone());
     wasm::start(&api, loopback);
 
     let (tls, verifier) = pki::server_tls(&creds, &config.data_dir)

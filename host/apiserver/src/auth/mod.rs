@@ -7,6 +7,7 @@
 
 mod attributes;
 pub(crate) mod client_cert;
+pub(crate) mod csr_signer;
 pub(crate) mod escalation;
 pub(crate) mod feed;
 pub(crate) mod layer;

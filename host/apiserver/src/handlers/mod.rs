@@ -189,16 +189,16 @@ async fn route(ctx: Ctx, method: Method, body: Body, path: &str) -> ApiResult<Re
         (Method::GET, false, None) if watching => watch::watch(ctx).await,
         (Method::GET, false, None) => read::list(ctx).await,
         (Method::GET, true, None) if watching => watch::watch(ctx).await,
-        (Method::GET, true, None | Some("status")) => read::get(ctx).await,
+        (Method::GET, true, None | Some("status") | Some("approval")) => read::get(ctx).await,
         (Method::POST, false, None) => {
             let body = read_body(body).await?;
             write::create(ctx, body).await
         }
-        (Method::PUT, true, None | Some("status") | Some("finalize")) => {
+        (Method::PUT, true, None | Some("status") | Some("finalize") | Some("approval")) => {
             let body = read_body(body).await?;
             write::update(ctx, body).await
         }
-        (Method::PATCH, true, None | Some("status")) => {
+        (Method::PATCH, true, None | Some("status") | Some("approval")) => {
             let body = read_body(body).await?;
             patch::patch(ctx, body).await
         }

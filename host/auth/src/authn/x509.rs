@@ -65,6 +65,11 @@ impl ClientCa {
         })
     }
 
+    /// Signs a certificate request with this CA (see [`sign_request`]).
+    pub fn sign_request(&self, csr_pem: &str, seconds: i64) -> Result<String, AuthnError> {
+        sign_request(&self.cert_pem, &self.key_pem, csr_pem, seconds, false)
+    }
+
     /// Issues a client certificate for `user` in `groups` (at most two), valid for `days`;
     /// returns the certificate and key (PEM).
     pub fn issue(
@@ -98,6 +103,32 @@ impl ClientCa {
         let cert = params.signed_by(&key, &issuer).map_err(key_err)?;
         Ok((cert.pem(), key.serialize_pem()))
     }
+}
+
+/// Signs a PEM certificate request (the public key and subject it names) with the CA in
+/// `ca_cert_pem`/`ca_key_pem`, valid for `seconds`, for client or server use; returns the
+/// certificate (PEM). The request's names are kept; the CA chooses the validity.
+pub fn sign_request(
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+    csr_pem: &str,
+    seconds: i64,
+    server: bool,
+) -> Result<String, AuthnError> {
+    let ca_key = KeyPair::from_pem(ca_key_pem).map_err(key_err)?;
+    let issuer = Issuer::from_ca_cert_pem(ca_cert_pem, ca_key).map_err(key_err)?;
+    let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+        .map_err(|e| AuthnError::InvalidCertificate(format!("certificate request: {e}")))?;
+    let now = time_now();
+    csr.params.not_before = now - std::time::Duration::from_secs(300);
+    csr.params.not_after = now + std::time::Duration::from_secs(seconds.max(600) as u64);
+    csr.params.is_ca = IsCa::NoCa;
+    csr.params.extended_key_usages = vec![match server {
+        true => rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        false => rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    }];
+    let cert = csr.signed_by(&issuer).map_err(key_err)?;
+    Ok(cert.pem())
 }
 
 fn time_now() -> time::OffsetDateTime {
@@ -136,6 +167,21 @@ mod tests {
         assert_eq!(user.name, "alice");
         assert_eq!(user.groups, ["dev", "ops", "system:authenticated"]);
         assert!(user_from_der(&der[..der.len() / 2]).is_err());
+        // A request signed by the CA names its own subject.
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, "dave");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "devs");
+        let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+        let signed = ca.sign_request(&csr, 3600).unwrap();
+        let user = user_from_der(&rustls_pemfile_like(&signed)).unwrap();
+        assert_eq!(
+            (user.name.as_str(), user.groups[0].as_str()),
+            ("dave", "devs")
+        );
+        assert!(ca.sign_request("not a request", 3600).is_err());
         // Reloaded, the same CA.
         assert_eq!(ClientCa::ensure(dir.path()).unwrap().cert_pem, ca.cert_pem);
     }
