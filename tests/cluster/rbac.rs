@@ -371,6 +371,25 @@ fn escalation_and_impersonation_are_checked() {
         ],
     ));
     let alice = token_kubeconfig(&server, "alice", "alice-token");
+    // The aggregation controller writes the union into admin/edit/view, as Kubernetes shows it.
+    assert!(crate::harness::eventually(
+        std::time::Duration::from_secs(15),
+        || {
+            let rules = ok(server.kubectl(
+                K133,
+                &[
+                    "get",
+                    "clusterrole",
+                    "admin",
+                    "-o",
+                    "jsonpath={.rules[*].resources}",
+                ],
+            ));
+            rules.contains("rolebindings")
+                && rules.contains("deployments")
+                && rules.contains("pods/log")
+        }
+    ));
     // alice administers dev but may not hand out cluster-admin there, nor roles beyond hers.
     let err = fails(as_user(
         &server,

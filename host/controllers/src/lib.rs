@@ -13,11 +13,14 @@
 //! - [`cronjob`]: CronJobs make Jobs on a cron schedule;
 //! - [`endpoints`]: Services get Endpoints and EndpointSlices listing the pods they select;
 //! - [`node_lifecycle`]: silent nodes turn Unknown, are tainted, and their pods evicted;
-//! - [`disruption`]: PodDisruptionBudgets' status (what eviction and preemption read).
+//! - [`disruption`]: PodDisruptionBudgets' status (what eviction and preemption read);
+//! - [`clusterrole_aggregation`]: aggregated ClusterRoles (`admin`, `edit`, `view`) get the
+//!   union of the roles they select.
 //!
 //! [`run_elected`] runs them only while this process holds the Lease
 //! `kube-system/kube-controller-manager`, so several managers can share one cluster.
 
+pub mod clusterrole_aggregation;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
@@ -91,6 +94,7 @@ pub async fn run(creds: Credentials, options: Options) {
         disruption::run(c("disruption-controller")),
         replicaset::run_rc(c("replication-controller")),
         serviceaccount::run(c("service-account-controller")),
+        clusterrole_aggregation::run(c("clusterrole-aggregation-controller")),
     );
 }
 

@@ -71,12 +71,17 @@ pub fn aggregated_rules(roles: &[ClusterRole]) -> HashMap<String, Vec<PolicyRule
             .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
             .collect()
     };
+    // An aggregated role's rules are exactly the union of the roles it selects (what it stored
+    // before is the controller's earlier answer, not an input).
     let mut out: HashMap<String, Vec<PolicyRule>> = roles
         .iter()
         .map(|r| {
             (
                 name_of(&r.metadata).to_string(),
-                r.rules.clone().unwrap_or_default(),
+                match r.aggregation_rule {
+                    Some(_) => vec![],
+                    None => r.rules.clone().unwrap_or_default(),
+                },
             )
         })
         .collect();
