@@ -15,17 +15,45 @@ pub(crate) fn from_store(def: &ResourceDef, kv: &KeyValue) -> ApiResult<Value> {
     Ok(obj)
 }
 
-/// Sets `metadata.resourceVersion`.
+/// ObjectMeta's fields after `resourceVersion`, in Kubernetes' order.
+const AFTER_RV: [&str; 9] = [
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
+];
+
+/// Sets `metadata.resourceVersion`, in its Kubernetes position (after `uid`) when it is new.
 pub(crate) fn set_rv(obj: &mut Value, rev: i64) {
-    meta_mut(obj).insert("resourceVersion".into(), json!(rev.to_string()));
+    let meta = meta_mut(obj);
+    let rv = json!(rev.to_string());
+    if let Some(v) = meta.get_mut("resourceVersion") {
+        *v = rv;
+        return;
+    }
+    match meta.keys().position(|k| AFTER_RV.contains(&k.as_str())) {
+        Some(at) => {
+            meta.shift_insert(at, "resourceVersion".into(), rv);
+        }
+        None => {
+            meta.insert("resourceVersion".into(), rv);
+        }
+    }
 }
 
-/// Bytes to store: the object without its resourceVersion.
+/// Bytes to store: the object without its resourceVersion, in Kubernetes' field order, so
+/// reads serve it as stored without reordering ([`crate::codec::json_response_as_stored`]).
 pub(crate) fn to_store(obj: &Value) -> Vec<u8> {
     let mut copy = obj.clone();
     if let Some(m) = copy.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
+        m.shift_remove("resourceVersion");
     }
+    crate::protobuf::kubernetes_order(&mut copy);
     serde_json::to_vec(&copy).unwrap_or_default()
 }
 

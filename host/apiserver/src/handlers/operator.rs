@@ -172,6 +172,7 @@ mod tests {
         assert_eq!(code, 200, "{body}");
         assert_eq!(body["store"]["backend"], "embedded");
         assert_eq!(body["lastSnapshot"]["name"], "a");
-        assert_eq!(body["certificates"].as_array().unwrap().len(), 2);
+        // The serving CA, the client CA and the serving certificate.
+        assert_eq!(body["certificates"].as_array().unwrap().len(), 3);
     }
 }

@@ -17,7 +17,7 @@ pub(crate) async fn get(ctx: Ctx) -> ApiResult<Response> {
     let kv = ctx.stored().await?;
     let obj = from_store(&ctx.def, &kv)?;
     let out = match rep {
-        Representation::Object => obj,
+        Representation::Object => return Ok(crate::codec::json_response_as_stored(200, &obj)),
         Representation::Table => table::to_table(
             &ctx.def,
             &[obj],
@@ -87,12 +87,15 @@ pub(crate) async fn list(ctx: Ctx) -> ApiResult<Response> {
             "metadata": metadata,
             "items": objs.iter().map(objects::partial_metadata).collect::<Vec<_>>(),
         }),
-        Representation::Object => json!({
-            "kind": objects::list_kind(&ctx.def),
-            "apiVersion": ctx.def.api_version(),
-            "metadata": metadata,
-            "items": objs,
-        }),
+        Representation::Object => {
+            let list = json!({
+                "kind": objects::list_kind(&ctx.def),
+                "apiVersion": ctx.def.api_version(),
+                "metadata": metadata,
+                "items": objs,
+            });
+            return Ok(crate::codec::json_response_as_stored(200, &list));
+        }
     };
     Ok(respond(200, &out))
 }
