@@ -3,6 +3,7 @@
 
 mod admission;
 mod api;
+mod at_rest;
 mod bad_input;
 mod certificates;
 mod controllers;

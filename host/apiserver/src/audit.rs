@@ -247,9 +247,15 @@ pub(crate) async fn around(
         true => {
             let (parts, body) = req.into_parts();
             let bytes = to_bytes(body, limit).await.unwrap_or_default();
+            // YAML and protobuf bodies (kubectl's for built-in kinds) are logged as JSON, as
+            // Kubernetes does.
+            let logged = crate::codec::decode_object(&parts.headers, &bytes)
+                .ok()
+                .and_then(|v| serde_json::to_vec(&v).ok())
+                .map(bytes::Bytes::from);
             (
-                axum::extract::Request::from_parts(parts, Body::from(bytes.clone())),
-                Some(bytes),
+                axum::extract::Request::from_parts(parts, Body::from(bytes)),
+                logged,
             )
         }
         false => (req, None),

@@ -234,7 +234,8 @@ pub(crate) async fn layer(
             .get(http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        audit.begin(&user, &attrs, &req.uri().to_string(), agent, &decision)
+        let uri = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        audit.begin(&user, &attrs, uri, agent, &decision)
     });
     if let Decision::Allow(_) = decision {
         req.extensions_mut().insert(user);
