@@ -103,6 +103,8 @@ pub struct ApiServer {
     pub metrics: Metrics,
     /// Components running in this process (for `componentstatuses`).
     pub components: InProcessComponents,
+    /// The HTTPS client `pods/log` reaches agents with (set once the credentials are loaded).
+    pub(crate) kubelet_client: std::sync::OnceLock<reqwest::Client>,
     /// Bearer tokens and whom they authenticate.
     tokens: HashMap<String, UserInfo>,
     /// Cancelled when the server begins shutting down: listeners stop accepting and open
@@ -134,6 +136,7 @@ impl ApiServer {
             metrics: Metrics::default(),
             components: InProcessComponents::default(),
             tokens,
+            kubelet_client: Default::default(),
             stopping: Default::default(),
         })
     }

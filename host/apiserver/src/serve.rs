@@ -75,6 +75,12 @@ pub async fn start(
     let chain = keelson_admission::Chain::new(&config.admission)?;
     tracing::info!(plugins = ?chain.enabled(), "admission chain");
     let api = ApiServer::new(store, &creds.admin_token, chain, plugin_host);
+    match handlers::kubelet_client(&creds.cert_pem, &creds.key_pem) {
+        Ok(client) => {
+            let _ = api.kubelet_client.set(client);
+        }
+        Err(e) => tracing::warn!(error = %e, "no client for agents: pods/log is unavailable"),
+    }
 
     let address = format!("{}:{}", config.bind_address, config.secure_port);
     let listener = TcpListener::bind((config.bind_address.as_str(), config.secure_port))

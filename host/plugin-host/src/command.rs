@@ -152,7 +152,9 @@ impl Command {
         let ticks = Arc::new(AtomicU64::new(0));
         let tick = config.epoch_tick;
         let counted = ticks.clone();
-        let budget = run.cpu_time.map(|t| (t.as_nanos() / tick.as_nanos().max(1)) as u64);
+        let budget = run
+            .cpu_time
+            .map(|t| (t.as_nanos() / tick.as_nanos().max(1)) as u64);
         // Each callback means the guest ran for about one tick: pause it so its share stays at
         // `cpu_millis`, and yield to the executor either way.
         let pause = run
@@ -181,7 +183,11 @@ impl Command {
             Err(e) => Err(e),
         };
         let cpu = tick * ticks.load(Ordering::Relaxed) as u32;
-        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, cpu_ms = cpu.as_millis() as u64, "command ended");
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            cpu_ms = cpu.as_millis() as u64,
+            "command ended"
+        );
         let exit = match result {
             Ok(Ok(())) => Exit::Code(0),
             Ok(Err(())) => Exit::Code(1),
@@ -196,7 +202,10 @@ impl Command {
                 } else if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
                     Exit::Failed {
                         reason: "DeadlineExceeded",
-                        message: format!("CPU time limit of {:?} exceeded", run.cpu_time.unwrap_or_default()),
+                        message: format!(
+                            "CPU time limit of {:?} exceeded",
+                            run.cpu_time.unwrap_or_default()
+                        ),
                     }
                 } else {
                     Exit::Failed {

@@ -1,7 +1,9 @@
 //! One module per subcommand.
 
+pub(crate) mod agent;
 pub(crate) mod bench;
 pub(crate) mod controller_manager;
+pub(crate) mod image;
 pub(crate) mod kube_client;
 pub(crate) mod leader;
 pub(crate) mod plugin;

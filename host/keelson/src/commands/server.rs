@@ -1,4 +1,5 @@
-//! `keelson server`: the API server with its store, built-in controllers and the scheduler.
+//! `keelson server`: the API server with its store, built-in controllers, the scheduler and a
+//! node agent (a one-node cluster, like k3s).
 
 use std::path::PathBuf;
 
@@ -75,6 +76,11 @@ pub(crate) struct ServerCommand {
     disable_scheduler: bool,
     #[command(flatten)]
     scheduler: super::scheduler::SchedulerOptions,
+    /// Do not run a node agent in this process (run `keelson agent` on nodes instead).
+    #[arg(long, env = "KEELSON_DISABLE_AGENT", help_heading = "Agent")]
+    disable_agent: bool,
+    #[command(flatten)]
+    agent: super::agent::AgentOptions,
     /// Print the bound ports as JSON on stdout once serving (for tests and scripts).
     #[arg(long, hide = true)]
     print_ports: bool,
@@ -141,10 +147,11 @@ impl ServerCommand {
             },
         };
         let shared_store = config.store != "embedded";
+        let data_dir = config.data_dir.clone();
         // One wasmtime engine and precompiled cache for every part that loads plugins.
         let plugin_host =
             keelson_plugin_host::PluginHost::new(config.data_dir.join("plugin-cache"))?;
-        let running = keelson_apiserver::start(config, plugin_host).await?;
+        let running = keelson_apiserver::start(config, plugin_host.clone()).await?;
         if !self.disable_controllers {
             let client = keelson_client::in_process(
                 keelson_apiserver::router(running.api.clone()),
@@ -170,6 +177,20 @@ impl ServerCommand {
             self.scheduler.config()?; // refuse a bad configuration at startup
             spawn_scheduler(client, self.scheduler.clone(), shared_store);
             running.api.components.set_running("scheduler");
+        }
+        if !self.disable_agent {
+            let ca = std::fs::read_to_string(data_dir.join("tls/ca.crt"))?;
+            let agent = self.agent.config(data_dir.join("agent"), Some(ca));
+            let client = keelson_client::in_process(
+                keelson_apiserver::router(running.api.clone()),
+                keelson_client::UserInfo::node(&agent.node_name),
+            );
+            let node = agent.node_name.clone();
+            tokio::spawn(async move {
+                if let Err(e) = keelson_kubelet::run(client, plugin_host, agent).await {
+                    tracing::error!(node = %node, error = %format!("{e:#}"), "node agent stopped");
+                }
+            });
         }
         if self.print_ports {
             println!(

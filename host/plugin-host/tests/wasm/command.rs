@@ -33,7 +33,9 @@ impl Captured {
 
 fn demo() -> Arc<Command> {
     let bytes = std::fs::read(wasm_dir().join("wasi-demo.wasm")).expect("wasi-demo.wasm");
-    host().load_command("wasi-demo", &bytes).expect("load wasi-demo")
+    host()
+        .load_command("wasi-demo", &bytes)
+        .expect("load wasi-demo")
 }
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> (Exit, Arc<Captured>, Duration) {
@@ -46,17 +48,19 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (Exit, Arc<Captured>, Duration) {
         .unwrap();
     let started = Instant::now();
     let (exit, _cpu) = rt
-        .block_on(demo().run(CommandRun {
-            args: argv,
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            output: out.clone(),
-            memory_bytes: 32 << 20,
-            cpu_millis: None,
-            cpu_time: None,
-        }))
+        .block_on(
+            demo().run(CommandRun {
+                args: argv,
+                env: env
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                output: out.clone(),
+                memory_bytes: 32 << 20,
+                cpu_millis: None,
+                cpu_time: None,
+            }),
+        )
         .expect("run");
     (exit, out, started.elapsed())
 }
@@ -64,7 +68,9 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (Exit, Arc<Captured>, Duration) {
 #[test]
 fn args_env_and_exit_code() {
     let (exit, out, _) = run(
-        &["--env", "--print", "hello", "--stderr", "oops", "--exit", "7"],
+        &[
+            "--env", "--print", "hello", "--stderr", "oops", "--exit", "7",
+        ],
         &[("GREETING", "hi")],
     );
     assert_eq!(exit, Exit::Code(7));
@@ -80,7 +86,13 @@ fn args_env_and_exit_code() {
 fn memory_cap_ends_the_guest_as_oom() {
     let (exit, _, _) = run(&["--alloc-mb", "100"], &[]);
     assert!(
-        matches!(exit, Exit::Failed { reason: "OOMKilled", .. }),
+        matches!(
+            exit,
+            Exit::Failed {
+                reason: "OOMKilled",
+                ..
+            }
+        ),
         "{exit:?}"
     );
     assert_eq!(exit.code(), 137);
@@ -117,7 +129,11 @@ fn cpu_budget_and_share() {
     let (exit, _) = rt.block_on(command.run(spin(Some(250), None))).unwrap();
     assert_eq!(exit, Exit::Code(0));
     if full_cpu >= Duration::from_millis(20) {
-        assert!(started.elapsed() >= full * 2, "{:?} vs {full:?}", started.elapsed());
+        assert!(
+            started.elapsed() >= full * 2,
+            "{:?} vs {full:?}",
+            started.elapsed()
+        );
     }
     // A budget far below what the work needs stops it.
     if full_cpu >= Duration::from_millis(40) {
@@ -125,7 +141,13 @@ fn cpu_budget_and_share() {
             .block_on(command.run(spin(None, Some(Duration::from_millis(10)))))
             .unwrap();
         assert!(
-            matches!(exit, Exit::Failed { reason: "DeadlineExceeded", .. }),
+            matches!(
+                exit,
+                Exit::Failed {
+                    reason: "DeadlineExceeded",
+                    ..
+                }
+            ),
             "{exit:?}"
         );
     }

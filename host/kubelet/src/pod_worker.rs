@@ -1,0 +1,665 @@
+//! One pod's worker: runs its init containers one after another, then its containers, on the
+//! runtime its RuntimeClass names; restarts them per `restartPolicy` with CrashLoopBackOff;
+//! writes the pod status whenever it changes; and on deletion runs `preStop` sleep hooks,
+//! stops the containers within the grace period (`deletionGracePeriodSeconds`, else
+//! `terminationGracePeriodSeconds`, else 30 s) and deletes the object with grace 0. Every
+//! sync runs in a `sync_pod` span.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use k8s_openapi::api::node::v1::RuntimeClass;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::Api;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::backoff::Backoff;
+use crate::env;
+use crate::pods::Agent;
+use crate::runtime::{ContainerConfig, Exited, Runtime};
+use crate::status::{self, ContainerState, Current, Terminated};
+use crate::Error;
+
+/// A container: (is init container, index in its list).
+type Slot = (bool, usize);
+
+/// A running container's control: its stop channel and when it started.
+struct Handle {
+    stop: Option<oneshot::Sender<Stop>>,
+    run: u64,
+    started: Instant,
+}
+
+/// How to stop a container: sleep `pre_stop` (a `preStop.sleep` hook), then stop by `deadline`.
+struct Stop {
+    pre_stop: Duration,
+    deadline: Instant,
+}
+
+struct Exit {
+    slot: Slot,
+    run: u64,
+    exited: Exited,
+    started: Timestamp,
+    finished: Timestamp,
+    container_id: String,
+}
+
+struct Worker {
+    agent: Arc<Agent>,
+    pod: Pod,
+    ns: String,
+    name: String,
+    uid: String,
+    init: Vec<ContainerState>,
+    containers: Vec<ContainerState>,
+    /// How many times each container has run (adopted from the status on agent restart).
+    runs: HashMap<Slot, u32>,
+    handles: HashMap<Slot, Handle>,
+    due: HashMap<Slot, Instant>,
+    backoff: Backoff,
+    exits_tx: mpsc::UnboundedSender<Exit>,
+    next_run: u64,
+    runtime: Option<Result<Arc<dyn Runtime>, String>>,
+    start_time: Timestamp,
+    written: Option<Value>,
+    retry_write: Option<Instant>,
+    deleting: Option<Instant>,
+}
+
+fn spec_of(pod: &Pod) -> (Vec<Container>, Vec<Container>) {
+    pod.spec
+        .as_ref()
+        .map(|s| {
+            (
+                s.init_containers.clone().unwrap_or_default(),
+                s.containers.clone(),
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// The worker's view of a container from the status the API holds: what ran before an agent
+/// restart stays counted; a run that was in progress is gone with the old agent and counts as
+/// ended (exit 137).
+fn adopt(
+    c: &Container,
+    statuses: Option<&Vec<k8s_openapi::api::core::v1::ContainerStatus>>,
+) -> (ContainerState, u32) {
+    let mut state = ContainerState::new(&c.name, c.image.as_deref().unwrap_or_default());
+    let Some(s) = statuses.into_iter().flatten().find(|s| s.name == c.name) else {
+        return (state, 0);
+    };
+    state.restart_count = s.restart_count;
+    state.image_id = s.image_id.clone();
+    let to_term = |t: &k8s_openapi::api::core::v1::ContainerStateTerminated| Terminated {
+        exit: Exited {
+            code: t.exit_code,
+            reason: t.reason.clone().unwrap_or_else(|| "Error".into()),
+            message: t.message.clone(),
+        },
+        started_at: t
+            .started_at
+            .as_ref()
+            .map(|t| t.0)
+            .unwrap_or_else(Timestamp::now),
+        finished_at: t
+            .finished_at
+            .as_ref()
+            .map(|t| t.0)
+            .unwrap_or_else(Timestamp::now),
+        container_id: t.container_id.clone().unwrap_or_default(),
+    };
+    state.last = s
+        .last_state
+        .as_ref()
+        .and_then(|l| l.terminated.as_ref())
+        .map(to_term);
+    let now_state = s.state.as_ref();
+    let runs = if let Some(t) = now_state.and_then(|st| st.terminated.as_ref()) {
+        state.current = Current::Terminated(to_term(t));
+        s.restart_count as u32 + 1
+    } else if let Some(r) = now_state.and_then(|st| st.running.as_ref()) {
+        state.current = Current::Terminated(Terminated {
+            exit: Exited {
+                code: 137,
+                reason: "Error".into(),
+                message: Some("the agent restarted while the container ran".into()),
+            },
+            started_at: r
+                .started_at
+                .as_ref()
+                .map(|t| t.0)
+                .unwrap_or_else(Timestamp::now),
+            finished_at: Timestamp::now(),
+            container_id: s.container_id.clone().unwrap_or_default(),
+        });
+        s.restart_count as u32 + 1
+    } else if state.last.is_some() {
+        s.restart_count as u32 + 1
+    } else {
+        0
+    };
+    (state, runs)
+}
+
+/// Runs one pod until it is deleted; `updates` carries the latest object (`None` once the pod
+/// is gone from the API).
+pub(crate) async fn run(agent: Arc<Agent>, pod: Pod, mut updates: watch::Receiver<Option<Pod>>) {
+    let (exits_tx, mut exits) = mpsc::unbounded_channel();
+    let mut w = Worker::new(agent, pod, exits_tx);
+    let key = format!("{}/{}", w.ns, w.name);
+    loop {
+        let span = tracing::info_span!("sync_pod", pod = %key, uid = %w.uid);
+        if w.sync().instrument(span).await {
+            return;
+        }
+        let wake = w.next_wake();
+        tokio::select! {
+            changed = updates.changed() => {
+                let latest = if changed.is_ok() { updates.borrow_and_update().clone() } else { None };
+                match latest {
+                    Some(pod) => w.pod = pod,
+                    None => return w.vanished().await,
+                }
+            }
+            Some(exit) = exits.recv() => w.on_exit(exit),
+            _ = tokio::time::sleep_until(wake) => {}
+        }
+    }
+}
+
+impl Worker {
+    fn new(agent: Arc<Agent>, pod: Pod, exits_tx: mpsc::UnboundedSender<Exit>) -> Self {
+        let (init_spec, spec) = spec_of(&pod);
+        let status = pod.status.as_ref();
+        let mut runs = HashMap::new();
+        let mut adopt_all = |list: &[Container], init: bool| -> Vec<ContainerState> {
+            let statuses = status.and_then(|s| match init {
+                true => s.init_container_statuses.as_ref(),
+                false => s.container_statuses.as_ref(),
+            });
+            list.iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let (state, n) = adopt(c, statuses);
+                    runs.insert((init, i), n);
+                    state
+                })
+                .collect()
+        };
+        let init = adopt_all(&init_spec, true);
+        let containers = adopt_all(&spec, false);
+        let start_time = status
+            .and_then(|s| s.start_time.as_ref())
+            .map(|t| t.0)
+            .unwrap_or_else(Timestamp::now);
+        let (ns, name, uid) = (
+            pod.metadata.namespace.clone().unwrap_or_default(),
+            pod.metadata.name.clone().unwrap_or_default(),
+            pod.metadata.uid.clone().unwrap_or_default(),
+        );
+        for c in init.iter().chain(containers.iter()) {
+            let key = (ns.clone(), name.clone(), c.name.clone());
+            agent.logs.adopt(&key, &uid, c.restart_count);
+        }
+        let config = &agent.config;
+        Worker {
+            backoff: Backoff::new(config.backoff_base, config.backoff_max),
+            ns,
+            name,
+            uid,
+            agent,
+            pod,
+            init,
+            containers,
+            runs,
+            handles: HashMap::new(),
+            due: HashMap::new(),
+            exits_tx,
+            next_run: 0,
+            runtime: None,
+            start_time,
+            written: None,
+            retry_write: None,
+            deleting: None,
+        }
+    }
+
+    fn policy(&self) -> String {
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.clone())
+            .unwrap_or_else(|| "Always".into())
+    }
+
+    fn state(&mut self, slot: Slot) -> &mut ContainerState {
+        match slot.0 {
+            true => &mut self.init[slot.1],
+            false => &mut self.containers[slot.1],
+        }
+    }
+
+    fn spec(&self, slot: Slot) -> Option<Container> {
+        let (init, containers) = spec_of(&self.pod);
+        match slot.0 {
+            true => init.get(slot.1).cloned(),
+            false => containers.get(slot.1).cloned(),
+        }
+    }
+
+    fn next_wake(&self) -> Instant {
+        let far = Instant::now() + Duration::from_secs(3600);
+        self.due
+            .values()
+            .chain(self.retry_write.iter())
+            .chain(self.deleting.iter())
+            .copied()
+            .min()
+            .unwrap_or(far)
+            .min(far)
+    }
+
+    /// One sync: start what is due, handle deletion, write the status. True when done.
+    async fn sync(&mut self) -> bool {
+        if self.pod.metadata.deletion_timestamp.is_some() {
+            return self.terminate().await;
+        }
+        if self.runtime.is_none() {
+            self.runtime = Some(self.resolve_runtime().await);
+        }
+        if let Some(Err(message)) = self.runtime.clone() {
+            for slot in self.all_slots() {
+                let state = self.state(slot);
+                if !state.terminated() {
+                    state.current = Current::Waiting {
+                        reason: "ContainerCreating".into(),
+                        message: Some(message.clone()),
+                    };
+                }
+            }
+            self.runtime = None;
+            self.due.insert(
+                (false, usize::MAX),
+                Instant::now() + self.agent.config.backoff_base,
+            );
+        } else {
+            self.due.remove(&(false, usize::MAX));
+            self.start_due().await;
+        }
+        self.write_status().await;
+        false
+    }
+
+    fn all_slots(&self) -> Vec<Slot> {
+        (0..self.init.len())
+            .map(|i| (true, i))
+            .chain((0..self.containers.len()).map(|i| (false, i)))
+            .collect()
+    }
+
+    async fn resolve_runtime(&self) -> Result<Arc<dyn Runtime>, String> {
+        let class = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.runtime_class_name.clone());
+        let handler = match &class {
+            None => "runc".to_string(),
+            Some(name) => {
+                let classes: Api<RuntimeClass> = Api::all(self.agent.client.clone());
+                match classes.get_opt(name).await {
+                    Ok(Some(rc)) => rc.handler,
+                    Ok(None) => return Err(format!("RuntimeClass \"{name}\" not found")),
+                    Err(e) => return Err(format!("reading RuntimeClass \"{name}\": {e}")),
+                }
+            }
+        };
+        self.agent.runtimes.get(&handler).ok_or_else(|| {
+            format!(
+                "no runtime for handler \"{handler}\" on this node (it runs {:?}; set runtimeClassName: wasm for WASI components)",
+                self.agent.runtimes.handlers()
+            )
+        })
+    }
+
+    /// Starts the next init container, or all containers once init is done, where due.
+    async fn start_due(&mut self) {
+        let now = Instant::now();
+        let due = |w: &Self, slot: Slot| {
+            w.due.get(&slot).is_none_or(|t| *t <= now) && !w.handles.contains_key(&slot)
+        };
+        if let Some(i) = self.init.iter().position(|c| !c.succeeded()) {
+            if !self.init[i].terminated() && due(self, (true, i)) {
+                self.start((true, i)).await;
+            }
+            return;
+        }
+        for i in 0..self.containers.len() {
+            if !self.containers[i].terminated() && due(self, (false, i)) {
+                self.start((false, i)).await;
+            }
+        }
+    }
+
+    async fn env_sources(&self, c: &Container) -> Result<env::Sources, Error> {
+        let (cms, secrets) = env::referenced(c);
+        let mut sources = env::Sources::default();
+        let cm_api: Api<ConfigMap> = Api::namespaced(self.agent.client.clone(), &self.ns);
+        for name in cms {
+            if let Some(cm) = cm_api.get_opt(&name).await? {
+                sources
+                    .config_maps
+                    .insert(name, cm.data.unwrap_or_default());
+            }
+        }
+        let secret_api: Api<Secret> = Api::namespaced(self.agent.client.clone(), &self.ns);
+        for name in secrets {
+            if let Some(s) = secret_api.get_opt(&name).await? {
+                let mut data: BTreeMap<String, String> = s.string_data.unwrap_or_default();
+                for (k, v) in s.data.unwrap_or_default() {
+                    data.insert(k, String::from_utf8_lossy(&v.0).into_owned());
+                }
+                sources.secrets.insert(name, data);
+            }
+        }
+        Ok(sources)
+    }
+
+    fn wait(&mut self, slot: Slot, reason: &str, message: String) {
+        tracing::info!(container = %self.state(slot).name, reason, %message, "container cannot start");
+        self.state(slot).current = Current::Waiting {
+            reason: reason.into(),
+            message: Some(message),
+        };
+        self.due
+            .insert(slot, Instant::now() + self.agent.config.backoff_base);
+    }
+
+    async fn start(&mut self, slot: Slot) {
+        let Some(spec) = self.spec(slot) else { return };
+        let Some(Ok(runtime)) = self.runtime.clone() else {
+            return;
+        };
+        let env = match self.env_sources(&spec).await {
+            Ok(sources) => env::build(&self.pod, &spec, &sources),
+            Err(e) => Err(e),
+        };
+        let env = match env {
+            Ok(env) => env,
+            Err(e) => return self.wait(slot, "CreateContainerConfigError", e.to_string()),
+        };
+        let image = spec.image.clone().unwrap_or_default();
+        let image_id = match runtime.prepare(&image).await {
+            Ok(id) => id,
+            Err(e @ Error::ImageNotFound(_)) => {
+                return self.wait(slot, "ErrImageNeverPull", e.to_string())
+            }
+            Err(e) => return self.wait(slot, "CreateContainerError", e.to_string()),
+        };
+        let runs = self.runs.entry(slot).or_insert(0);
+        let restart = match *runs {
+            0 => 0,
+            _ => self.state(slot).restart_count + 1,
+        };
+        let ckey = (self.ns.clone(), self.name.clone(), spec.name.clone());
+        let writer = match self.agent.logs.start(&ckey, &self.uid, restart) {
+            Ok(w) => Arc::new(w),
+            Err(e) => return self.wait(slot, "CreateContainerError", format!("log file: {e}")),
+        };
+        let limits = spec.resources.as_ref().and_then(|r| r.limits.as_ref());
+        let limit = |name: &str| {
+            limits
+                .and_then(|l| l.get(name))
+                .and_then(|q| keelson_apimachinery::quantity::parse(&q.0).ok())
+        };
+        let container_id = format!("wasm://{}-{}-{restart}", self.uid, spec.name);
+        let (command, args) = env::command_line(&spec, &env);
+        let config = ContainerConfig {
+            id: container_id.clone(),
+            image,
+            command,
+            args,
+            env,
+            memory_limit: limit("memory").map(|m| (m / 1000).max(0) as u64),
+            cpu_limit_millis: limit("cpu").map(|m| m.max(1) as u64),
+            output: writer.clone(),
+        };
+        let mut container = match runtime.start(config).await {
+            Ok(c) => c,
+            Err(e) => {
+                writer.close();
+                self.agent.logs.finish(&ckey);
+                return self.wait(slot, "CreateContainerError", e.to_string());
+            }
+        };
+        *self.runs.entry(slot).or_insert(0) += 1;
+        self.next_run += 1;
+        let run = self.next_run;
+        let (stop_tx, stop_rx) = oneshot::channel::<Stop>();
+        let (tx, logs) = (self.exits_tx.clone(), self.agent.logs.clone());
+        let started = Timestamp::now();
+        let id = container_id.clone();
+        tokio::spawn(async move {
+            let exited = tokio::select! {
+                exited = container.wait() => exited,
+                Ok(stop) = stop_rx => {
+                    let hook = stop.pre_stop.min(stop.deadline.saturating_duration_since(Instant::now()));
+                    tokio::select! {
+                        exited = container.wait() => exited,
+                        _ = tokio::time::sleep(hook) => {
+                            container.stop(stop.deadline.saturating_duration_since(Instant::now())).await
+                        }
+                    }
+                }
+            };
+            writer.close();
+            logs.finish(&ckey);
+            let _ = tx.send(Exit {
+                slot,
+                run,
+                exited,
+                started,
+                finished: Timestamp::now(),
+                container_id: id,
+            });
+        });
+        tracing::info!(container = %spec.name, restart, "container started");
+        self.due.remove(&slot);
+        let state = self.state(slot);
+        state.image_id = image_id;
+        state.restart_count = restart;
+        state.current = Current::Running {
+            started_at: started,
+            container_id,
+        };
+        self.handles.insert(
+            slot,
+            Handle {
+                stop: Some(stop_tx),
+                run,
+                started: Instant::now(),
+            },
+        );
+    }
+
+    fn on_exit(&mut self, exit: Exit) {
+        let Some(handle) = self.handles.get(&exit.slot) else {
+            return;
+        };
+        if handle.run != exit.run {
+            return;
+        }
+        let ran = handle.started.elapsed();
+        self.handles.remove(&exit.slot);
+        let term = Terminated {
+            exit: exit.exited,
+            started_at: exit.started,
+            finished_at: exit.finished,
+            container_id: exit.container_id,
+        };
+        let code = term.exit.code;
+        let policy = self.policy();
+        let restart = self.deleting.is_none()
+            && match (exit.slot.0, policy.as_str()) {
+                (true, "Never") => false,
+                (true, _) => code != 0,
+                (false, "Always") => true,
+                (false, "OnFailure") => code != 0,
+                _ => false,
+            };
+        let (pod, ns, uid) = (self.name.clone(), self.ns.clone(), self.uid.clone());
+        let state = self.state(exit.slot);
+        tracing::info!(container = %state.name, code, reason = %term.exit.reason, restart, "container exited");
+        if !restart {
+            state.current = Current::Terminated(term);
+            return;
+        }
+        state.last = Some(term);
+        let name = state.name.clone();
+        let delay = self.backoff.delay(&name, ran);
+        let state = self.state(exit.slot);
+        state.current = match delay.is_zero() {
+            true => Current::Waiting {
+                reason: "ContainerCreating".into(),
+                message: None,
+            },
+            false => Current::Waiting {
+                reason: "CrashLoopBackOff".into(),
+                message: Some(format!(
+                    "back-off {}s restarting failed container={name} pod={pod}_{ns}({uid})",
+                    delay.as_secs()
+                )),
+            },
+        };
+        self.due.insert(exit.slot, Instant::now() + delay);
+    }
+
+    async fn write_status(&mut self) {
+        let sandbox = matches!(self.runtime, Some(Ok(_)));
+        let status = status::pod_status(
+            &self.pod,
+            &self.init,
+            &self.containers,
+            &self.agent.ip,
+            &self.start_time,
+            sandbox,
+        );
+        if self.written.as_ref() == Some(&status) {
+            return;
+        }
+        let api: Api<Pod> = Api::namespaced(self.agent.client.clone(), &self.ns);
+        let patch = json!({"status": status});
+        match api
+            .patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(pod) => {
+                self.pod.status = pod.status;
+                self.written = Some(status);
+                self.retry_write = None;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not write pod status");
+                self.retry_write = Some(Instant::now() + Duration::from_secs(1));
+            }
+        }
+    }
+
+    /// Graceful termination; true once the object is deleted.
+    async fn terminate(&mut self) -> bool {
+        let meta = &self.pod.metadata;
+        let grace = meta
+            .deletion_grace_period_seconds
+            .or_else(|| {
+                self.pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.termination_grace_period_seconds)
+            })
+            .unwrap_or(30)
+            .max(0) as u64;
+        if self.deleting.is_none() {
+            let deadline = Instant::now() + Duration::from_secs(grace);
+            self.deleting = Some(deadline);
+            self.due.clear();
+            tracing::info!(grace_seconds = grace, "terminating pod");
+        }
+        let deadline = self.deleting.unwrap_or_else(Instant::now);
+        let (init_spec, spec) = spec_of(&self.pod);
+        for (slot, handle) in self.handles.iter_mut() {
+            let Some(stop) = handle.stop.take() else {
+                continue;
+            };
+            let c = if slot.0 {
+                init_spec.get(slot.1)
+            } else {
+                spec.get(slot.1)
+            };
+            let pre_stop = c
+                .and_then(|c| c.lifecycle.as_ref())
+                .and_then(|l| l.pre_stop.as_ref())
+                .and_then(|h| h.sleep.as_ref())
+                .map(|s| Duration::from_secs(s.seconds.max(0) as u64))
+                .unwrap_or_default();
+            let _ = stop.send(Stop { pre_stop, deadline });
+        }
+        for slot in self.all_slots() {
+            let state = self.state(slot);
+            if let Current::Waiting { .. } = state.current {
+                if let Some(last) = state.last.clone() {
+                    state.current = Current::Terminated(last);
+                }
+            }
+        }
+        if !self.handles.is_empty() {
+            // Past the deadline the container tasks are already killing; wake to re-check.
+            self.deleting = Some(deadline.max(Instant::now() + Duration::from_millis(200)));
+            return false;
+        }
+        self.write_status().await;
+        let api: Api<Pod> = Api::namespaced(self.agent.client.clone(), &self.ns);
+        let dp = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(self.uid.clone()),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match api.delete(&self.name, &dp).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not delete the pod; retrying");
+                self.deleting = Some(Instant::now() + Duration::from_secs(1));
+                return false;
+            }
+        }
+        tracing::info!("pod deleted");
+        self.agent.logs.remove_pod(&self.ns, &self.name, &self.uid);
+        true
+    }
+
+    /// The pod is gone from the API: kill its containers at once and forget it.
+    async fn vanished(mut self) {
+        let now = Instant::now();
+        for handle in self.handles.values_mut() {
+            if let Some(stop) = handle.stop.take() {
+                let _ = stop.send(Stop {
+                    pre_stop: Duration::ZERO,
+                    deadline: now,
+                });
+            }
+        }
+        self.agent.logs.remove_pod(&self.ns, &self.name, &self.uid);
+        tracing::info!(pod = %self.name, "pod removed from the API; containers stopped");
+    }
+}
