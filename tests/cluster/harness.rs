@@ -33,6 +33,7 @@ pub(crate) struct Server {
     store: String,
     args: Vec<String>,
     scheduler: bool,
+    agent: bool,
     log: PathBuf,
 }
 
@@ -58,24 +59,41 @@ impl Server {
         Self::start_inner("embedded", args, true)
     }
 
+    /// Starts a server with its scheduler and its in-process node agent (the other
+    /// constructors pass `--disable-agent`, so no real node joins); the agent's log port is
+    /// picked freely and CrashLoopBackOff starts at 1 s.
+    pub(crate) fn start_with_agent(args: &[&str]) -> Self {
+        let mut all = vec!["--kubelet-port", "0", "--crash-loop-backoff", "1"];
+        all.extend_from_slice(args);
+        let mut s = Self::build("embedded", &all, true);
+        s.agent = true;
+        s.spawn(free_port());
+        s
+    }
+
     fn start_full(store: &str, args: &[&str]) -> Self {
         Self::start_inner(store, args, false)
     }
 
     fn start_inner(store: &str, args: &[&str], scheduler: bool) -> Self {
+        let mut s = Self::build(store, args, scheduler);
+        s.spawn(free_port());
+        s
+    }
+
+    fn build(store: &str, args: &[&str], scheduler: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("server.log");
-        let mut s = Server {
+        Server {
             child: None,
             dir,
             port: 0,
             store: store.to_string(),
             args: args.iter().map(|a| a.to_string()).collect(),
             scheduler,
+            agent: false,
             log,
-        };
-        s.spawn(free_port());
-        s
+        }
     }
 
     fn spawn(&mut self, port: u16) {
@@ -97,6 +115,7 @@ impl Server {
             .arg(self.dir.path())
             .args(&self.args)
             .args((!self.scheduler).then_some("--disable-scheduler"))
+            .args((!self.agent).then_some("--disable-agent"))
             .env("KEELSON_LOG", "info,keelson_apiserver=debug")
             .stdout(Stdio::null())
             .stderr(log)

@@ -11,6 +11,7 @@ mod guest_languages;
 mod harness;
 mod kube_rs;
 mod kubectl;
+mod kubelet;
 mod plugins;
 mod scheduler;
 mod webhook_quota;

@@ -64,8 +64,8 @@ pub(crate) fn cpu_millis() -> u64 {
             let mut parts = max.split_whitespace();
             if let (Some(quota), Some(period)) = (parts.next(), parts.next()) {
                 if let (Ok(q), Ok(p)) = (quota.parse::<u64>(), period.parse::<u64>()) {
-                    if p > 0 {
-                        limit = limit.min(q * 1000 / p);
+                    if let Some(millis) = (q * 1000).checked_div(p) {
+                        limit = limit.min(millis);
                     }
                 }
             }

@@ -149,6 +149,17 @@ fn adopt(
     (state, runs)
 }
 
+/// Whether `policy` restarts an (init) container that ended with `code`.
+fn restarts(init: bool, policy: &str, code: i32) -> bool {
+    match (init, policy) {
+        (true, "Never") => false,
+        (true, _) => code != 0,
+        (false, "Always") => true,
+        (false, "OnFailure") => code != 0,
+        _ => false,
+    }
+}
+
 /// Runs one pod until it is deleted; `updates` carries the latest object (`None` once the pod
 /// is gone from the API).
 pub(crate) async fn run(agent: Arc<Agent>, pod: Pod, mut updates: watch::Receiver<Option<Pod>>) {
@@ -194,8 +205,28 @@ impl Worker {
                 })
                 .collect()
         };
-        let init = adopt_all(&init_spec, true);
-        let containers = adopt_all(&spec, false);
+        let mut init = adopt_all(&init_spec, true);
+        let mut containers = adopt_all(&spec, false);
+        // Runs that ended (or were lost with an earlier agent) and that the restart policy
+        // restarts wait for their next start.
+        let policy = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.clone())
+            .unwrap_or_else(|| "Always".into());
+        for (list, init) in [(&mut init, true), (&mut containers, false)] {
+            for c in list.iter_mut() {
+                if let Current::Terminated(t) = &c.current {
+                    if restarts(init, &policy, t.exit.code) {
+                        c.last = Some(t.clone());
+                        c.current = Current::Waiting {
+                            reason: "ContainerCreating".into(),
+                            message: None,
+                        };
+                    }
+                }
+            }
+        }
         let start_time = status
             .and_then(|s| s.start_time.as_ref())
             .map(|t| t.0)
@@ -507,14 +538,7 @@ impl Worker {
         };
         let code = term.exit.code;
         let policy = self.policy();
-        let restart = self.deleting.is_none()
-            && match (exit.slot.0, policy.as_str()) {
-                (true, "Never") => false,
-                (true, _) => code != 0,
-                (false, "Always") => true,
-                (false, "OnFailure") => code != 0,
-                _ => false,
-            };
+        let restart = self.deleting.is_none() && restarts(exit.slot.0, &policy, code);
         let (pod, ns, uid) = (self.name.clone(), self.ns.clone(), self.uid.clone());
         let state = self.state(exit.slot);
         tracing::info!(container = %state.name, code, reason = %term.exit.reason, restart, "container exited");

@@ -271,9 +271,19 @@ mod tests {
     fn phases() {
         let waiting = ContainerState::new("c", "demo:1");
         let cases: [(&[ContainerState], &[ContainerState], &str, &str); 8] = [
-            (&[], &[waiting.clone()], "Always", "Pending"),
-            (&[waiting.clone()], &[waiting.clone()], "Never", "Pending"),
-            (&[ended("i", 1)], &[waiting.clone()], "Never", "Failed"),
+            (&[], std::slice::from_ref(&waiting), "Always", "Pending"),
+            (
+                std::slice::from_ref(&waiting),
+                std::slice::from_ref(&waiting),
+                "Never",
+                "Pending",
+            ),
+            (
+                &[ended("i", 1)],
+                std::slice::from_ref(&waiting),
+                "Never",
+                "Failed",
+            ),
             (&[ended("i", 0)], &[running("c")], "Always", "Running"),
             (&[], &[ended("a", 0), ended("b", 0)], "Never", "Succeeded"),
             (&[], &[ended("a", 0), ended("b", 2)], "OnFailure", "Failed"),
