@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::harness::{eventually, ok, Server, KUBECTL_133};
 
 /// Builds `plugins/workloads/wasi-demo` (wasm32-wasip2) once.
-fn wasi_demo() -> PathBuf {
+pub(crate) fn wasi_demo() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
@@ -48,15 +48,15 @@ fn cluster() -> Server {
     server
 }
 
-fn kubectl(server: &Server, args: &[&str]) -> String {
+pub(crate) fn kubectl(server: &Server, args: &[&str]) -> String {
     ok(server.kubectl(KUBECTL_133, args))
 }
 
-fn apply(server: &Server, yaml: &str) {
+pub(crate) fn apply(server: &Server, yaml: &str) {
     ok(server.kubectl_stdin(KUBECTL_133, &["apply", "-f", "-"], yaml));
 }
 
-fn jsonpath(server: &Server, pod: &str, path: &str) -> String {
+pub(crate) fn jsonpath(server: &Server, pod: &str, path: &str) -> String {
     let out = server.kubectl(
         KUBECTL_133,
         &["get", "pod", pod, "-o", &format!("jsonpath={path}")],
@@ -64,7 +64,7 @@ fn jsonpath(server: &Server, pod: &str, path: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn wait_for(server: &Server, pod: &str, path: &str, want: &str, timeout: Duration) {
+pub(crate) fn wait_for(server: &Server, pod: &str, path: &str, want: &str, timeout: Duration) {
     let mut last = String::new();
     let reached = eventually(timeout, || {
         last = jsonpath(server, pod, path);

@@ -2,6 +2,7 @@
 //! kubectl binaries, raw HTTP clients, and (when installed) a real etcd.
 
 mod admission;
+mod agent_join;
 mod api;
 mod bad_input;
 mod controllers;

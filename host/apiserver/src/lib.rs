@@ -105,6 +105,9 @@ pub struct ApiServer {
     pub components: InProcessComponents,
     /// The HTTPS client `pods/log` reaches agents with (set once the credentials are loaded).
     pub(crate) kubelet_client: std::sync::OnceLock<reqwest::Client>,
+    /// The node join token (`<data-dir>/node-token`): `<token>/<node-name>` authenticates as
+    /// `system:node:<node-name>`.
+    pub(crate) node_token: std::sync::OnceLock<String>,
     /// Bearer tokens and whom they authenticate.
     tokens: HashMap<String, UserInfo>,
     /// Cancelled when the server begins shutting down: listeners stop accepting and open
@@ -137,14 +140,33 @@ impl ApiServer {
             components: InProcessComponents::default(),
             tokens,
             kubelet_client: Default::default(),
+            node_token: Default::default(),
             stopping: Default::default(),
         })
     }
 
-    /// Who a bearer token belongs to.
+    /// Who a bearer token belongs to: a known token's user, or the node named after the node
+    /// join token (`<node-token>/<node-name>`, like k3s's join token any agent holding it may
+    /// register any node name).
     pub fn authenticate(&self, token: &str) -> Option<UserInfo> {
-        self.tokens.get(token).cloned()
+        if let Some(user) = self.tokens.get(token) {
+            return Some(user.clone());
+        }
+        let (secret, node) = token.rsplit_once('/')?;
+        let expected = self.node_token.get()?;
+        let valid_name = !node.is_empty()
+            && node.len() <= 253
+            && node
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        (valid_name && constant_time_eq(secret.as_bytes(), expected.as_bytes()))
+            .then(|| UserInfo::node(node))
     }
+}
+
+/// Compares secrets without leaking where they differ through timing.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The HTTP router (no TLS), for tests and the in-process client (`keelson-client`).

@@ -1,6 +1,6 @@
 //! First-start credentials in the data dir: a CA, a serving certificate whose SANs cover the
 //! loopback addresses, the hostname and the `kubernetes.default.svc` names, an admin bearer
-//! token, and `kubeconfig.yaml`. All are reused on restart; only the kubeconfig is rewritten
+//! token, the node join token (`node-token`), and `kubeconfig.yaml`. All are reused on restart; only the kubeconfig is rewritten
 //! with the real port.
 
 use std::path::{Path, PathBuf};
@@ -19,6 +19,8 @@ pub(crate) struct Credentials {
     pub key_pem: String,
     /// The admin bearer token (user `admin`, group `system:masters`).
     pub admin_token: String,
+    /// The node join token (`<data-dir>/node-token`) agents present to join.
+    pub node_token: String,
 }
 
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
@@ -54,16 +56,20 @@ pub(crate) fn ensure(data_dir: &Path) -> std::io::Result<Credentials> {
         write_private(&cert, &made.1)?;
         write_private(&key, &made.2)?;
     }
-    if !token.exists() {
-        let bytes: [u8; 24] = rand::random();
-        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        write_private(&token, &hex)?;
+    let node_token = data_dir.join("node-token");
+    for path in [&token, &node_token] {
+        if !path.exists() {
+            let bytes: [u8; 24] = rand::random();
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            write_private(path, &hex)?;
+        }
     }
     Ok(Credentials {
         ca_pem: std::fs::read_to_string(ca)?,
         cert_pem: std::fs::read_to_string(cert)?,
         key_pem: std::fs::read_to_string(key)?,
         admin_token: std::fs::read_to_string(token)?.trim().to_string(),
+        node_token: std::fs::read_to_string(node_token)?.trim().to_string(),
     })
 }
 

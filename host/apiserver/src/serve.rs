@@ -75,6 +75,7 @@ pub async fn start(
     let chain = keelson_admission::Chain::new(&config.admission)?;
     tracing::info!(plugins = ?chain.enabled(), "admission chain");
     let api = ApiServer::new(store, &creds.admin_token, chain, plugin_host);
+    let _ = api.node_token.set(creds.node_token.clone());
     match handlers::kubelet_client(&creds.cert_pem, &creds.key_pem) {
         Ok(client) => {
             let _ = api.kubelet_client.set(client);

@@ -39,17 +39,20 @@ pub(crate) struct AgentOptions {
 }
 
 impl AgentOptions {
+    /// The node name: the flag, else the host name.
+    pub(crate) fn node_name(&self) -> String {
+        self.node_name
+            .clone()
+            .unwrap_or_else(keelson_kubelet::hostname)
+    }
+
     /// The kubelet configuration; files under `agent_dir`, client CA `ca_pem`.
     pub(crate) fn config(
         &self,
         agent_dir: PathBuf,
         ca_pem: Option<String>,
     ) -> keelson_kubelet::Config {
-        let name = self
-            .node_name
-            .clone()
-            .unwrap_or_else(keelson_kubelet::hostname);
-        let mut config = keelson_kubelet::Config::new(name, agent_dir);
+        let mut config = keelson_kubelet::Config::new(self.node_name(), agent_dir);
         config.node_ip = self.node_ip;
         config.port = self.kubelet_port;
         config.client_ca_pem = ca_pem;
@@ -64,7 +67,8 @@ pub(crate) struct AgentCommand {
     /// URL of the API server, e.g. `https://10.0.0.1:6443` (with `--token`).
     #[arg(long, env = "KEELSON_SERVER", help_heading = "Cluster")]
     server: Option<String>,
-    /// Bearer token the agent presents (with `--server`).
+    /// The server's node join token (its `<data-dir>/node-token`), with `--server`; the agent
+    /// authenticates as `system:node:<node-name>`.
     #[arg(long, env = "KEELSON_TOKEN", help_heading = "Cluster")]
     token: Option<String>,
     /// PEM file of the cluster CA (with `--server`; the server's `<data-dir>/tls/ca.crt`).
@@ -127,7 +131,8 @@ impl AgentCommand {
                 let pem = std::fs::read_to_string(ca)
                     .with_context(|| format!("reading {}", ca.display()))?;
                 config.root_cert = Some(pem_to_der(&pem)?);
-                config.auth_info.token = Some(token.clone().into());
+                let node = self.options.node_name();
+                config.auth_info.token = Some(format!("{token}/{node}").into());
                 config
             }
             (None, None) => {

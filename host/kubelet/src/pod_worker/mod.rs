@@ -12,19 +12,24 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
 use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{Patch, PatchParams};
 use kube::Api;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+mod adopt;
+mod terminate;
+
 use crate::backoff::Backoff;
 use crate::env;
 use crate::pods::Agent;
 use crate::runtime::{ContainerConfig, Exited, Runtime};
 use crate::status::{self, ContainerState, Current, Terminated};
+
 use crate::Error;
+use adopt::{adopt, restarts};
 
 /// A container: (is init container, index in its list).
 type Slot = (bool, usize);
@@ -83,81 +88,6 @@ fn spec_of(pod: &Pod) -> (Vec<Container>, Vec<Container>) {
             )
         })
         .unwrap_or_default()
-}
-
-/// The worker's view of a container from the status the API holds: what ran before an agent
-/// restart stays counted; a run that was in progress is gone with the old agent and counts as
-/// ended (exit 137).
-fn adopt(
-    c: &Container,
-    statuses: Option<&Vec<k8s_openapi::api::core::v1::ContainerStatus>>,
-) -> (ContainerState, u32) {
-    let mut state = ContainerState::new(&c.name, c.image.as_deref().unwrap_or_default());
-    let Some(s) = statuses.into_iter().flatten().find(|s| s.name == c.name) else {
-        return (state, 0);
-    };
-    state.restart_count = s.restart_count;
-    state.image_id = s.image_id.clone();
-    let to_term = |t: &k8s_openapi::api::core::v1::ContainerStateTerminated| Terminated {
-        exit: Exited {
-            code: t.exit_code,
-            reason: t.reason.clone().unwrap_or_else(|| "Error".into()),
-            message: t.message.clone(),
-        },
-        started_at: t
-            .started_at
-            .as_ref()
-            .map(|t| t.0)
-            .unwrap_or_else(Timestamp::now),
-        finished_at: t
-            .finished_at
-            .as_ref()
-            .map(|t| t.0)
-            .unwrap_or_else(Timestamp::now),
-        container_id: t.container_id.clone().unwrap_or_default(),
-    };
-    state.last = s
-        .last_state
-        .as_ref()
-        .and_then(|l| l.terminated.as_ref())
-        .map(to_term);
-    let now_state = s.state.as_ref();
-    let runs = if let Some(t) = now_state.and_then(|st| st.terminated.as_ref()) {
-        state.current = Current::Terminated(to_term(t));
-        s.restart_count as u32 + 1
-    } else if let Some(r) = now_state.and_then(|st| st.running.as_ref()) {
-        state.current = Current::Terminated(Terminated {
-            exit: Exited {
-                code: 137,
-                reason: "Error".into(),
-                message: Some("the agent restarted while the container ran".into()),
-            },
-            started_at: r
-                .started_at
-                .as_ref()
-                .map(|t| t.0)
-                .unwrap_or_else(Timestamp::now),
-            finished_at: Timestamp::now(),
-            container_id: s.container_id.clone().unwrap_or_default(),
-        });
-        s.restart_count as u32 + 1
-    } else if state.last.is_some() {
-        s.restart_count as u32 + 1
-    } else {
-        0
-    };
-    (state, runs)
-}
-
-/// Whether `policy` restarts an (init) container that ended with `code`.
-fn restarts(init: bool, policy: &str, code: i32) -> bool {
-    match (init, policy) {
-        (true, "Never") => false,
-        (true, _) => code != 0,
-        (false, "Always") => true,
-        (false, "OnFailure") => code != 0,
-        _ => false,
-    }
 }
 
 /// Runs one pod until it is deleted; `updates` carries the latest object (`None` once the pod
@@ -595,95 +525,5 @@ impl Worker {
                 self.retry_write = Some(Instant::now() + Duration::from_secs(1));
             }
         }
-    }
-
-    /// Graceful termination; true once the object is deleted.
-    async fn terminate(&mut self) -> bool {
-        let meta = &self.pod.metadata;
-        let grace = meta
-            .deletion_grace_period_seconds
-            .or_else(|| {
-                self.pod
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.termination_grace_period_seconds)
-            })
-            .unwrap_or(30)
-            .max(0) as u64;
-        if self.deleting.is_none() {
-            let deadline = Instant::now() + Duration::from_secs(grace);
-            self.deleting = Some(deadline);
-            self.due.clear();
-            tracing::info!(grace_seconds = grace, "terminating pod");
-        }
-        let deadline = self.deleting.unwrap_or_else(Instant::now);
-        let (init_spec, spec) = spec_of(&self.pod);
-        for (slot, handle) in self.handles.iter_mut() {
-            let Some(stop) = handle.stop.take() else {
-                continue;
-            };
-            let c = if slot.0 {
-                init_spec.get(slot.1)
-            } else {
-                spec.get(slot.1)
-            };
-            let pre_stop = c
-                .and_then(|c| c.lifecycle.as_ref())
-                .and_then(|l| l.pre_stop.as_ref())
-                .and_then(|h| h.sleep.as_ref())
-                .map(|s| Duration::from_secs(s.seconds.max(0) as u64))
-                .unwrap_or_default();
-            let _ = stop.send(Stop { pre_stop, deadline });
-        }
-        for slot in self.all_slots() {
-            let state = self.state(slot);
-            if let Current::Waiting { .. } = state.current {
-                if let Some(last) = state.last.clone() {
-                    state.current = Current::Terminated(last);
-                }
-            }
-        }
-        if !self.handles.is_empty() {
-            // Past the deadline the container tasks are already killing; wake to re-check.
-            self.deleting = Some(deadline.max(Instant::now() + Duration::from_millis(200)));
-            return false;
-        }
-        self.write_status().await;
-        let api: Api<Pod> = Api::namespaced(self.agent.client.clone(), &self.ns);
-        let dp = DeleteParams {
-            grace_period_seconds: Some(0),
-            preconditions: Some(Preconditions {
-                uid: Some(self.uid.clone()),
-                resource_version: None,
-            }),
-            ..Default::default()
-        };
-        match api.delete(&self.name, &dp).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "could not delete the pod; retrying");
-                self.deleting = Some(Instant::now() + Duration::from_secs(1));
-                return false;
-            }
-        }
-        tracing::info!("pod deleted");
-        self.agent.logs.remove_pod(&self.ns, &self.name, &self.uid);
-        true
-    }
-
-    /// The pod is gone from the API: kill its containers at once and forget it.
-    async fn vanished(mut self) {
-        let now = Instant::now();
-        for handle in self.handles.values_mut() {
-            if let Some(stop) = handle.stop.take() {
-                let _ = stop.send(Stop {
-                    pre_stop: Duration::ZERO,
-                    deadline: now,
-                });
-            }
-        }
-        self.agent.logs.remove_pod(&self.ns, &self.name, &self.uid);
-        tracing::info!(pod = %self.name, "pod removed from the API; containers stopped");
     }
 }
