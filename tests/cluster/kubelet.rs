@@ -235,6 +235,13 @@ spec:
         "line 4\nline 5\n"
     );
     assert!(kubectl(&server, &["logs", "failed"]).contains("bye\n"));
+    let since = kubectl(&server, &["logs", "done", "--since=1h"]);
+    assert!(since.contains("line 5\n"), "{since}");
+    let future = kubectl(
+        &server,
+        &["logs", "done", "--since-time=2099-01-01T00:00:00Z"],
+    );
+    assert_eq!(future, "");
     // Init containers ran in order: the first ended before the second began.
     let stamp = |c: &str| {
         let out = kubectl(&server, &["logs", "done", "-c", c, "--timestamps"]);

@@ -1,9 +1,9 @@
 //! The agent's HTTPS endpoint (the kubelet port, 10250 by default), which the API server's
 //! `pods/log` proxies to: `GET /containerLogs/{namespace}/{pod}/{container}` with the kubelet's
-//! query parameters (`follow`, `previous`, `tailLines`, `sinceSeconds`, `timestamps`,
-//! `limitBytes`). It serves a self-signed certificate made on first start (as the kubelet
-//! does) and only answers clients presenting a certificate signed by the cluster CA, which only
-//! the API server holds; agents themselves authenticate with tokens.
+//! query parameters (`follow`, `previous`, `tailLines`, `sinceSeconds`, `sinceTime`,
+//! `timestamps`, `limitBytes`). It serves a self-signed certificate made on first start (as the
+//! kubelet does) and only answers clients presenting a certificate signed by the cluster CA,
+//! which only the API server holds; agents themselves authenticate with tokens.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -125,6 +125,7 @@ fn options(q: &HashMap<String, String>) -> LogOptions {
         timestamps: flag("timestamps"),
         tail_lines: q.get("tailLines").and_then(|v| v.parse().ok()),
         since_seconds: q.get("sinceSeconds").and_then(|v| v.parse().ok()),
+        since_time: q.get("sinceTime").and_then(|v| v.parse().ok()),
         limit_bytes: q.get("limitBytes").and_then(|v| v.parse().ok()),
     }
 }
@@ -195,6 +196,7 @@ async fn container_logs(
                     let opts = LogOptions {
                         tail_lines: None,
                         since_seconds: None,
+                        since_time: None,
                         ..opts.clone()
                     };
                     let bytes = render(&chunk, &opts, k8s_openapi::jiff::Timestamp::now());

@@ -38,6 +38,7 @@ pub(crate) struct LogOptions {
     pub(crate) timestamps: bool,
     pub(crate) tail_lines: Option<usize>,
     pub(crate) since_seconds: Option<i64>,
+    pub(crate) since_time: Option<Timestamp>,
     pub(crate) limit_bytes: Option<usize>,
 }
 
@@ -116,7 +117,10 @@ impl LogStore {
 pub(crate) fn render(text: &str, opts: &LogOptions, now: Timestamp) -> Vec<u8> {
     let since = opts
         .since_seconds
-        .map(|s| now - k8s_openapi::jiff::SignedDuration::from_secs(s));
+        .map(|s| now - k8s_openapi::jiff::SignedDuration::from_secs(s))
+        .into_iter()
+        .chain(opts.since_time)
+        .max();
     let mut lines: Vec<String> = Vec::new();
     for line in text.lines() {
         let mut parts = line.splitn(4, ' ');
@@ -256,6 +260,11 @@ mod tests {
             ..Default::default()
         };
         assert!(render(&text, &since, future).is_empty());
+        let since_time = LogOptions {
+            since_time: Some(future),
+            ..Default::default()
+        };
+        assert!(render(&text, &since_time, Timestamp::now()).is_empty());
         store.remove_pod("ns", "p", "u1");
         assert!(store.run(&key).is_none());
         assert!(!dir.path().join("ns_p_u1").exists());

@@ -19,6 +19,7 @@ const PASSED: &[&str] = &[
     "previous",
     "tailLines",
     "sinceSeconds",
+    "sinceTime",
     "timestamps",
     "limitBytes",
 ];
