@@ -40,6 +40,16 @@ pub fn hostname() -> String {
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Settings for the plugin host an agent runs Wasm containers on: the defaults, with room in
+/// the instance pool for a full node (110 pods of up to four running containers) besides the
+/// admission plugins' 64 concurrent calls. Each running Wasm container holds one instance.
+pub fn plugin_host_config() -> keelson_plugin_host::HostConfig {
+    keelson_plugin_host::HostConfig {
+        max_instances: 64 + 4 * 110,
+        ..Default::default()
+    }
+}
+
 /// How the agent runs.
 #[derive(Clone, Debug)]
 pub struct Config {

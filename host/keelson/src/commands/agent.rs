@@ -152,7 +152,10 @@ impl AgentCommand {
         let data_dir = self
             .data_dir
             .unwrap_or_else(super::server::default_data_dir);
-        let host = keelson_plugin_host::PluginHost::new(data_dir.join("plugin-cache"))?;
+        let host = keelson_plugin_host::PluginHost::with_config(
+            data_dir.join("plugin-cache"),
+            keelson_kubelet::plugin_host_config(),
+        )?;
         let agent = self.options.config(data_dir.join("agent"), ca_pem);
         tracing::info!(node = %agent.node_name, server = %config.cluster_url, "agent starting");
         tokio::select! {

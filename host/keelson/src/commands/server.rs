@@ -149,8 +149,15 @@ impl ServerCommand {
         let shared_store = config.store != "embedded";
         let data_dir = config.data_dir.clone();
         // One wasmtime engine and precompiled cache for every part that loads plugins.
-        let plugin_host =
-            keelson_plugin_host::PluginHost::new(config.data_dir.join("plugin-cache"))?;
+        // With an in-process agent, its Wasm containers share the engine's instance pool.
+        let host_config = match self.disable_agent {
+            true => keelson_plugin_host::HostConfig::default(),
+            false => keelson_kubelet::plugin_host_config(),
+        };
+        let plugin_host = keelson_plugin_host::PluginHost::with_config(
+            config.data_dir.join("plugin-cache"),
+            host_config,
+        )?;
         let running = keelson_apiserver::start(config, plugin_host.clone()).await?;
         if !self.disable_controllers {
             let client = keelson_client::in_process(
