@@ -88,6 +88,17 @@ pub(crate) fn status(config: &Config, ip: IpAddr, port: u16) -> Value {
     })
 }
 
+fn keep_transition_times(status: &mut Value, old: &[k8s_openapi::api::core::v1::NodeCondition]) {
+    for c in status["conditions"].as_array_mut().into_iter().flatten() {
+        let held = old
+            .iter()
+            .find(|o| c["type"] == o.type_.as_str() && c["status"] == o.status.as_str());
+        if let Some(since) = held.and_then(|o| o.last_transition_time.as_ref()) {
+            c["lastTransitionTime"] = json!(since);
+        }
+    }
+}
+
 /// Creates the Node (or takes over an existing one) and writes its status.
 pub(crate) async fn register(
     client: &Client,
@@ -130,7 +141,16 @@ async fn write_status(
     ip: IpAddr,
     port: u16,
 ) -> Result<(), Error> {
-    let patch = json!({"status": status(config, ip, port)});
+    let mut status = status(config, ip, port);
+    // A condition whose status holds keeps its lastTransitionTime.
+    if let Some(current) = nodes.get_opt(&config.node_name).await? {
+        let old = current
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default();
+        keep_transition_times(&mut status, &old);
+    }
+    let patch = json!({"status": status});
     nodes
         .patch_status(
             &config.node_name,
@@ -236,5 +256,23 @@ mod tests {
             ["MemoryPressure", "DiskPressure", "PIDPressure", "Ready"]
         );
         assert_eq!(labels(&config)["kubernetes.io/hostname"], "n1");
+        let mut s = s;
+        let old: Vec<k8s_openapi::api::core::v1::NodeCondition> = serde_json::from_value(json!([
+            {"type": "Ready", "status": "True", "lastTransitionTime": "2020-01-01T00:00:00Z"},
+            {"type": "DiskPressure", "status": "Unknown", "lastTransitionTime": "2020-01-01T00:00:00Z"},
+        ]))
+        .unwrap();
+        keep_transition_times(&mut s, &old);
+        let since = |t: &str| {
+            s["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == t)
+                .unwrap()["lastTransitionTime"]
+                .clone()
+        };
+        assert_eq!(since("Ready"), "2020-01-01T00:00:00Z");
+        assert_ne!(since("DiskPressure"), "2020-01-01T00:00:00Z");
     }
 }
