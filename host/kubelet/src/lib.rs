@@ -147,6 +147,7 @@ pub async fn run(
         ip: ip.to_string(),
         logs: logs.clone(),
         runtimes,
+        handlers: Default::default(),
     });
     tokio::select! {
         r = node::heartbeat(client.clone(), config.clone(), ip, port) => r,

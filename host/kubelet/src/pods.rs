@@ -27,6 +27,30 @@ pub(crate) struct Agent {
     pub(crate) ip: String,
     pub(crate) logs: Arc<LogStore>,
     pub(crate) runtimes: Runtimes,
+    /// RuntimeClass handlers by class name, read at most once a minute (a handler cannot
+    /// change; a class can be deleted and made again).
+    pub(crate) handlers: std::sync::Mutex<HashMap<String, (String, std::time::Instant)>>,
+}
+
+impl Agent {
+    /// The cached handler of RuntimeClass `name`, if read within the last minute.
+    pub(crate) fn handler_of(&self, name: &str) -> Option<String> {
+        let cache = self.handlers.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .get(name)
+            .filter(|(_, at)| at.elapsed() < std::time::Duration::from_secs(60))
+            .map(|(h, _)| h.clone())
+    }
+
+    /// Caches and returns the handler of RuntimeClass `name`.
+    pub(crate) fn remember_handler(&self, name: &str, handler: String) -> String {
+        let mut cache = self.handlers.lock().unwrap_or_else(|e| e.into_inner());
+        cache.insert(
+            name.to_string(),
+            (handler.clone(), std::time::Instant::now()),
+        );
+        handler
+    }
 }
 
 struct WorkerHandle {

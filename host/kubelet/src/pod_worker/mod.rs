@@ -274,14 +274,17 @@ impl Worker {
             .and_then(|s| s.runtime_class_name.clone());
         let handler = match &class {
             None => "runc".to_string(),
-            Some(name) => {
-                let classes: Api<RuntimeClass> = Api::all(self.agent.client.clone());
-                match classes.get_opt(name).await {
-                    Ok(Some(rc)) => rc.handler,
-                    Ok(None) => return Err(format!("RuntimeClass \"{name}\" not found")),
-                    Err(e) => return Err(format!("reading RuntimeClass \"{name}\": {e}")),
+            Some(name) => match self.agent.handler_of(name) {
+                Some(handler) => handler,
+                None => {
+                    let classes: Api<RuntimeClass> = Api::all(self.agent.client.clone());
+                    match classes.get_opt(name).await {
+                        Ok(Some(rc)) => self.agent.remember_handler(name, rc.handler),
+                        Ok(None) => return Err(format!("RuntimeClass \"{name}\" not found")),
+                        Err(e) => return Err(format!("reading RuntimeClass \"{name}\": {e}")),
+                    }
                 }
-            }
+            },
         };
         self.agent.runtimes.get(&handler).ok_or_else(|| {
             format!(

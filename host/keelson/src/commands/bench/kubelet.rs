@@ -32,8 +32,9 @@ pub(crate) struct KubeletBench {
     /// Wasm pods to run.
     #[arg(long, default_value_t = 100)]
     pods: usize,
-    /// Concurrent pod creates.
-    #[arg(long, default_value_t = 8)]
+    /// Concurrent pod creates (1 measures each pod's own latency; more measure a burst, where
+    /// pods queue behind each other in the API server and the agent).
+    #[arg(long, default_value_t = 1)]
     concurrency: usize,
     /// The WASI command to run [default: target/wasm32-wasip2/release/wasi-demo.wasm, built
     /// with `cargo build --release --manifest-path plugins/Cargo.toml -p wasi-demo`].
