@@ -35,7 +35,7 @@ pub(crate) fn wasi_demo() -> PathBuf {
 }
 
 /// A server with its agent, and `demo:1` imported.
-fn cluster() -> Server {
+pub(crate) fn cluster() -> Server {
     let server = Server::start_with_agent(&[]);
     let out = Command::new(env!("CARGO_BIN_EXE_keelson"))
         .args(["image", "import"])
@@ -531,49 +531,4 @@ spec:
         kubectl(&server, &["logs", "once"]),
         "args: --print ran\nran\n"
     );
-}
-
-#[test]
-fn a_hundred_wasm_pods_run_on_one_node() {
-    let server = cluster();
-    apply(
-        &server,
-        r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: many}
-spec:
-  replicas: 100
-  selector: {matchLabels: {app: many}}
-  template:
-    metadata: {labels: {app: many}}
-    spec:
-      runtimeClassName: wasm
-      containers:
-      - {name: main, image: "demo:1", args: ["--print", "up", "--sleep-ms", "600000"], resources: {limits: {memory: 8Mi}}}
-"#,
-    );
-    kubectl(
-        &server,
-        &["rollout", "status", "deployment/many", "--timeout=120s"],
-    );
-    let phases = kubectl(
-        &server,
-        &[
-            "get",
-            "pods",
-            "-l",
-            "app=many",
-            "-o",
-            "jsonpath={.items[*].status.phase}",
-        ],
-    );
-    let running = phases.split(' ').filter(|p| *p == "Running").count();
-    assert_eq!(running, 100, "{phases}");
-    // Scaling down stops them all and deletes the objects.
-    kubectl(&server, &["scale", "deployment/many", "--replicas=0"]);
-    let gone = eventually(Duration::from_secs(60), || {
-        kubectl(&server, &["get", "pods", "-l", "app=many", "-o", "name"]).is_empty()
-    });
-    assert!(gone);
 }

@@ -13,6 +13,7 @@ mod harness;
 mod kube_rs;
 mod kubectl;
 mod kubelet;
+mod kubelet_more;
 mod plugins;
 mod scheduler;
 mod webhook_quota;

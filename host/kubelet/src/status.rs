@@ -47,6 +47,9 @@ pub(crate) struct ContainerState {
     pub(crate) current: Current,
     /// The run before the current one (`lastState`).
     pub(crate) last: Option<Terminated>,
+    /// A sidecar: an init container with `restartPolicy: Always`, which keeps running beside
+    /// the containers and counts as initialized once started.
+    pub(crate) sidecar: bool,
 }
 
 impl ContainerState {
@@ -61,6 +64,15 @@ impl ContainerState {
                 message: None,
             },
             last: None,
+            sidecar: false,
+        }
+    }
+
+    /// An init container is done initializing: succeeded, or (a sidecar) started.
+    pub(crate) fn initialized(&self) -> bool {
+        match self.sidecar {
+            true => self.running() || self.last.is_some() || self.terminated(),
+            false => self.succeeded(),
         }
     }
 
@@ -126,11 +138,11 @@ pub(crate) fn phase(
 ) -> &'static str {
     let init_failed = init
         .iter()
-        .any(|c| matches!(&c.current, Current::Terminated(t) if t.exit.code != 0));
+        .any(|c| !c.sidecar && matches!(&c.current, Current::Terminated(t) if t.exit.code != 0));
     if init_failed {
         return "Failed";
     }
-    if !init.iter().all(ContainerState::succeeded) {
+    if !init.iter().all(ContainerState::initialized) {
         return "Pending";
     }
     let ever_started = |c: &ContainerState| c.running() || c.terminated() || c.last.is_some();
@@ -163,8 +175,13 @@ pub(crate) fn pod_status(
         .unwrap_or("Always");
     let phase = phase(init, containers, policy);
     let terminal = matches!(phase, "Succeeded" | "Failed");
-    let initialized = init.iter().all(ContainerState::succeeded);
-    let ready = !terminal && initialized && containers.iter().all(ContainerState::running);
+    let initialized = init.iter().all(ContainerState::initialized);
+    let sidecars_up = init
+        .iter()
+        .filter(|c| c.sidecar)
+        .all(ContainerState::running);
+    let ready =
+        !terminal && initialized && sidecars_up && containers.iter().all(ContainerState::running);
     let not_ready_reason = |what: &str| {
         let names: Vec<&str> = containers
             .iter()
@@ -202,7 +219,7 @@ pub(crate) fn pod_status(
     } else {
         let pending: Vec<&str> = init
             .iter()
-            .filter(|c| !c.succeeded())
+            .filter(|c| !c.initialized())
             .map(|c| c.name.as_str())
             .collect();
         (
@@ -297,6 +314,29 @@ mod tests {
                 "{init:?} {containers:?} {policy}"
             );
         }
+    }
+
+    #[test]
+    fn sidecars_count_as_initialized_once_started_and_not_for_the_phase() {
+        let mut sidecar = running("proxy");
+        sidecar.sidecar = true;
+        assert_eq!(
+            phase(std::slice::from_ref(&sidecar), &[running("c")], "Never"),
+            "Running"
+        );
+        assert_eq!(
+            phase(std::slice::from_ref(&sidecar), &[ended("c", 0)], "Never"),
+            "Succeeded"
+        );
+        let mut stopped = ended("proxy", 143);
+        stopped.sidecar = true;
+        assert_eq!(phase(&[stopped], &[ended("c", 0)], "Never"), "Succeeded");
+        let mut waiting = ContainerState::new("proxy", "demo:1");
+        waiting.sidecar = true;
+        assert_eq!(
+            phase(&[waiting], &[ContainerState::new("c", "demo:1")], "Never"),
+            "Pending"
+        );
     }
 
     #[test]

@@ -144,18 +144,37 @@ impl Worker {
             .as_ref()
             .and_then(|s| s.restart_policy.clone())
             .unwrap_or_else(|| "Always".into());
-        for (list, init) in [(&mut init, true), (&mut containers, false)] {
-            for c in list.iter_mut() {
-                if let Current::Terminated(t) = &c.current {
-                    if restarts(init, &policy, t.exit.code) {
-                        c.last = Some(t.clone());
-                        c.current = Current::Waiting {
-                            reason: "ContainerCreating".into(),
-                            message: None,
-                        };
-                    }
-                }
+        for (c, spec) in init.iter_mut().zip(&init_spec) {
+            c.sidecar = spec.restart_policy.as_deref() == Some("Always");
+        }
+        let wait_again = |c: &mut ContainerState, restart: bool| {
+            if let (true, Current::Terminated(t)) = (restart, &c.current) {
+                c.last = Some(t.clone());
+                c.current = Current::Waiting {
+                    reason: "ContainerCreating".into(),
+                    message: None,
+                };
             }
+        };
+        for c in containers.iter_mut() {
+            let code = match &c.current {
+                Current::Terminated(t) => t.exit.code,
+                _ => continue,
+            };
+            wait_again(c, restarts(false, &policy, code));
+        }
+        // Sidecars run again unless the containers are done.
+        let main_done = containers.iter().all(ContainerState::terminated);
+        for c in init.iter_mut() {
+            let code = match &c.current {
+                Current::Terminated(t) => t.exit.code,
+                _ => continue,
+            };
+            let restart = match c.sidecar {
+                true => !main_done,
+                false => restarts(true, &policy, code),
+            };
+            wait_again(c, restart);
         }
         let start_time = status
             .and_then(|s| s.start_time.as_ref())
@@ -254,6 +273,7 @@ impl Worker {
         } else {
             self.due.remove(&(false, usize::MAX));
             self.start_due().await;
+            self.stop_sidecars();
         }
         self.write_status().await;
         false
@@ -300,15 +320,62 @@ impl Worker {
         let due = |w: &Self, slot: Slot| {
             w.due.get(&slot).is_none_or(|t| *t <= now) && !w.handles.contains_key(&slot)
         };
-        if let Some(i) = self.init.iter().position(|c| !c.succeeded()) {
-            if !self.init[i].terminated() && due(self, (true, i)) {
+        if self.main_done() {
+            return;
+        }
+        for i in 0..self.init.len() {
+            let c = &self.init[i];
+            if c.sidecar && c.initialized() {
+                // A restarting sidecar does not hold back what follows it.
+                if !c.running() && due(self, (true, i)) {
+                    self.start((true, i)).await;
+                }
+                continue;
+            }
+            if c.succeeded() {
+                continue;
+            }
+            if !c.terminated() && due(self, (true, i)) {
                 self.start((true, i)).await;
             }
-            return;
+            // A sidecar that just started lets the next init container go.
+            if !(self.init[i].sidecar && self.init[i].running()) {
+                return;
+            }
         }
         for i in 0..self.containers.len() {
             if !self.containers[i].terminated() && due(self, (false, i)) {
                 self.start((false, i)).await;
+            }
+        }
+    }
+
+    /// All containers ended for good (the restart policy restarts none): sidecars stop.
+    fn main_done(&self) -> bool {
+        !self.containers.is_empty() && self.containers.iter().all(ContainerState::terminated)
+    }
+
+    /// Stops running sidecars once the containers are done, within the grace period.
+    fn stop_sidecars(&mut self) {
+        if !self.main_done() {
+            return;
+        }
+        let grace = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30)
+            .max(0) as u64;
+        let deadline = Instant::now() + Duration::from_secs(grace);
+        for (slot, handle) in self.handles.iter_mut() {
+            if slot.0 && self.init[slot.1].sidecar {
+                if let Some(stop) = handle.stop.take() {
+                    let _ = stop.send(Stop {
+                        pre_stop: Duration::ZERO,
+                        deadline,
+                    });
+                }
             }
         }
     }
@@ -471,7 +538,12 @@ impl Worker {
         };
         let code = term.exit.code;
         let policy = self.policy();
-        let restart = self.deleting.is_none() && restarts(exit.slot.0, &policy, code);
+        let sidecar = exit.slot.0 && self.init[exit.slot.1].sidecar;
+        let restart = self.deleting.is_none()
+            && match sidecar {
+                true => !self.main_done(),
+                false => restarts(exit.slot.0, &policy, code),
+            };
         let (pod, ns, uid) = (self.name.clone(), self.ns.clone(), self.uid.clone());
         let state = self.state(exit.slot);
         tracing::info!(container = %state.name, code, reason = %term.exit.reason, restart, "container exited");
