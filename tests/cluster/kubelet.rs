@@ -317,6 +317,23 @@ spec:
     assert_eq!(jsonpath(&server, "crash", "{.status.phase}"), "Running");
     let table = kubectl(&server, &["get", "pod", "crash", "--no-headers"]);
     assert!(table.contains("CrashLoopBackOff"), "{table}");
+    let events = kubectl(
+        &server,
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=crash",
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ],
+    );
+    for reason in ["Pulled", "Created", "Started", "BackOff"] {
+        assert!(
+            events.split(' ').any(|r| r == reason),
+            "{reason} missing: {events}"
+        );
+    }
     let previous = kubectl(&server, &["logs", "crash", "--previous"]);
     assert!(previous.contains("crashing\n"), "{previous}");
 }

@@ -21,6 +21,7 @@
 
 mod backoff;
 mod env;
+mod events;
 mod host_info;
 pub mod images;
 mod log_server;

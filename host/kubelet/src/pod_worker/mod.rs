@@ -404,7 +404,20 @@ impl Worker {
         Ok(sources)
     }
 
+    fn event(&self, warning: bool, reason: &str, message: String) {
+        let node = &self.agent.config.node_name;
+        crate::events::record(
+            &self.agent.client,
+            &self.pod,
+            node,
+            warning,
+            reason,
+            message,
+        );
+    }
+
     fn wait(&mut self, slot: Slot, reason: &str, message: String) {
+        self.event(true, "Failed", format!("Error: {message}"));
         tracing::info!(container = %self.state(slot).name, reason, %message, "container cannot start");
         self.state(slot).current = Current::Waiting {
             reason: reason.into(),
@@ -503,6 +516,18 @@ impl Worker {
             });
         });
         tracing::info!(container = %spec.name, restart, "container started");
+        let image = spec.image.clone().unwrap_or_default();
+        self.event(
+            false,
+            "Pulled",
+            format!("Container image \"{image}\" already present on machine"),
+        );
+        self.event(
+            false,
+            "Created",
+            format!("Created container: {}", spec.name),
+        );
+        self.event(false, "Started", format!("Started container {}", spec.name));
         self.due.remove(&slot);
         let state = self.state(slot);
         state.image_id = image_id;
@@ -554,6 +579,13 @@ impl Worker {
         state.last = Some(term);
         let name = state.name.clone();
         let delay = self.backoff.delay(&name, ran);
+        if !delay.is_zero() {
+            self.event(
+                true,
+                "BackOff",
+                format!("Back-off restarting failed container {name} in pod {pod}_{ns}({uid})"),
+            );
+        }
         let state = self.state(exit.slot);
         state.current = match delay.is_zero() {
             true => Current::Waiting {

@@ -50,6 +50,18 @@ impl Worker {
                 .map(|s| Duration::from_secs(s.seconds.max(0) as u64))
                 .unwrap_or_default();
             let _ = stop.send(Stop { pre_stop, deadline });
+            if let Some(c) = c {
+                let node = &self.agent.config.node_name;
+                let message = format!("Stopping container {}", c.name);
+                crate::events::record(
+                    &self.agent.client,
+                    &self.pod,
+                    node,
+                    false,
+                    "Killing",
+                    message,
+                );
+            }
         }
         for slot in self.all_slots() {
             let state = self.state(slot);
