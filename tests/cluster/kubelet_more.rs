@@ -1,6 +1,7 @@
 //! More of the node agent with kubectl 1.33: sidecar init containers (`restartPolicy:
 //! Always`) start before the containers, keep running beside them and are stopped once the
-//! containers are done; and a hundred Wasm pods run on one node.
+//! containers are done; volumes (emptyDir shared with an init container, configMap,
+//! downwardAPI) preopened for Wasm containers; and a hundred Wasm pods run on one node.
 
 use std::time::Duration;
 
@@ -116,4 +117,56 @@ spec:
         kubectl(&server, &["get", "pods", "-l", "app=many", "-o", "name"]).is_empty()
     });
     assert!(gone);
+}
+
+#[test]
+fn volumes_are_preopened_for_wasm_containers() {
+    let server = cluster();
+    apply(
+        &server,
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {greeting: "hello from a configmap"}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: vols, labels: {tier: demo}}
+spec:
+  runtimeClassName: wasm
+  restartPolicy: Never
+  volumes:
+  - {name: scratch, emptyDir: {}}
+  - {name: cfg, configMap: {name: settings}}
+  - name: meta
+    downwardAPI: {items: [{path: labels-tier, fieldRef: {fieldPath: "metadata.labels['tier']"}}]}
+  initContainers:
+  - name: producer
+    image: "demo:1"
+    args: ["--write", "/work/shared.txt", "made by init"]
+    volumeMounts: [{name: scratch, mountPath: /work}]
+  containers:
+  - name: consumer
+    image: "demo:1"
+    args: ["--cat", "/in/shared.txt", "--cat", "/cfg/greeting", "--print", "", "--cat", "/meta/labels-tier", "--print", "", "--write", "/cfg/nope", "x"]
+    volumeMounts:
+    - {name: scratch, mountPath: /in}
+    - {name: cfg, mountPath: /cfg}
+    - {name: meta, mountPath: /meta}
+"#,
+    );
+    wait_for(
+        &server,
+        "vols",
+        "{.status.phase}",
+        "Succeeded",
+        Duration::from_secs(60),
+    );
+    let logs = kubectl(&server, &["logs", "vols"]);
+    assert!(logs.contains("made by init\n"), "{logs}");
+    assert!(logs.contains("hello from a configmap\n"), "{logs}");
+    assert!(logs.contains("demo\n"), "{logs}");
+    // configMap volumes are read-only.
+    assert!(logs.contains("write /cfg/nope:"), "{logs}");
 }

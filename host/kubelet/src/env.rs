@@ -85,7 +85,7 @@ pub(crate) fn expand(input: &str, vars: &HashMap<String, String>) -> String {
     out
 }
 
-fn field(pod: &Pod, path: &str) -> Result<String, Error> {
+pub(crate) fn field(pod: &Pod, path: &str) -> Result<String, Error> {
     let meta = &pod.metadata;
     let status = pod.status.as_ref();
     let map_key = |prefix: &str| {

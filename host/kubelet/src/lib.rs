@@ -31,6 +31,7 @@ mod pod_worker;
 mod pods;
 pub mod runtime;
 mod status;
+mod volumes;
 
 use std::path::PathBuf;
 

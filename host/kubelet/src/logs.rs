@@ -50,7 +50,8 @@ impl LogStore {
         }
     }
 
-    fn pod_dir(&self, ns: &str, pod: &str, uid: &str) -> PathBuf {
+    /// The directory of a pod's logs and volumes.
+    pub(crate) fn pod_dir(&self, ns: &str, pod: &str, uid: &str) -> PathBuf {
         self.root.join(format!("{ns}_{pod}_{uid}"))
     }
 

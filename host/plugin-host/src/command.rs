@@ -1,6 +1,6 @@
 //! WASI command components (`wasi:cli/command`, built for wasm32-wasip2) run to completion on
 //! the shared engine, as the kubelet's `wasm` runtime needs: arguments, environment, stdout and
-//! stderr handed to an [`OutputSink`], a memory cap, a CPU share (the guest is paused after each
+//! stderr handed to an [`OutputSink`], preopened host directories, a memory cap, a CPU share (the guest is paused after each
 //! epoch tick it runs, so it uses at most `cpu_millis` per second), and the exit code
 //! (`wasi:cli/exit#exit-with-code`, stable since WASI 0.2.12, lets guests end with any code).
 //! A run ends when the guest returns or exits; dropping the future kills it.
@@ -48,6 +48,19 @@ pub struct CommandRun {
     pub cpu_millis: Option<u64>,
     /// Total CPU time the guest may use before it is stopped; `None` = unbounded.
     pub cpu_time: Option<Duration>,
+    /// Host directories the guest sees, as (host path, guest path, read-only).
+    pub preopens: Vec<Preopen>,
+}
+
+/// A host directory made visible to a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preopen {
+    /// The directory on the host.
+    pub host: std::path::PathBuf,
+    /// Where the guest finds it, e.g. `/data`.
+    pub guest: String,
+    /// The guest may only read.
+    pub read_only: bool,
 }
 
 /// How a run ended.
@@ -131,6 +144,18 @@ impl Command {
             .envs(&run.env)
             .stdout(Sink::new(run.output.clone(), Stream::Stdout))
             .stderr(Sink::new(run.output.clone(), Stream::Stderr));
+        for p in &run.preopens {
+            let perms = match p.read_only {
+                true => wasmtime_wasi::FsPerms::ReadOnly,
+                false => wasmtime_wasi::FsPerms::ReadWrite,
+            };
+            wasi.preopened_dir(&p.host, &p.guest, perms).map_err(|e| {
+                Error::Limits(format!(
+                    "cannot open {} for the guest: {e:#}",
+                    p.host.display()
+                ))
+            })?;
+        }
         let limiter = MemoryCap::new(
             StoreLimitsBuilder::new()
                 .memory_size(run.memory_bytes)

@@ -78,6 +78,16 @@ impl Worker {
             Ok(env) => env,
             Err(e) => return self.wait(slot, "CreateContainerConfigError", e.to_string()),
         };
+        let volumes = self
+            .agent
+            .logs
+            .pod_dir(&self.ns, &self.name, &self.uid)
+            .join("volumes");
+        let mounts =
+            match crate::volumes::mounts(&self.agent.client, &self.pod, &spec, &volumes).await {
+                Ok(m) => m,
+                Err(e) => return self.wait(slot, "CreateContainerConfigError", e.to_string()),
+            };
         let image = spec.image.clone().unwrap_or_default();
         let image_id = match runtime.prepare(&image).await {
             Ok(id) => id,
@@ -113,6 +123,7 @@ impl Worker {
             memory_limit: limit("memory").map(|m| (m / 1000).max(0) as u64),
             cpu_limit_millis: limit("cpu").map(|m| m.max(1) as u64),
             output: writer.clone(),
+            mounts,
         };
         let mut container = match runtime.start(config).await {
             Ok(c) => c,

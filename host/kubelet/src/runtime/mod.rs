@@ -33,6 +33,19 @@ pub struct ContainerConfig {
     pub cpu_limit_millis: Option<u64>,
     /// Where stdout and stderr go.
     pub output: Arc<dyn OutputSink>,
+    /// Volume mounts.
+    pub mounts: Vec<Mount>,
+}
+
+/// A pod volume mounted into a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// The volume's directory on the node.
+    pub host: std::path::PathBuf,
+    /// `mountPath`.
+    pub guest: String,
+    /// `readOnly`.
+    pub read_only: bool,
 }
 
 /// How a container ended.

@@ -2,9 +2,9 @@
 //! component in the local OCI image layout, compiled once per image on the shared plugin-host
 //! engine and run in-process: `argv` and `env` from the pod spec, stdout/stderr to the
 //! container log, `resources.limits.memory` as the memory cap (default 128 MiB, at most the
-//! host's slot size), `resources.limits.cpu` as its CPU share, and the guest's exit code as the
-//! container's. Wasm guests have no signals: SIGTERM's default action applies, so a stop ends
-//! the guest at once (exit code 143).
+//! host's slot size), volume mounts as preopened directories, `resources.limits.cpu` as its
+//! CPU share, and the guest's exit code as the container's. Wasm guests have no signals:
+//! SIGTERM's default action applies, so a stop ends the guest at once (exit code 143).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -92,6 +92,15 @@ impl Runtime for WasmRuntime {
             memory_bytes: memory as usize,
             cpu_millis: config.cpu_limit_millis,
             cpu_time: None,
+            preopens: config
+                .mounts
+                .iter()
+                .map(|m| keelson_plugin_host::Preopen {
+                    host: m.host.clone(),
+                    guest: m.guest.clone(),
+                    read_only: m.read_only,
+                })
+                .collect(),
         };
         let task = tokio::spawn(async move {
             match command.run(run).await {

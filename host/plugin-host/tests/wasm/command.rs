@@ -1,11 +1,12 @@
 //! WASI commands (the kubelet's `wasm` runtime) run on the plugin host: arguments, environment
 //! and output reach the guest and come back, exit codes survive, the memory cap ends a guest as
-//! OOMKilled, the CPU share slows a busy guest, and a CPU-time budget stops it.
+//! OOMKilled, the CPU share slows a busy guest, a CPU-time budget stops it, and preopened
+//! directories are readable and (unless read-only) writable.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use keelson_plugin_host::{Command, CommandRun, Exit, OutputSink, Stream};
+use keelson_plugin_host::{Command, CommandRun, Exit, OutputSink, Preopen, Stream};
 
 use crate::support::{host, wasm_dir};
 
@@ -59,6 +60,7 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (Exit, Arc<Captured>, Duration) {
                 memory_bytes: 32 << 20,
                 cpu_millis: None,
                 cpu_time: None,
+                preopens: vec![],
             }),
         )
         .expect("run");
@@ -118,6 +120,7 @@ fn cpu_budget_and_share() {
         memory_bytes: 32 << 20,
         cpu_millis,
         cpu_time,
+        preopens: vec![],
     };
     let command = demo();
     let started = Instant::now();
@@ -151,4 +154,51 @@ fn cpu_budget_and_share() {
             "{exit:?}"
         );
     }
+}
+
+#[test]
+fn preopened_directories_read_write_and_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.txt"), "from the host\n").unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let run = |read_only: bool| {
+        let out = Arc::new(Captured::default());
+        let args = [
+            "wasi-demo",
+            "--cat",
+            "/data/in.txt",
+            "--write",
+            "/data/out.txt",
+            "guest",
+        ];
+        let (exit, _) = rt
+            .block_on(demo().run(CommandRun {
+                args: args.iter().map(|a| a.to_string()).collect(),
+                env: vec![],
+                output: out.clone(),
+                memory_bytes: 32 << 20,
+                cpu_millis: None,
+                cpu_time: None,
+                preopens: vec![Preopen {
+                    host: dir.path().to_path_buf(),
+                    guest: "/data".into(),
+                    read_only,
+                }],
+            }))
+            .unwrap();
+        assert_eq!(exit, Exit::Code(0));
+        out
+    };
+    let out = run(true);
+    assert!(out.text(Stream::Stdout).contains("from the host\n"));
+    assert!(out.text(Stream::Stderr).contains("write /data/out.txt"));
+    assert!(!dir.path().join("out.txt").exists());
+    run(false);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out.txt")).unwrap(),
+        "guest\n"
+    );
 }

@@ -1,12 +1,14 @@
 //! A WASI command for Keelson's `wasm` RuntimeClass, built for wasm32-wasip2:
 //!
 //! ```text
-//! wasi-demo [--print TEXT]… [--env] [--lines N] [--sleep-ms N] [--alloc-mb N] [--exit N]
+//! wasi-demo [--print TEXT]… [--env] [--lines N] [--sleep-ms N] [--alloc-mb N]
+//!           [--cat FILE] [--write FILE TEXT] [--exit N]
 //! ```
 //!
 //! Each flag acts in order: `--print` writes TEXT and a newline to stdout, `--env` prints every
 //! environment variable as `NAME=value`, `--lines N` prints `line 1` … `line N`, `--sleep-ms`
 //! sleeps, `--alloc-mb` allocates and touches that many MiB, `--stderr TEXT` writes to stderr,
+//! `--cat FILE` prints a file, `--write FILE TEXT` writes TEXT and a newline to a file,
 //! and `--exit N` ends with exit code N at once. Without `--exit` it ends with 0.
 
 use std::io::Write;
@@ -46,6 +48,16 @@ fn main() {
                 }
                 kept.push(block);
                 println!("allocated {mb} MiB");
+            }
+            "--cat" => match std::fs::read_to_string(value()) {
+                Ok(text) => print!("{text}"),
+                Err(e) => eprintln!("cat: {e}"),
+            },
+            "--write" => {
+                let (path, text) = (value(), value());
+                if let Err(e) = std::fs::write(&path, format!("{text}\n")) {
+                    eprintln!("write {path}: {e}");
+                }
             }
             "--exit" => {
                 let _ = std::io::stdout().flush();
