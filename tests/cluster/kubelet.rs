@@ -429,6 +429,9 @@ spec:
             Duration::from_secs(60),
         );
     }
+    // exec has nothing to run in a Wasm pod: a clear error, not a missing route.
+    let exec = crate::harness::fails(server.kubectl(KUBECTL_133, &["exec", "hook", "--", "ls"]));
+    assert!(exec.contains("no processes to exec"), "{exec}");
     // -f returns once the container ends, with the lines written meanwhile.
     let started = Instant::now();
     let followed = kubectl(&server, &["logs", "-f", "ticker"]);

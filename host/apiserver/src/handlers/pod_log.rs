@@ -4,7 +4,8 @@
 //! with the API server's own certificate (signed by the cluster CA) as its client certificate,
 //! which is what the agent accepts. Like kube-apiserver without
 //! `--kubelet-certificate-authority`, the agent's self-signed serving certificate is not
-//! verified. The body streams through, so `follow=true` works.
+//! verified. The body streams through, so `follow=true` works. `exec`, `attach` and
+//! `portforward` answer with a clear 400 until agents serve them.
 
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
@@ -64,6 +65,26 @@ fn container_name(pod: &Value, requested: Option<&str>) -> ApiResult<String> {
                 ))),
             }
         }
+    }
+}
+
+/// The answer to `pods/exec`, `attach` and `portforward`, which agents do not serve yet: a
+/// clear 400 (Wasm containers have no processes to exec into at all).
+pub(crate) async fn not_streamed(ctx: &Ctx, what: &str) -> ApiError {
+    let name = ctx.name().to_string();
+    let wasm = match ctx.stored().await {
+        Ok(kv) => from_store(&ctx.def, &kv)
+            .map(|pod| pod["spec"]["runtimeClassName"] == "wasm")
+            .unwrap_or(false),
+        Err(e) => return e,
+    };
+    match wasm {
+        true => ApiError::bad_request(format!(
+            "pod \"{name}\" runs WebAssembly components (RuntimeClass wasm), which have no processes to {what}"
+        )),
+        false => ApiError::bad_request(format!(
+            "pods/{what} is not served yet: Keelson's agent streams only logs so far"
+        )),
     }
 }
 
