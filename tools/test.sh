@@ -6,8 +6,8 @@ cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# Test dependencies: a real etcd for the etcd-backend suites.
-if ! command -v etcd >/dev/null 2>&1; then
+# Test dependencies: a real etcd for the etcd-backend suites, etcdctl for snapshot restore.
+if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   as_root apt-get update -qq
   as_root apt-get install -y -qq etcd-server etcd-client >/dev/null

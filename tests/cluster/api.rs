@@ -288,10 +288,21 @@ fn list_paging_tables_conflicts_and_auth() {
         (Some("Status"), Some("Conflict"))
     );
 
-    // No credentials: 401 Status on the secure port.
+    // No credentials: system:anonymous, allowed only what RBAC grants (403 in Kubernetes'
+    // words); a token nobody issued: 401.
     let anon = c.get(url(&server, "/api/v1/namespaces")).send().unwrap();
-    assert_eq!(anon.status().as_u16(), 401);
-    assert_eq!(anon.json::<Value>().unwrap()["reason"], "Unauthorized");
+    assert_eq!(anon.status().as_u16(), 403);
+    assert_eq!(
+        anon.json::<Value>().unwrap()["message"],
+        "namespaces is forbidden: User \"system:anonymous\" cannot list resource \"namespaces\" in API group \"\" at the cluster scope"
+    );
+    let forged = c
+        .get(url(&server, "/api/v1/namespaces"))
+        .bearer_auth("not-a-token")
+        .send()
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 401);
+    assert_eq!(forged.json::<Value>().unwrap()["reason"], "Unauthorized");
 
     // The plaintext port is loopback-only and needs no token.
     let log = server.log_text();

@@ -65,7 +65,7 @@ impl Server {
     pub(crate) fn start_with_agent(args: &[&str]) -> Self {
         let mut all = vec!["--kubelet-port", "0", "--crash-loop-backoff", "1"];
         all.extend_from_slice(args);
-        let mut s = Self::build("embedded", &all, true);
+        let mut s = Self::build(tempfile::tempdir().unwrap(), "embedded", &all, true);
         s.agent = true;
         s.spawn(free_port());
         s
@@ -75,14 +75,24 @@ impl Server {
         Self::start_inner(store, args, false)
     }
 
+    /// Starts a server on an existing data dir (e.g. one `keelson snapshot restore` wrote).
+    pub(crate) fn start_in_dir(dir: tempfile::TempDir, store: &str) -> Self {
+        Self::start_dir(dir, store, &[], false)
+    }
+
     fn start_inner(store: &str, args: &[&str], scheduler: bool) -> Self {
-        let mut s = Self::build(store, args, scheduler);
+        let mut s = Self::build(tempfile::tempdir().unwrap(), store, args, scheduler);
         s.spawn(free_port());
         s
     }
 
-    fn build(store: &str, args: &[&str], scheduler: bool) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+    fn start_dir(dir: tempfile::TempDir, store: &str, args: &[&str], scheduler: bool) -> Self {
+        let mut s = Self::build(dir, store, args, scheduler);
+        s.spawn(free_port());
+        s
+    }
+
+    fn build(dir: tempfile::TempDir, store: &str, args: &[&str], scheduler: bool) -> Self {
         let log = dir.path().join("server.log");
         Server {
             child: None,
@@ -273,6 +283,15 @@ fn unsafe_kill_group(pid: u32) {
 /// A real etcd on free loopback ports, killed on drop.
 pub(crate) fn etcd() -> keelson_store::local_etcd::LocalEtcd {
     keelson_store::local_etcd::LocalEtcd::start().expect("etcd (apt install etcd-server)")
+}
+
+/// Runs `keelson <args…>` (the binary under test) to completion.
+pub(crate) fn keelson(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_keelson"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run keelson")
 }
 
 /// Asserts a command succeeded and returns its stdout.

@@ -433,23 +433,20 @@ fn graceful_deletion_and_eviction() {
     );
     assert_eq!(wait_bound(&server, "guarded"), "drain-0");
     apply(&server, "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: keep}\nspec:\n  minAvailable: 1\n  selector: {matchLabels: {app: guarded}}\n");
-    let status = |allowed: u32| {
-        format!(
-            r#"{{"status":{{"disruptionsAllowed":{allowed},"currentHealthy":1,"desiredHealthy":1,"expectedPods":1}}}}"#
-        )
+    // The disruption controller computes the budget: one healthy pod, one required.
+    let allowed = || {
+        ok(server.kubectl(
+            KUBECTL_133,
+            &[
+                "get",
+                "pdb",
+                "keep",
+                "-o",
+                "jsonpath={.status.disruptionsAllowed}/{.status.currentHealthy}",
+            ],
+        ))
     };
-    ok(server.kubectl(
-        KUBECTL_133,
-        &[
-            "patch",
-            "pdb",
-            "keep",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &status(0),
-        ],
-    ));
+    assert!(eventually(Duration::from_secs(20), || allowed() == "0/1"));
     let drain = server.kubectl(
         KUBECTL_133,
         &[
@@ -473,12 +470,12 @@ fn graceful_deletion_and_eviction() {
             "patch",
             "pdb",
             "keep",
-            "--subresource=status",
             "--type=merge",
             "-p",
-            &status(1),
+            r#"{"spec":{"minAvailable":0}}"#,
         ],
     ));
+    assert!(eventually(Duration::from_secs(20), || allowed() == "1/1"));
     ok(server.kubectl(
         KUBECTL_133,
         &[

@@ -44,6 +44,20 @@ impl ApiError {
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(403, Reason::Forbidden, message)
     }
+    /// 403 Forbidden for a request on a resource, as Kubernetes' `NewForbidden`:
+    /// `pods "x" is forbidden: <why>`, with the group, resource and name in `details`.
+    pub fn forbidden_resource(group: &str, resource: &str, name: &str, why: &str) -> Self {
+        let message = match (name.is_empty(), resource.is_empty()) {
+            (false, _) => format!(
+                "{} {name:?} is forbidden: {why}",
+                qualified(group, resource)
+            ),
+            (true, false) => format!("{} is forbidden: {why}", qualified(group, resource)),
+            (true, true) => format!("forbidden: {why}"),
+        };
+        Self::new(403, Reason::Forbidden, message)
+            .with_details(json!({"name": name, "group": group, "kind": resource}))
+    }
     /// 404 NotFound for a named object: `configmaps "x" not found`.
     pub fn not_found(group: &str, resource: &str, name: &str) -> Self {
         let qualified = qualified(group, resource);

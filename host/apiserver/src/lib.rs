@@ -15,11 +15,16 @@
 //! ```
 
 mod admission;
+mod audit;
+mod auth;
 mod bootstrap;
+pub mod certs;
 mod codec;
 mod computed;
+mod data_dir;
 mod discovery;
 mod discovery_v2;
+mod encryption_config;
 pub mod error;
 mod gnostic;
 mod handlers;
@@ -40,11 +45,13 @@ mod table;
 mod validation;
 mod wasm;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use audit::AuditError;
+pub use auth::{Auth, AuthConfig, AuthSetupError, AuthorizationMode};
 pub use computed::InProcessComponents;
+pub use encryption_config::EncryptionConfigError;
 pub use error::{ApiError, ApiResult};
 pub use metrics::Metrics;
 pub use registry::{Registry, ResourceDef};
@@ -70,6 +77,13 @@ pub struct Config {
     pub admission: keelson_admission::ChainConfig,
     /// How often old revisions are compacted away (Kubernetes' `--etcd-compaction-interval`).
     pub compaction_interval: std::time::Duration,
+    /// Authentication and authorization.
+    pub auth: AuthConfig,
+    /// `--encryption-provider-config`: Kubernetes' EncryptionConfiguration for data at rest.
+    pub encryption_provider_config: Option<PathBuf>,
+    /// `--audit-policy-file` and `--audit-log-path`: Kubernetes' audit Policy and where the
+    /// JSON-lines log goes (both needed to audit).
+    pub audit: Option<(PathBuf, PathBuf)>,
 }
 
 impl Default for Config {
@@ -83,6 +97,9 @@ impl Default for Config {
             write_kubeconfig: None,
             admission: Default::default(),
             compaction_interval: std::time::Duration::from_secs(300),
+            auth: AuthConfig::default(),
+            encryption_provider_config: None,
+            audit: None,
         }
     }
 }
@@ -108,29 +125,34 @@ pub struct ApiServer {
     /// The node join token (`<data-dir>/node-token`): `<token>/<node-name>` authenticates as
     /// `system:node:<node-name>`.
     pub(crate) node_token: std::sync::OnceLock<String>,
-    /// Bearer tokens and whom they authenticate.
-    tokens: HashMap<String, UserInfo>,
+    /// Authenticators and authorizers.
+    pub auth: Auth,
+    /// The audit log, when configured.
+    pub(crate) audit: std::sync::OnceLock<audit::Audit>,
+    /// The server's own in-process client (`system:apiserver`), set once serving begins.
+    pub(crate) loopback: std::sync::OnceLock<kube::Client>,
+    /// The data dir (snapshots go to `<data_dir>/snapshots`).
+    pub data_dir: PathBuf,
     /// Cancelled when the server begins shutting down: listeners stop accepting and open
     /// watches end, so connections drain.
     pub(crate) stopping: tokio_util::sync::CancellationToken,
 }
 
 impl ApiServer {
-    /// Builds the state over a store, with the given admin token and admission chain; Wasm
-    /// plugins load through `plugin_host`.
+    /// Builds the state over a store, with the given authentication and admission chain;
+    /// Wasm plugins load through `plugin_host`.
     pub fn new(
         store: keelson_store::Store,
-        admin_token: &str,
+        auth: Auth,
         admission: keelson_admission::Chain,
         plugin_host: keelson_plugin_host::PluginHost,
+        data_dir: PathBuf,
     ) -> Arc<Self> {
         let admission = Arc::new(admission);
         let wasm = Arc::new(keelson_admission::plugins::wasm::WasmPlugins::new(
             plugin_host,
             admission.clone(),
         ));
-        let mut tokens = HashMap::new();
-        tokens.insert(admin_token.to_string(), UserInfo::admin());
         Arc::new(Self {
             store,
             registry: Registry::builtin(),
@@ -138,20 +160,19 @@ impl ApiServer {
             wasm,
             metrics: Metrics::default(),
             components: InProcessComponents::default(),
-            tokens,
+            auth,
+            audit: Default::default(),
+            loopback: Default::default(),
+            data_dir,
             kubelet_client: Default::default(),
             node_token: Default::default(),
             stopping: Default::default(),
         })
     }
 
-    /// Who a bearer token belongs to: a known token's user, or the node named after the node
-    /// join token (`<node-token>/<node-name>`, like k3s's join token any agent holding it may
-    /// register any node name).
-    pub fn authenticate(&self, token: &str) -> Option<UserInfo> {
-        if let Some(user) = self.tokens.get(token) {
-            return Some(user.clone());
-        }
+    /// The node named by a node join token (`<node-token>/<node-name>`; like k3s's join
+    /// token, any agent holding it may register any node name).
+    pub fn authenticate_node_token(&self, token: &str) -> Option<UserInfo> {
         let (secret, node) = token.rsplit_once('/')?;
         let expected = self.node_token.get()?;
         let valid_name = !node.is_empty()

@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
+
+use crate::auth::client_cert::RequestClientCert;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 
 /// PEM material and the admin token, as loaded from (or written to) the data dir.
@@ -13,17 +15,15 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, 
 pub(crate) struct Credentials {
     /// CA certificate (PEM).
     pub ca_pem: String,
-    /// Serving certificate (PEM).
-    pub cert_pem: String,
-    /// Serving key (PEM).
-    pub key_pem: String,
     /// The admin bearer token (user `admin`, group `system:masters`).
     pub admin_token: String,
     /// The node join token (`<data-dir>/node-token`) agents present to join.
     pub node_token: String,
+    /// The CA that signs client certificates (PEM).
+    pub client_ca_pem: String,
 }
 
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
@@ -36,7 +36,7 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
-fn tls_dir(data_dir: &Path) -> PathBuf {
+pub(crate) fn tls_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("tls")
 }
 
@@ -55,6 +55,8 @@ pub(crate) fn ensure(data_dir: &Path) -> std::io::Result<Credentials> {
         write_private(&ca, &made.0)?;
         write_private(&cert, &made.1)?;
         write_private(&key, &made.2)?;
+        // Kept so `keelson certificate rotate` can renew under the same CA.
+        write_private(&dir.join("ca.key"), &made.3)?;
     }
     let node_token = data_dir.join("node-token");
     for path in [&token, &node_token] {
@@ -64,16 +66,18 @@ pub(crate) fn ensure(data_dir: &Path) -> std::io::Result<Credentials> {
             write_private(path, &hex)?;
         }
     }
+    let client_ca =
+        keelson_auth::authn::x509::ClientCa::ensure(&dir).map_err(std::io::Error::other)?;
     Ok(Credentials {
+        client_ca_pem: client_ca.cert_pem,
         ca_pem: std::fs::read_to_string(ca)?,
-        cert_pem: std::fs::read_to_string(cert)?,
-        key_pem: std::fs::read_to_string(key)?,
         admin_token: std::fs::read_to_string(token)?.trim().to_string(),
         node_token: std::fs::read_to_string(node_token)?.trim().to_string(),
     })
 }
 
-fn generate() -> Result<(String, String, String), rcgen::Error> {
+/// A new CA, and a serving certificate signed by it: (CA cert, cert, key, CA key) as PEM.
+fn generate() -> Result<(String, String, String, String), rcgen::Error> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params
         .distinguished_name
@@ -88,7 +92,18 @@ fn generate() -> Result<(String, String, String), rcgen::Error> {
     let ca_key = KeyPair::generate()?;
     let ca_cert = ca_params.self_signed(&ca_key)?;
     let ca_pem = ca_cert.pem();
+    let ca_key_pem = ca_key.serialize_pem();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let (cert, key) = serving_cert(&issuer, rcgen::date_time_ymd(2036, 1, 1))?;
+    Ok((ca_pem, cert, key, ca_key_pem))
+}
 
+/// A serving certificate (new key) for the loopback addresses, the hostname and the
+/// `kubernetes.default.svc` names, signed by `issuer`: (cert, key) as PEM.
+pub(crate) fn serving_cert(
+    issuer: &Issuer<'_, KeyPair>,
+    not_after: time::OffsetDateTime,
+) -> Result<(String, String), rcgen::Error> {
     let mut sans = vec![
         "127.0.0.1".to_string(),
         "::1".into(),
@@ -109,11 +124,11 @@ fn generate() -> Result<(String, String, String), rcgen::Error> {
     params
         .distinguished_name
         .push(DnType::CommonName, "keelson-apiserver");
-    params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    params.not_before = time::OffsetDateTime::now_utc() - time::Duration::minutes(5);
+    params.not_after = not_after;
     let key = KeyPair::generate()?;
-    let issuer = Issuer::new(ca_params, ca_key);
-    let cert = params.signed_by(&key, &issuer)?;
-    Ok((ca_pem, cert.pem(), key.serialize_pem()))
+    let cert = params.signed_by(&key, issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
 }
 
 /// Writes `<data-dir>/kubeconfig.yaml` (mode 0600) for `https://127.0.0.1:<port>`.
@@ -129,19 +144,33 @@ pub(crate) fn write_kubeconfig(path: &Path, creds: &Credentials, port: u16) -> s
     write_private(path, &text)
 }
 
-/// A rustls server config for the serving certificate, offering HTTP/2 and HTTP/1.1.
-pub(crate) fn server_tls(creds: &Credentials) -> std::io::Result<rustls::ServerConfig> {
-    let certs =
-        rustls_pemfile::certs(&mut creds.cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
-    let key = rustls_pemfile::private_key(&mut creds.key_pem.as_bytes())?
-        .ok_or_else(|| std::io::Error::other("no private key in server.key"))?;
+/// A rustls server config serving `<data_dir>/tls/server.crt`, re-read when it is rotated,
+/// offering HTTP/2 and HTTP/1.1, and the verifier that judges client certificates (signed by
+/// the client CA in `creds`) after the handshake.
+pub(crate) fn server_tls(
+    creds: &Credentials,
+    data_dir: &Path,
+) -> std::io::Result<(rustls::ServerConfig, std::sync::Arc<RequestClientCert>)> {
+    let resolver = crate::certs::ReloadingCert::new(data_dir).map_err(std::io::Error::other)?;
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in rustls_pemfile::certs(&mut creds.client_ca_pem.as_bytes()) {
+        roots.add(ca?).map_err(std::io::Error::other)?;
+    }
+    // Client certificates are optional: without one a request authenticates by token.
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        std::sync::Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(std::io::Error::other)?;
+    let verifier = std::sync::Arc::new(RequestClientCert::new(verifier));
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(std::io::Error::other)?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(std::io::Error::other)?;
+        .with_client_cert_verifier(verifier.clone())
+        .with_cert_resolver(std::sync::Arc::new(resolver));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
+    Ok((config, verifier))
 }

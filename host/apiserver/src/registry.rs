@@ -136,7 +136,7 @@ fn builtin_rows() -> Vec<Row> {
         "" "v1" "endpoints" "endpoints" Endpoints (core::v1::Endpoints) ns=true short=["ep"] all=false status=false scale=false extra=[];
         "" "v1" "configmaps" "configmap" ConfigMap (core::v1::ConfigMap) ns=true short=["cm"] all=false status=false scale=false extra=[];
         "" "v1" "secrets" "secret" Secret (core::v1::Secret) ns=true short=[] all=false status=false scale=false extra=[];
-        "" "v1" "serviceaccounts" "serviceaccount" ServiceAccount (core::v1::ServiceAccount) ns=true short=["sa"] all=false status=false scale=false extra=[];
+        "" "v1" "serviceaccounts" "serviceaccount" ServiceAccount (core::v1::ServiceAccount) ns=true short=["sa"] all=false status=false scale=false extra=["token"];
         "" "v1" "events" "event" Event (core::v1::Event) ns=true short=["ev"] all=false status=false scale=false extra=[];
         "" "v1" "nodes" "node" Node (core::v1::Node) ns=false short=["no"] all=false status=true scale=false extra=[];
         "" "v1" "persistentvolumes" "persistentvolume" PersistentVolume (core::v1::PersistentVolume) ns=false short=["pv"] all=false status=true scale=false extra=[];
@@ -160,6 +160,7 @@ fn builtin_rows() -> Vec<Row> {
         "networking.k8s.io" "v1" "ingresses" "ingress" Ingress (networking::v1::Ingress) ns=true short=["ing"] all=false status=true scale=false extra=[];
         "networking.k8s.io" "v1" "ingressclasses" "ingressclass" IngressClass (networking::v1::IngressClass) ns=false short=[] all=false status=false scale=false extra=[];
         "networking.k8s.io" "v1" "networkpolicies" "networkpolicy" NetworkPolicy (networking::v1::NetworkPolicy) ns=true short=["netpol"] all=false status=false scale=false extra=[];
+        "certificates.k8s.io" "v1" "certificatesigningrequests" "certificatesigningrequest" CertificateSigningRequest (certificates::v1::CertificateSigningRequest) ns=false short=["csr"] all=false status=true scale=false extra=["approval"];
         "policy" "v1" "poddisruptionbudgets" "poddisruptionbudget" PodDisruptionBudget (policy::v1::PodDisruptionBudget) ns=true short=["pdb"] all=false status=true scale=false extra=[];
         "storage.k8s.io" "v1" "storageclasses" "storageclass" StorageClass (storage::v1::StorageClass) ns=false short=["sc"] all=false status=false scale=false extra=[];
         "scheduling.k8s.io" "v1" "priorityclasses" "priorityclass" PriorityClass (scheduling::v1::PriorityClass) ns=false short=["pc"] all=false status=false scale=false extra=[];
@@ -172,6 +173,8 @@ fn builtin_rows() -> Vec<Row> {
         "admissionregistration.k8s.io" "v1" "validatingwebhookconfigurations" "validatingwebhookconfiguration" ValidatingWebhookConfiguration (admissionregistration::v1::ValidatingWebhookConfiguration) ns=false short=[] all=false status=false scale=false extra=[];
         "authorization.k8s.io" "v1" "selfsubjectaccessreviews" "" SelfSubjectAccessReview (authorization::v1::SelfSubjectAccessReview) ns=false short=[] all=false status=false scale=false extra=[];
         "authorization.k8s.io" "v1" "subjectaccessreviews" "" SubjectAccessReview (authorization::v1::SubjectAccessReview) ns=false short=[] all=false status=false scale=false extra=[];
+        "authorization.k8s.io" "v1" "localsubjectaccessreviews" "" LocalSubjectAccessReview (authorization::v1::LocalSubjectAccessReview) ns=true short=[] all=false status=false scale=false extra=[];
+        "authentication.k8s.io" "v1" "tokenreviews" "" TokenReview (authentication::v1::TokenReview) ns=false short=[] all=false status=false scale=false extra=[];
         "authorization.k8s.io" "v1" "selfsubjectrulesreviews" "" SelfSubjectRulesReview (authorization::v1::SelfSubjectRulesReview) ns=false short=[] all=false status=false scale=false extra=[];
         "authentication.k8s.io" "v1" "selfsubjectreviews" "" SelfSubjectReview (authentication::v1::SelfSubjectReview) ns=false short=[] all=false status=false scale=false extra=[];
         "apiregistration.k8s.io" "v1" "apiservices" "apiservice" APIService (aggregator::APIService) ns=false short=[] all=false status=false scale=false extra=[];

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::start_error::{IoContext, StartError};
-use crate::{bootstrap, handlers, pki, wasm, ApiServer, Config};
+use crate::{bootstrap, data_dir, handlers, pki, wasm, ApiServer, Config};
 
 /// A running server.
 pub struct Running {
@@ -68,15 +68,35 @@ pub async fn start(
     plugin_host: keelson_plugin_host::PluginHost,
 ) -> Result<Running, StartError> {
     let dir = config.data_dir.display().to_string();
-    std::fs::create_dir_all(&config.data_dir).context(|| format!("creating {dir}"))?;
-    let store = keelson_store::Store::open(&config.store, &config.data_dir).await?;
+    data_dir::secure(&config.data_dir).context(|| format!("securing {dir}"))?;
+    let encryption = match &config.encryption_provider_config {
+        Some(path) => crate::encryption_config::load(path, &crate::Registry::builtin())?,
+        None => vec![],
+    };
+    let store =
+        keelson_store::Store::open_encrypted(&config.store, &config.data_dir, encryption).await?;
     store.spawn_compactor(config.compaction_interval);
     let creds = pki::ensure(&config.data_dir).context(|| format!("credentials in {dir}"))?;
     let chain = keelson_admission::Chain::new(&config.admission)?;
     tracing::info!(plugins = ?chain.enabled(), "admission chain");
-    let api = ApiServer::new(store, &creds.admin_token, chain, plugin_host);
+    let auth = crate::Auth::load(
+        &config.auth,
+        &config.data_dir.join("tls"),
+        &creds.admin_token,
+    )?;
+    let api = ApiServer::new(store, auth, chain, plugin_host, config.data_dir.clone());
+    if let Some((policy, log)) = &config.audit {
+        let _ = api.audit.set(crate::audit::Audit::open(policy, log)?);
+    }
+    crate::certs::spawn_expiry_watch(&api.metrics, config.data_dir.clone());
     let _ = api.node_token.set(creds.node_token.clone());
-    match handlers::kubelet_client(&creds.cert_pem, &creds.key_pem) {
+    let tls_dir = config.data_dir.join("tls");
+    let serving = std::fs::read_to_string(tls_dir.join("server.crt"))
+        .and_then(|c| Ok((c, std::fs::read_to_string(tls_dir.join("server.key"))?)));
+    match serving
+        .map_err(|e| e.to_string())
+        .and_then(|(c, k)| handlers::kubelet_client(&c, &k))
+    {
         Ok(client) => {
             let _ = api.kubelet_client.set(client);
         }
@@ -100,16 +120,26 @@ pub async fn start(
     }
 
     let loopback = keelson_client::in_process(handlers::router(api.clone()), loopback_user());
+    let _ = api.loopback.set(loopback.clone());
+    crate::auth::reconcile_policy(&loopback)
+        .await
+        .map_err(|e| StartError::Bootstrap {
+            what: "the bootstrap RBAC policy".into(),
+            message: e.to_string(),
+        })?;
+    crate::auth::feed::start(&api, loopback.clone()).await;
+    crate::auth::csr_signer::start(&api, loopback.clone(), config.data_dir.clone());
     wasm::start(&api, loopback);
 
-    let tls = TlsAcceptor::from(Arc::new(
-        pki::server_tls(&creds).context(|| "loading the serving certificate".into())?,
-    ));
+    let (tls, verifier) = pki::server_tls(&creds, &config.data_dir)
+        .context(|| "loading the serving certificate".into())?;
+    let tls = TlsAcceptor::from(Arc::new(tls));
     let router = handlers::router(api.clone());
     let connections = Arc::new(std::sync::Mutex::new(Some(GracefulShutdown::new())));
     let listening = Listening {
         stopping: api.stopping.clone(),
         connections: connections.clone(),
+        verifier,
     };
     tokio::spawn(
         listening
@@ -145,6 +175,7 @@ pub async fn start(
 /// What the accept loops share: the stop signal and the connection tracker.
 #[derive(Clone)]
 struct Listening {
+    verifier: Arc<crate::auth::client_cert::RequestClientCert>,
     stopping: tokio_util::sync::CancellationToken,
     connections: Arc<std::sync::Mutex<Option<GracefulShutdown>>>,
 }
@@ -172,7 +203,17 @@ impl Listening {
                 match tokio::time::timeout(std::time::Duration::from_secs(10), tls.accept(stream))
                     .await
                 {
-                    Ok(Ok(stream)) => this.serve(TokioIo::new(stream), router, peer).await,
+                    Ok(Ok(stream)) => {
+                        let peer_cert = crate::auth::client_cert::peer_certificate(
+                            stream.get_ref().1,
+                            &this.verifier,
+                        );
+                        let router = match peer_cert {
+                            Some(cert) => router.layer(axum::Extension(cert)),
+                            None => router,
+                        };
+                        this.serve(TokioIo::new(stream), router, peer).await
+                    }
                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                 }

@@ -18,6 +18,15 @@ pub enum StartError {
     /// `--enable-admission-plugins` / `--disable-admission-plugins` named an unknown plugin.
     #[error(transparent)]
     Admission(#[from] keelson_admission::UnknownPlugin),
+    /// The token file or the ServiceAccount signing keys could not be loaded.
+    #[error("authentication: {0}")]
+    Auth(#[from] crate::AuthSetupError),
+    /// `--encryption-provider-config` could not be used.
+    #[error("encryption provider config {0}")]
+    Encryption(#[from] crate::EncryptionConfigError),
+    /// The audit policy or log could not be used.
+    #[error(transparent)]
+    Audit(#[from] crate::AuditError),
     /// A built-in object could not be created.
     #[error("bootstrapping {what}: {message}")]
     Bootstrap {

@@ -35,6 +35,11 @@ async fn admission_sees_the_in_process_identity() {
         data_dir: dir.path().to_path_buf(),
         secure_port: 0,
         bind_address: "127.0.0.1".into(),
+        // Every identity reaches admission; RBAC's own answers are tested below.
+        auth: keelson_apiserver::AuthConfig {
+            authorization_mode: keelson_apiserver::AuthorizationMode::AlwaysAllow,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let host = keelson_plugin_host::PluginHost::new(dir.path().join("plugin-cache")).unwrap();
@@ -61,6 +66,13 @@ async fn admission_sees_the_in_process_identity() {
             UserInfo::node("n1"),
             "user=system:node:n1 groups=system:nodes,system:authenticated",
         ),
+        (
+            UserInfo {
+                name: "system:anonymous".into(),
+                groups: vec!["system:unauthenticated".into()],
+            },
+            "user=system:anonymous groups=system:unauthenticated",
+        ),
     ] {
         let client = keelson_client::in_process(router.clone(), user);
         let api: kube::Api<ConfigMap> = kube::Api::namespaced(client, "default");
@@ -75,12 +87,56 @@ async fn admission_sees_the_in_process_identity() {
             status.message
         );
     }
+}
 
-    // Without an identity (no token, no in-process user) the request is 401, as over the wire.
+/// Under Node,RBAC (the default) each component holds only its bootstrap role's rights: the
+/// scheduler may bind pods but not create ConfigMaps, in Kubernetes' words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn components_hold_only_their_roles() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = keelson_apiserver::Config {
+        data_dir: dir.path().to_path_buf(),
+        secure_port: 0,
+        bind_address: "127.0.0.1".into(),
+        ..Default::default()
+    };
+    let host = keelson_plugin_host::PluginHost::new(dir.path().join("plugin-cache")).unwrap();
+    let running = keelson_apiserver::start(config, host).await.unwrap();
+    let router = keelson_apiserver::router(running.api.clone());
+    let cm = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some("probe".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let scheduler = keelson_client::in_process(router.clone(), UserInfo::scheduler());
+    let err = kube::Api::<ConfigMap>::namespaced(scheduler.clone(), "default")
+        .create(&Default::default(), &cm)
+        .await
+        .unwrap_err();
+    let kube::Error::Api(status) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(status.code, 403);
+    assert_eq!(
+        status.message,
+        "configmaps is forbidden: User \"system:kube-scheduler\" cannot create resource \"configmaps\" in API group \"\" in the namespace \"default\""
+    );
+    let nodes = kube::Api::<k8s_openapi::api::core::v1::Node>::all(scheduler);
+    nodes
+        .list(&Default::default())
+        .await
+        .expect("the scheduler lists nodes");
+
+    // Without an identity (no token, no in-process user) the request is system:anonymous,
+    // which RBAC allows nothing here: 403, as over the wire.
     let anonymous = kube::Client::new(router, "default");
     let err = kube::Api::<ConfigMap>::namespaced(anonymous, "default")
         .get("probe")
         .await
         .unwrap_err();
-    assert!(matches!(err, kube::Error::Api(s) if s.code == 401));
+    assert!(
+        matches!(err, kube::Error::Api(s) if s.code == 403 && s.message.contains("system:anonymous"))
+    );
 }

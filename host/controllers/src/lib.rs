@@ -8,22 +8,33 @@
 //! - [`replicaset`]: ReplicaSets and ReplicationControllers keep `spec.replicas` pods;
 //! - [`deployment`]: Deployments roll out through ReplicaSets (RollingUpdate, Recreate);
 //! - [`job`]: Jobs run pods to completion (parallelism, completions, Indexed, backoffLimit);
-//! - [`daemonset`]: DaemonSets run one pod on every eligible node.
+//! - [`daemonset`]: DaemonSets run one pod on every eligible node;
+//! - [`statefulset`]: StatefulSets keep pods with stable names, claims and ordered rollouts;
+//! - [`cronjob`]: CronJobs make Jobs on a cron schedule;
+//! - [`endpoints`]: Services get Endpoints and EndpointSlices listing the pods they select;
+//! - [`node_lifecycle`]: silent nodes turn Unknown, are tainted, and their pods evicted;
+//! - [`disruption`]: PodDisruptionBudgets' status (what eviction and preemption read).
 //!
 //! [`run_elected`] runs them only while this process holds the Lease
 //! `kube-system/kube-controller-manager`, so several managers can share one cluster.
 
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod discovery;
+pub mod disruption;
+pub mod endpoints;
 mod error;
+mod events;
 pub mod garbage_collector;
 pub mod job;
 pub mod namespace;
+pub mod node_lifecycle;
 mod ownership;
 pub mod replicaset;
 mod selector;
 pub mod serviceaccount;
+pub mod statefulset;
 
 pub use error::Error;
 use keelson_client::leader::{LeaderElector, Timing};
@@ -31,24 +42,68 @@ use keelson_client::leader::{LeaderElector, Timing};
 /// The Lease the controller managers elect their leader on (Kubernetes' name).
 pub const LEASE_NAME: &str = "kube-controller-manager";
 
+/// How the controllers are tuned (kube-controller-manager's flags).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// The node lifecycle controller's periods.
+    pub node_lifecycle: node_lifecycle::Config,
+}
+
+/// The client each controller acts through. In-process, each controller gets its own
+/// ServiceAccount identity `system:serviceaccount:kube-system:<controller>` (Kubernetes'
+/// `--use-service-account-credentials`), bound by the bootstrap policy to the role
+/// `system:controller:<controller>`; a remote manager may share its kubeconfig's client.
+#[derive(Clone)]
+pub struct Credentials(std::sync::Arc<dyn Fn(&str) -> kube::Client + Send + Sync>);
+
+impl Credentials {
+    /// One client for every controller.
+    pub fn shared(client: kube::Client) -> Self {
+        Self(std::sync::Arc::new(move |_| client.clone()))
+    }
+
+    /// A client per controller, made from its ServiceAccount name.
+    pub fn per_controller(f: impl Fn(&str) -> kube::Client + Send + Sync + 'static) -> Self {
+        Self(std::sync::Arc::new(f))
+    }
+
+    /// The client of `controller` (its ServiceAccount name, e.g. `replicaset-controller`).
+    pub fn client(&self, controller: &str) -> kube::Client {
+        (self.0)(controller)
+    }
+}
+
 /// Runs every built-in controller until the process ends.
-pub async fn run(client: kube::Client) {
+pub async fn run(creds: Credentials, options: Options) {
+    let c = |name: &str| creds.client(name);
     tokio::join!(
-        garbage_collector::run(client.clone()),
-        namespace::run(client.clone()),
-        replicaset::run(client.clone()),
-        deployment::run(client.clone()),
-        job::run(client.clone()),
-        daemonset::run(client.clone()),
-        replicaset::run_rc(client.clone()),
-        serviceaccount::run(client),
+        garbage_collector::run(c("generic-garbage-collector")),
+        namespace::run(c("namespace-controller")),
+        replicaset::run(c("replicaset-controller")),
+        deployment::run(c("deployment-controller")),
+        job::run(c("job-controller")),
+        daemonset::run(c("daemon-set-controller")),
+        statefulset::run(c("statefulset-controller")),
+        cronjob::run(c("cronjob-controller")),
+        endpoints::run(c("endpoint-controller")),
+        endpoints::slices::run(c("endpointslice-controller")),
+        node_lifecycle::run(c("node-controller"), options.node_lifecycle),
+        disruption::run(c("disruption-controller")),
+        replicaset::run_rc(c("replication-controller")),
+        serviceaccount::run(c("service-account-controller")),
     );
 }
 
-/// Runs the controllers while this process (candidate `identity`) leads; on losing the Lease
-/// they stop and the process campaigns again.
-pub async fn run_elected(client: kube::Client, identity: &str, timing: Timing) {
+/// Runs the controllers while this process (candidate `identity`) leads, campaigning with
+/// `lease_client`; on losing the Lease they stop and the process campaigns again.
+pub async fn run_elected(
+    lease_client: kube::Client,
+    creds: Credentials,
+    identity: &str,
+    timing: Timing,
+    options: Options,
+) {
     let elector =
-        LeaderElector::new(client.clone(), "kube-system", LEASE_NAME, identity).with_timing(timing);
-    elector.run(|| run(client.clone())).await;
+        LeaderElector::new(lease_client, "kube-system", LEASE_NAME, identity).with_timing(timing);
+    elector.run(|| run(creds.clone(), options)).await;
 }

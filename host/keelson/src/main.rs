@@ -1,7 +1,8 @@
 //! The Keelson binary: `keelson server` runs the API server, the store and the built-in
 //! controllers in one process (with the scheduler and a node agent); `keelson agent`,
 //! `keelson scheduler` and `keelson sim nodes` run a node agent, the scheduler and simulated
-//! nodes against any API server; `keelson image` loads Wasm images; `keelson bench` measures.
+//! nodes against any API server; `keelson image` loads Wasm images; `keelson bench` measures;
+//! `snapshot`, `store migrate`, `certificate` and `status` are the operator's tools.
 
 mod commands;
 
@@ -10,7 +11,7 @@ use clap::{Parser, Subcommand};
 /// Keelson: a compact, Kubernetes-compatible orchestrator.
 #[derive(Parser)]
 #[command(name = "keelson", version, about)]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -33,6 +34,16 @@ enum Command {
     Scheduler(commands::scheduler::SchedulerCommand),
     /// Simulate nodes (like kwok) against an API server.
     Sim(commands::sim::SimCommand),
+    /// Take, list, prune and restore store snapshots.
+    Snapshot(commands::snapshot::SnapshotCommand),
+    /// Move the embedded store into etcd.
+    Store(commands::store::StoreCommand),
+    /// Check and rotate the data dir's certificates.
+    Certificate(commands::certificate::CertificateCommand),
+    /// Summarise the cluster: store, last snapshot, leaders, nodes, Wasm plugins.
+    Status(commands::status::StatusCommand),
+    /// Print a shell completion script.
+    Completion(commands::completion::CompletionCommand),
 }
 
 /// Colour the log only on a terminal, and never when `NO_COLOR` is set to a non-empty value
@@ -80,6 +91,11 @@ fn main() -> anyhow::Result<()> {
             Command::Plugin(c) => c.execute().await,
             Command::Scheduler(c) => c.execute().await,
             Command::Sim(c) => c.execute().await,
+            Command::Snapshot(c) => c.execute().await,
+            Command::Store(c) => c.execute().await,
+            Command::Certificate(c) => c.execute().await,
+            Command::Status(c) => c.execute().await,
+            Command::Completion(c) => c.execute(),
         }
     })
 }

@@ -29,6 +29,30 @@ pub enum Error {
     /// The etcd backend failed.
     #[error("etcd backend: {0}")]
     Etcd(#[from] etcd_client::Error),
+    /// Sealing or opening an encrypted value failed (a missing key, tampered data).
+    #[error("encryption at rest: {0}")]
+    Encryption(String),
+    /// A snapshot file is unreadable, corrupt, truncated or foreign.
+    #[error("{}: {reason}", file.display())]
+    Snapshot {
+        /// The file.
+        file: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The embedded store was written by a newer keelson.
+    #[error("{}: store format version {found} is newer than this keelson supports ({supported}); run a newer keelson, or restore a snapshot taken by this version", file.display())]
+    FormatTooNew {
+        /// The store file.
+        file: std::path::PathBuf,
+        /// The version recorded in it.
+        found: i64,
+        /// The newest version this binary reads.
+        supported: i64,
+    },
+    /// The backend cannot do this (e.g. snapshots of a backend without them).
+    #[error("{0}")]
+    Unsupported(String),
     /// The store's writer is gone (shutting down).
     #[error("store is shutting down")]
     Closed,

@@ -14,13 +14,19 @@
 //! # Ok(()) }
 //! ```
 
+pub mod encryption;
 mod error;
 mod etcd;
 #[cfg(any(test, feature = "local-etcd"))]
 pub mod local_etcd;
+pub mod migrate;
+pub mod snapshot;
 mod sqlite;
+mod sqlite_file;
 mod watch_cache;
 
+#[cfg(test)]
+mod snapshot_tests;
 #[cfg(test)]
 mod tests;
 
@@ -29,6 +35,7 @@ use std::sync::Arc;
 
 pub use error::Error;
 pub use etcd::EtcdBackend;
+pub use snapshot::SnapshotInfo;
 pub use sqlite::SqliteBackend;
 pub use watch_cache::{WatchCache, WatchStream};
 
@@ -96,6 +103,21 @@ pub trait Backend: Send + Sync + 'static {
     async fn flush(&self) -> Result<()> {
         Ok(())
     }
+    /// `embedded` or `etcd`.
+    fn kind(&self) -> &'static str;
+    /// Writes a consistent copy of the whole store to `dest` (the backend's own format) and
+    /// returns the revision it holds.
+    async fn snapshot(&self, dest: &Path) -> Result<i64> {
+        let _ = dest;
+        Err(Error::Unsupported(format!(
+            "the {} store cannot take snapshots",
+            self.kind()
+        )))
+    }
+    /// Bytes the store occupies.
+    async fn size(&self) -> Result<u64> {
+        Ok(0)
+    }
 }
 
 /// The store the API server uses: a backend behind a shared watch cache.
@@ -126,8 +148,30 @@ impl Store {
 
     /// Opens a store from a `--store` URL: `embedded` (in `data_dir`) or `etcd://h:p[,h:p]`.
     pub async fn open(url: &str, data_dir: &Path) -> Result<Self> {
+        let backend = Self::open_backend(url, data_dir).await?;
+        Self::new(backend).await
+    }
+
+    /// Like [`Store::open`], sealing the values under the prefixes of `encryption` (see
+    /// [`encryption`]).
+    pub async fn open_encrypted(
+        url: &str,
+        data_dir: &Path,
+        encryption: Vec<(String, encryption::Transformer)>,
+    ) -> Result<Self> {
+        let backend = Self::open_backend(url, data_dir).await?;
+        if encryption.is_empty() {
+            return Self::new(backend).await;
+        }
+        Self::new(Arc::new(encryption::EncryptingBackend::new(
+            backend, encryption,
+        )))
+        .await
+    }
+
+    async fn open_backend(url: &str, data_dir: &Path) -> Result<Arc<dyn Backend>> {
         if url.is_empty() || url == "embedded" || url.starts_with("sqlite") {
-            return Self::open_embedded(data_dir).await;
+            return Ok(Arc::new(SqliteBackend::open(&data_dir.join("state.db"))?));
         }
         let rest = url.strip_prefix("etcd://").ok_or_else(|| {
             Error::Config(format!(
@@ -139,7 +183,7 @@ impl Store {
             .filter(|s| !s.is_empty())
             .map(|e| format!("http://{e}"))
             .collect();
-        Self::connect_etcd(&endpoints).await
+        Ok(Arc::new(EtcdBackend::connect(&endpoints).await?))
     }
 
     /// The backend, for callers that need raw access (benchmarks, compaction).
@@ -199,6 +243,33 @@ impl Store {
                 previous = backend.current_revision().await.ok();
             }
         });
+    }
+
+    /// Takes a consistent snapshot of the running store into `<dir>/<name>.ksnap` (default
+    /// name: time and revision) while writes go on.
+    pub async fn snapshot(&self, dir: &Path, name: Option<&str>) -> Result<SnapshotInfo> {
+        if let Some(n) = name {
+            snapshot::check_name(n)?;
+        }
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Config(format!("{}: {e}", dir.display())))?;
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let payload = dir.join(format!(".payload-{}-{seq}.tmp", std::process::id()));
+        let revision = match self.backend.snapshot(&payload).await {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = std::fs::remove_file(&payload);
+                return Err(e);
+            }
+        };
+        let name = name
+            .map(str::to_string)
+            .unwrap_or_else(|| snapshot::default_name(revision));
+        let (dir, kind) = (dir.to_path_buf(), self.backend.kind());
+        tokio::task::spawn_blocking(move || snapshot::seal(&dir, &name, kind, revision, &payload))
+            .await
+            .map_err(|e| Error::Config(format!("snapshot task: {e}")))?
     }
 
     /// The newest revision the watch cache has seen.

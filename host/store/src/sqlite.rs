@@ -53,6 +53,8 @@ impl SqliteBackend {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::Config(format!("{}: {e}", dir.display())))?;
         }
+        // Refuse a newer format before writing anything; snapshot and upgrade an older one.
+        crate::sqlite_file::check_format(path)?;
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -66,6 +68,10 @@ impl SqliteBackend {
              );
              CREATE INDEX IF NOT EXISTS log_key ON log (key, revision);
              CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+        )?;
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (name, value) VALUES ('format', ?1)",
+            [crate::sqlite_file::FORMAT],
         )?;
         let mut state = State::default();
         {
@@ -232,6 +238,26 @@ impl Backend for SqliteBackend {
 
     async fn flush(&self) -> Result<()> {
         self.submit(Op::Flush).await.map(|_| ())
+    }
+
+    fn kind(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn snapshot(&self, dest: &Path) -> Result<i64> {
+        let (path, dest) = (self.path.clone(), dest.to_path_buf());
+        tokio::task::spawn_blocking(move || crate::sqlite_file::backup_file(&path, &dest))
+            .await
+            .map_err(|e| Error::Config(format!("snapshot task: {e}")))?
+    }
+
+    async fn size(&self) -> Result<u64> {
+        let wal = self.path.with_extension("db-wal");
+        Ok([&self.path, &wal]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum())
     }
 }
 

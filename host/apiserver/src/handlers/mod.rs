@@ -3,6 +3,7 @@
 
 mod delete;
 mod layers;
+mod operator;
 mod patch;
 mod pod_log;
 pub(crate) use pod_log::kubelet_client;
@@ -73,7 +74,7 @@ pub(crate) fn router(api: Arc<ApiServer>) -> axum::Router {
     use axum::middleware::from_fn_with_state;
     axum::Router::new()
         .fallback(dispatch)
-        .layer(from_fn_with_state(api.clone(), layers::authenticate))
+        .layer(from_fn_with_state(api.clone(), crate::auth::layer::layer))
         .layer(from_fn_with_state(api.clone(), layers::observe))
         .with_state(api)
 }
@@ -97,7 +98,7 @@ async fn handle(api: Arc<ApiServer>, req: Request) -> ApiResult<Response> {
     } else {
         path
     };
-    if layers::is_health(&path) {
+    if crate::auth::layer::is_health(&path) {
         return Ok("ok".into_response());
     }
     // Set by the authentication layer (or by an in-process caller / the plaintext listener).
@@ -118,7 +119,18 @@ async fn handle(api: Arc<ApiServer>, req: Request) -> ApiResult<Response> {
         )
             .into_response());
     }
+    if path.starts_with(operator::PREFIX) {
+        return operator::handle(api, req.method(), &path, &query, &user).await;
+    }
     if req.method() == Method::GET {
+        if let Some((content_type, doc)) = crate::auth::tokens::discovery(&api, &path) {
+            let mut r = respond(200, &doc);
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(content_type),
+            );
+            return Ok(r);
+        }
         if let Some(r) = discovery::handle(&api, &path, req.headers()) {
             return Ok(r);
         }
@@ -158,7 +170,7 @@ async fn handle(api: Arc<ApiServer>, req: Request) -> ApiResult<Response> {
 async fn route(ctx: Ctx, method: Method, body: Body, path: &str) -> ApiResult<Response> {
     if ctx.def.review {
         return match (method, ctx.info.name.is_none()) {
-            (Method::POST, true) => review::review(ctx, read_body(body).await?),
+            (Method::POST, true) => review::review(ctx, read_body(body).await?).await,
             (method, _) => Err(ApiError::method_not_allowed(
                 method.as_str(),
                 &ctx.def.plural,
@@ -179,16 +191,16 @@ async fn route(ctx: Ctx, method: Method, body: Body, path: &str) -> ApiResult<Re
         (Method::GET, false, None) if watching => watch::watch(ctx).await,
         (Method::GET, false, None) => read::list(ctx).await,
         (Method::GET, true, None) if watching => watch::watch(ctx).await,
-        (Method::GET, true, None | Some("status")) => read::get(ctx).await,
+        (Method::GET, true, None | Some("status") | Some("approval")) => read::get(ctx).await,
         (Method::POST, false, None) => {
             let body = read_body(body).await?;
             write::create(ctx, body).await
         }
-        (Method::PUT, true, None | Some("status") | Some("finalize")) => {
+        (Method::PUT, true, None | Some("status") | Some("finalize") | Some("approval")) => {
             let body = read_body(body).await?;
             write::update(ctx, body).await
         }
-        (Method::PATCH, true, None | Some("status")) => {
+        (Method::PATCH, true, None | Some("status") | Some("approval")) => {
             let body = read_body(body).await?;
             patch::patch(ctx, body).await
         }

@@ -1,5 +1,6 @@
 //! Subresources other than `status`: `scale` (autoscaling/v1 Scale over the owner's replica
-//! paths), `pods/binding` (what a scheduler posts) and `pods/eviction`.
+//! paths), `pods/binding` (what a scheduler posts), `pods/eviction` and
+//! `serviceaccounts/token` (TokenRequest).
 
 use axum::response::Response;
 use bytes::Bytes;
@@ -17,6 +18,7 @@ use crate::rest::{update_object, WriteOptions};
 pub(crate) fn serves(def: &ResourceDef, s: &str) -> bool {
     (s == "scale" && def.scale.is_some())
         || (def.kind == "Pod" && matches!(s, "binding" | "eviction"))
+        || (def.kind == "ServiceAccount" && def.group.is_empty() && s == "token")
 }
 
 pub(crate) async fn handle(
@@ -36,6 +38,12 @@ pub(crate) async fn handle(
         ("scale", Method::PUT) | ("scale", Method::PATCH) => scale_write(ctx, body).await,
         ("binding", Method::POST) => bind(ctx, body).await,
         ("eviction", Method::POST) => evict(ctx, body).await,
+        ("token", Method::POST) => {
+            let req = codec::decode_object(&ctx.headers, &body)?;
+            let ns = ctx.namespace().unwrap_or_default().to_string();
+            let out = crate::auth::tokens::request(&ctx.api, &ns, ctx.name(), req).await?;
+            Ok(respond(201, &out))
+        }
         (s, m) => Err(ApiError::method_not_allowed(
             m.as_str(),
             &format!("{}/{s}", ctx.def.plural),

@@ -164,6 +164,7 @@ pub(crate) async fn admit(
     // What mutating plugins added is decoded (and pruned) like the client's input.
     validation::check_fields(def, &mut obj, FieldValidation::Ignore)?;
     let errors = strategy::validate(def, &obj, old);
+    crate::auth::escalation::check(api, def, &obj, &opts.user)?;
     if !errors.is_empty() {
         return Err(ApiError::invalid(
             &def.group,

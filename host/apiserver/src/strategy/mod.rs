@@ -24,8 +24,13 @@ pub(crate) async fn prepare_create(
     api: &Arc<ApiServer>,
     def: &ResourceDef,
     obj: &mut Value,
-    _user: &UserInfo,
+    user: &UserInfo,
 ) -> ApiResult<()> {
+    if def.kind == "CertificateSigningRequest" {
+        // The requester is whoever posts it, whatever the body claims (as Kubernetes).
+        obj["spec"]["username"] = json!(user.name);
+        obj["spec"]["groups"] = json!(user.groups);
+    }
     let has_spec = obj.get("spec").is_some() || def.is_custom();
     let meta = meta_mut(obj);
     meta.insert("uid".into(), json!(objects::uid()));
@@ -71,6 +76,15 @@ pub(crate) fn prepare_update(
                 .unwrap_or(json!([]));
             let mut merged = old.clone();
             merged["spec"]["finalizers"] = finalizers;
+            *new = merged;
+        }
+        // A CSR's approval writes only its Approved/Denied conditions.
+        Some("approval") => {
+            let conditions = new.pointer("/status/conditions").cloned();
+            let mut merged = old.clone();
+            if let Some(c) = conditions {
+                merged["status"]["conditions"] = c;
+            }
             *new = merged;
         }
         Some("binding") => {}

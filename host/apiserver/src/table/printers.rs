@@ -159,6 +159,7 @@ pub(super) fn for_kind(kind: &str) -> (Vec<Column>, Cells) {
             cols("Name,Endpoints,Age"),
             endpoints,
         ),
+        "CertificateSigningRequest" => (cols("Name,Age,SignerName,Requestor,RequestedDuration,Condition"), csr),
         "Node" => (
             cols("Name,Status,Roles,Age,Version|Internal-IP,External-IP,OS-Image,Kernel-Version,Container-Runtime"),
             node,
@@ -628,6 +629,38 @@ fn endpoints(o: &Value) -> Vec<Value> {
         eps.join(",")
     };
     vec![name(o), json!(or_none(&shown)), json!(age(o))]
+}
+
+fn csr(o: &Value) -> Vec<Value> {
+    let duration = match o.pointer("/spec/expirationSeconds").and_then(Value::as_i64) {
+        Some(secs) if secs % 3600 == 0 => format!("{}h", secs / 3600),
+        Some(secs) if secs % 60 == 0 => format!("{}m", secs / 60),
+        Some(secs) => format!("{secs}s"),
+        None => "<none>".into(),
+    };
+    let mut conditions: Vec<&str> = o
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|c| s(c, "/status") == "True")
+        .map(|c| s(c, "/type"))
+        .collect();
+    if !o.pointer("/status/certificate").is_none_or(Value::is_null) {
+        conditions.push("Issued");
+    }
+    let condition = match conditions.is_empty() {
+        true => "Pending".to_string(),
+        false => conditions.join(","),
+    };
+    vec![
+        name(o),
+        json!(age(o)),
+        json!(s(o, "/spec/signerName")),
+        json!(s(o, "/spec/username")),
+        json!(duration),
+        json!(condition),
+    ]
 }
 
 fn node(o: &Value) -> Vec<Value> {

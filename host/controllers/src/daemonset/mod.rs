@@ -7,7 +7,7 @@
 //! their node with a `matchFields metadata.name` node affinity and bound by the scheduler, as
 //! in Kubernetes.
 
-mod nodes;
+pub(crate) mod nodes;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,6 +28,7 @@ use kube::Resource;
 
 use crate::deployment::hash;
 use crate::error::{is_not_found, Error};
+use crate::events::{Recorder, Type};
 use crate::replicaset::{delete_pods, from_template, is_active, is_available, is_ready, now};
 use crate::{ownership, selector};
 
@@ -225,13 +226,27 @@ async fn reconcile(ds: Arc<DaemonSet>, client: Arc<kube::Client>) -> Result<Acti
         }
     }
 
+    let recorder = Recorder::new((*client).clone(), "daemonset-controller");
     let doomed_refs: Vec<&Pod> = doomed.iter().collect();
-    delete_pods(&pods_api, &doomed_refs).await?;
+    for name in delete_pods(&pods_api, &doomed_refs).await? {
+        let msg = format!("Deleted pod: {name}");
+        recorder.publish(ds.as_ref(), Type::Normal, "SuccessfulDelete", msg);
+    }
     let params = PostParams::default();
     let new_pods: Vec<Pod> = create.iter().map(|n| pod_for(&ds, n, &revision)).collect();
     let made = join_all(new_pods.iter().map(|p| pods_api.create(&params, p))).await;
     for r in made {
-        r?;
+        match r {
+            Ok(p) => {
+                let msg = format!("Created pod: {}", p.metadata.name.unwrap_or_default());
+                recorder.publish(ds.as_ref(), Type::Normal, "SuccessfulCreate", msg);
+            }
+            Err(e) => {
+                let msg = format!("Error creating: {e}");
+                recorder.publish(ds.as_ref(), Type::Warning, "FailedCreate", msg);
+                return Err(e.into());
+            }
+        }
     }
     if !create.is_empty() {
         tracing::info!(created = create.len(), "created daemon pods");

@@ -23,7 +23,8 @@ pub(crate) fn daemon_tolerations() -> Vec<Toleration> {
     ]
 }
 
-fn tolerates(t: &Toleration, taint: &Taint) -> bool {
+/// Kubernetes' `ToleratesTaint`.
+pub(crate) fn tolerates(t: &Toleration, taint: &Taint) -> bool {
     let effect_ok = t
         .effect
         .as_deref()

@@ -14,6 +14,7 @@ use kube::Resource;
 use super::hash::{self, POD_TEMPLATE_HASH};
 use super::{Pass, REVISION};
 use crate::error::{is_conflict, is_not_found, Error};
+use crate::events::{Recorder, Type};
 use crate::ownership::controller_of;
 
 const DESIRED_REPLICAS: &str = "deployment.kubernetes.io/desired-replicas";
@@ -199,6 +200,11 @@ impl Pass {
         match self.sets_api.create(&PostParams::default(), &rs).await {
             Ok(created) => {
                 tracing::info!(replicaset = %name, replicas = initial, "created new ReplicaSet");
+                if initial > 0 {
+                    self.report_scaling(format!(
+                        "Scaled up replica set {name} from 0 to {initial}"
+                    ));
+                }
                 self.sets.push(created);
                 self.created = true;
                 self.set_deployment_revision(next).await?;
@@ -218,6 +224,17 @@ impl Pass {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// A `ScalingReplicaSet` event on the Deployment.
+    fn report_scaling(&self, message: String) {
+        let recorder = Recorder::new(self.client.clone(), "deployment-controller");
+        recorder.publish(
+            &*self.deployment,
+            Type::Normal,
+            "ScalingReplicaSet",
+            message,
+        );
     }
 
     fn new_set(&self, revision: i64, initial: i32) -> ReplicaSet {
@@ -330,10 +347,14 @@ impl Pass {
             }},
             "spec": { "replicas": replicas },
         });
+        let from = spec_replicas(&self.sets[i]);
         self.patch_set(i, &patch).await?;
         if size_changed {
-            let name = self.sets[i].metadata.name.as_deref().unwrap_or_default();
+            let name = self.sets[i].metadata.name.clone().unwrap_or_default();
             tracing::info!(replicaset = %name, replicas, "scaled ReplicaSet");
+            let way = if replicas > from { "up" } else { "down" };
+            let msg = format!("Scaled {way} replica set {name} from {from} to {replicas}");
+            self.report_scaling(msg);
         }
         Ok(size_changed)
     }

@@ -21,6 +21,7 @@ use kube::runtime::watcher;
 use kube::Resource;
 
 use crate::error::Error;
+use crate::events::{Recorder, Type};
 use crate::ownership;
 use crate::replicaset::{delete_pods, deletion_order, from_template, is_active, is_ready};
 pub(crate) use status::Verdict;
@@ -125,9 +126,12 @@ async fn reconcile(job: Arc<Job>, client: Arc<kube::Client>) -> Result<Action, E
     let verdict = status::verdict(&job, &census, suspended);
     match verdict {
         Verdict::Running { want } if !suspended => {
-            manage(&api, &job, &census, want, indexed).await?;
+            manage(&client, &api, &job, &census, want, indexed).await?;
         }
-        _ => delete_pods(&api, &census.active.iter().collect::<Vec<_>>()).await?,
+        _ => {
+            let deleted = delete_pods(&api, &census.active.iter().collect::<Vec<_>>()).await?;
+            report_deleted(&client, &job, deleted);
+        }
     }
     status::write(&client, &job, &census, &verdict, suspended).await?;
     Ok(match status::deadline_in(&job) {
@@ -138,6 +142,7 @@ async fn reconcile(job: Arc<Job>, client: Arc<kube::Client>) -> Result<Action, E
 
 /// Creates or deletes pods so `want` run.
 async fn manage(
+    client: &kube::Client,
     api: &Api<Pod>,
     job: &Job,
     census: &Census,
@@ -149,7 +154,9 @@ async fn manage(
         let mut surplus: Vec<&Pod> = census.active.iter().collect();
         surplus.sort_by(|a, b| deletion_order(a, b));
         surplus.truncate((active - want) as usize);
-        return delete_pods(api, &surplus).await;
+        let deleted = delete_pods(api, &surplus).await?;
+        report_deleted(client, job, deleted);
+        return Ok(());
     }
     let missing = (want - active) as usize;
     if missing == 0 {
@@ -167,11 +174,34 @@ async fn manage(
         (0..missing).map(|_| pod_for(job, None)).collect()
     };
     let params = PostParams::default();
+    let recorder = Recorder::new(client.clone(), COMPONENT);
     for r in join_all(pods.iter().map(|p| api.create(&params, p))).await {
-        r?;
+        match r {
+            Ok(p) => {
+                let msg = format!("Created pod: {}", p.metadata.name.unwrap_or_default());
+                recorder.publish(job, Type::Normal, "SuccessfulCreate", msg);
+            }
+            Err(e) => {
+                let msg = format!("Error creating: {e}");
+                recorder.publish(job, Type::Warning, "FailedCreate", msg);
+                return Err(e.into());
+            }
+        }
     }
     tracing::info!(created = pods.len(), "created job pods");
     Ok(())
+}
+
+/// The controller's name on events.
+const COMPONENT: &str = "job-controller";
+
+/// `SuccessfulDelete` events for the pods deleted.
+fn report_deleted(client: &kube::Client, job: &Job, deleted: Vec<String>) {
+    let recorder = Recorder::new(client.clone(), COMPONENT);
+    for name in deleted {
+        let msg = format!("Deleted pod: {name}");
+        recorder.publish(job, Type::Normal, "SuccessfulDelete", msg);
+    }
 }
 
 /// A pod of the Job (for one completion index in Indexed mode).

@@ -218,10 +218,25 @@ pub(crate) async fn write(
         .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
     {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(e.into()),
+        Ok(_) => {}
+        Err(e) if is_not_found(&e) => return Ok(()),
+        Err(e) => return Err(e.into()),
     }
+    // Kubernetes' events when the Job finishes.
+    let recorder = crate::events::Recorder::new(client.clone(), "job-controller");
+    match verdict {
+        Verdict::Complete => recorder.publish(
+            job,
+            crate::events::Type::Normal,
+            "Completed",
+            "Job completed".into(),
+        ),
+        Verdict::Failed { reason, message } => {
+            recorder.publish(job, crate::events::Type::Warning, reason, (*message).into())
+        }
+        Verdict::Running { .. } => {}
+    }
+    Ok(())
 }
 
 #[cfg(test)]

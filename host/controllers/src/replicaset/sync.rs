@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::pods::{deletion_order, from_template, is_active, is_available, is_ready};
 use super::ReplicaOwner;
 use crate::error::{is_not_found, Error};
+use crate::events::{Recorder, Type};
 use crate::{ownership, selector};
 
 /// Most pods created or deleted in one pass (Kubernetes' `burstReplicas`).
@@ -61,16 +62,25 @@ pub(crate) async fn sync<K: ReplicaOwner>(
     .await?;
     let active: Vec<Pod> = owned.into_iter().filter(is_active).collect();
     let want = usize::try_from(set.replicas()).unwrap_or(0);
+    let component = if K::kind(&()) == "ReplicaSet" {
+        "replicaset-controller"
+    } else {
+        "replication-controller"
+    };
+    let recorder = Recorder::new(client.clone(), component);
     if !deleting {
         if active.len() < want {
             let n = (want - active.len()).min(BURST);
             let pod = from_template(template, &ns, &name, owner.clone());
-            create(&api, &pod, n).await?;
+            create(&api, &pod, n, &recorder, set).await?;
         } else if active.len() > want {
             let mut surplus: Vec<&Pod> = active.iter().collect();
             surplus.sort_by(|a, b| deletion_order(a, b));
             surplus.truncate((active.len() - want).min(BURST));
-            delete_pods(&api, &surplus).await?;
+            for name in delete_pods(&api, &surplus).await? {
+                let msg = format!("Deleted pod: {name}");
+                recorder.publish(set, Type::Normal, "SuccessfulDelete", msg);
+            }
         }
     }
     Ok(Some(status_of(set, &active)))
@@ -99,8 +109,15 @@ fn status_of<K: ReplicaOwner>(set: &K, active: &[Pod]) -> SetStatus {
 }
 
 /// Creates `n` copies of `pod` in slow-start batches (1, 2, 4, …) like Kubernetes, stopping at
-/// the first batch with a failure so a rejecting API server is not flooded.
-async fn create(api: &Api<Pod>, pod: &Pod, n: usize) -> Result<(), Error> {
+/// the first batch with a failure so a rejecting API server is not flooded; each creation is
+/// reported as an event on `set`.
+async fn create<K: ReplicaOwner>(
+    api: &Api<Pod>,
+    pod: &Pod,
+    n: usize,
+    recorder: &Recorder,
+    set: &K,
+) -> Result<(), Error> {
     let mut done = 0;
     let mut batch = 1;
     while done < n {
@@ -108,7 +125,17 @@ async fn create(api: &Api<Pod>, pod: &Pod, n: usize) -> Result<(), Error> {
         let params = PostParams::default();
         let results = join_all((0..size).map(|_| api.create(&params, pod))).await;
         for r in results {
-            r?;
+            match r {
+                Ok(p) => {
+                    let msg = format!("Created pod: {}", p.metadata.name.unwrap_or_default());
+                    recorder.publish(set, Type::Normal, "SuccessfulCreate", msg);
+                }
+                Err(e) => {
+                    let msg = format!("Error creating: {e}");
+                    recorder.publish(set, Type::Warning, "FailedCreate", msg);
+                    return Err(e.into());
+                }
+            }
         }
         done += size;
         batch *= 2;
@@ -117,23 +144,24 @@ async fn create(api: &Api<Pod>, pod: &Pod, n: usize) -> Result<(), Error> {
     Ok(())
 }
 
-/// Deletes `pods`, ignoring those already gone.
-pub(crate) async fn delete_pods(api: &Api<Pod>, pods: &[&Pod]) -> Result<(), Error> {
+/// Deletes `pods`, ignoring those already gone; the names of those deleted.
+pub(crate) async fn delete_pods(api: &Api<Pod>, pods: &[&Pod]) -> Result<Vec<String>, Error> {
     if pods.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let results = join_all(pods.iter().map(|p| {
         let name = p.metadata.name.clone().unwrap_or_default();
-        async move { api.delete(&name, &DeleteParams::default()).await }
+        async move { (api.delete(&name, &DeleteParams::default()).await, name) }
     }))
     .await;
-    for r in results {
+    let mut deleted = Vec::new();
+    for (r, name) in results {
         match r {
-            Ok(_) => {}
+            Ok(_) => deleted.push(name),
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(e.into()),
         }
     }
     tracing::info!(deleted = pods.len(), "deleted pods");
-    Ok(())
+    Ok(deleted)
 }

@@ -4,6 +4,7 @@
 //! `kube-system/kube-controller-manager` acts, so several managers can run side by side.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -16,6 +17,43 @@ pub(crate) struct ControllerManagerCommand {
     kubeconfig: PathBuf,
     #[command(flatten)]
     leader: super::leader::LeaderElectionArgs,
+    #[command(flatten)]
+    controllers: ControllerOptions,
+}
+
+/// Tuning of the built-in controllers (kube-controller-manager's flag names), shared by
+/// `keelson server` and `keelson controller-manager`.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct ControllerOptions {
+    /// Seconds between the node lifecycle controller's checks of node heartbeats.
+    #[arg(
+        long,
+        env = "KEELSON_NODE_MONITOR_PERIOD",
+        default_value_t = 5,
+        help_heading = "Controllers"
+    )]
+    node_monitor_period: u64,
+    /// Seconds a node may go without a heartbeat (Lease renewal or status) before it is
+    /// marked Unknown, tainted unreachable and its pods evicted after their tolerationSeconds.
+    #[arg(
+        long,
+        env = "KEELSON_NODE_MONITOR_GRACE_PERIOD",
+        default_value_t = 50,
+        help_heading = "Controllers"
+    )]
+    node_monitor_grace_period: u64,
+}
+
+impl ControllerOptions {
+    /// The options the controllers run with.
+    pub(crate) fn options(&self) -> keelson_controllers::Options {
+        keelson_controllers::Options {
+            node_lifecycle: keelson_controllers::node_lifecycle::Config {
+                monitor_period: Duration::from_secs(self.node_monitor_period.max(1)),
+                grace_period: Duration::from_secs(self.node_monitor_grace_period),
+            },
+        }
+    }
 }
 
 impl ControllerManagerCommand {
@@ -23,10 +61,14 @@ impl ControllerManagerCommand {
         let client = keelson_client::from_kubeconfig(&self.kubeconfig)
             .await
             .with_context(|| format!("connecting with {}", self.kubeconfig.display()))?;
+        let options = self.controllers.options();
         let controllers = self
             .leader
             .run(client.clone(), keelson_controllers::LEASE_NAME, || {
-                keelson_controllers::run(client.clone())
+                keelson_controllers::run(
+                    keelson_controllers::Credentials::shared(client.clone()),
+                    options,
+                )
             });
         tokio::select! {
             () = controllers => Ok(()),

@@ -2,6 +2,8 @@
 
 pub(crate) mod agent;
 pub(crate) mod bench;
+pub(crate) mod certificate;
+pub(crate) mod completion;
 pub(crate) mod controller_manager;
 pub(crate) mod image;
 pub(crate) mod kube_client;
@@ -10,6 +12,9 @@ pub(crate) mod plugin;
 pub(crate) mod scheduler;
 pub(crate) mod server;
 pub(crate) mod sim;
+pub(crate) mod snapshot;
+pub(crate) mod status;
+pub(crate) mod store;
 
 /// Resolves on the first SIGTERM or SIGINT.
 pub(crate) async fn shutdown_signal() -> anyhow::Result<()> {

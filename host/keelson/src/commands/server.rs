@@ -51,6 +51,18 @@ pub(crate) struct ServerCommand {
         help_heading = "Storage"
     )]
     compaction_interval: u64,
+    /// Take snapshots of the store on this cron schedule (5 fields, or 6 with seconds), e.g.
+    /// `0 */6 * * *`, into <data-dir>/snapshots/.
+    #[arg(long, env = "KEELSON_SNAPSHOT_SCHEDULE", help_heading = "Storage")]
+    snapshot_schedule: Option<String>,
+    /// How many scheduled snapshots to keep.
+    #[arg(
+        long,
+        env = "KEELSON_SNAPSHOT_RETENTION",
+        default_value_t = 5,
+        help_heading = "Storage"
+    )]
+    snapshot_retention: usize,
     /// Admission plugins to enable in addition to the defaults (comma-separated).
     #[arg(
         long,
@@ -67,6 +79,45 @@ pub(crate) struct ServerCommand {
         help_heading = "Admission"
     )]
     disable_admission_plugins: Vec<String>,
+    /// Kubernetes' static token file: CSV lines `token,user,uid,"group1,group2"`.
+    #[arg(long, env = "KEELSON_TOKEN_AUTH_FILE", help_heading = "Authentication")]
+    token_auth_file: Option<PathBuf>,
+    /// Requests without credentials run as `system:anonymous` (allowed only what RBAC grants).
+    #[arg(long, env = "KEELSON_ANONYMOUS_AUTH", default_value_t = true, action = clap::ArgAction::Set, help_heading = "Authentication")]
+    anonymous_auth: bool,
+    /// The `iss` of ServiceAccount tokens.
+    #[arg(
+        long,
+        env = "KEELSON_SERVICE_ACCOUNT_ISSUER",
+        default_value = "https://kubernetes.default.svc.cluster.local",
+        help_heading = "Authentication"
+    )]
+    service_account_issuer: String,
+    /// `Node,RBAC` (Kubernetes' Node authorizer, then RBAC) or `AlwaysAllow`.
+    #[arg(
+        long,
+        env = "KEELSON_AUTHORIZATION_MODE",
+        default_value = "Node,RBAC",
+        help_heading = "Authentication"
+    )]
+    authorization_mode: keelson_apiserver::AuthorizationMode,
+    /// Kubernetes' EncryptionConfiguration: which resources are encrypted at rest, and how.
+    #[arg(
+        long,
+        env = "KEELSON_ENCRYPTION_PROVIDER_CONFIG",
+        help_heading = "Authentication"
+    )]
+    encryption_provider_config: Option<PathBuf>,
+    /// Kubernetes' audit Policy (needs `--audit-log-path`).
+    #[arg(
+        long,
+        env = "KEELSON_AUDIT_POLICY_FILE",
+        help_heading = "Authentication"
+    )]
+    audit_policy_file: Option<PathBuf>,
+    /// Where audit events go, one `audit.k8s.io/v1` Event per line.
+    #[arg(long, env = "KEELSON_AUDIT_LOG_PATH", help_heading = "Authentication")]
+    audit_log_path: Option<PathBuf>,
     /// Do not run the built-in controllers in this process (run `keelson controller-manager`
     /// elsewhere instead).
     #[arg(long, env = "KEELSON_DISABLE_CONTROLLERS", help_heading = "Components")]
@@ -81,6 +132,8 @@ pub(crate) struct ServerCommand {
     disable_agent: bool,
     #[command(flatten)]
     agent: super::agent::AgentOptions,
+    #[command(flatten)]
+    controllers: super::controller_manager::ControllerOptions,
     /// Print the bound ports as JSON on stdout once serving (for tests and scripts).
     #[arg(long, hide = true)]
     print_ports: bool,
@@ -130,6 +183,20 @@ fn spawn_scheduler(client: kube::Client, options: super::scheduler::SchedulerOpt
     });
 }
 
+/// In-process controllers: each acts as its own ServiceAccount in kube-system, with its
+/// bootstrap role's rights (Kubernetes' `--use-service-account-credentials`).
+pub(crate) fn controller_credentials(
+    api: &std::sync::Arc<keelson_apiserver::ApiServer>,
+) -> keelson_controllers::Credentials {
+    let router = keelson_apiserver::router(api.clone());
+    keelson_controllers::Credentials::per_controller(move |name| {
+        keelson_client::in_process(
+            router.clone(),
+            keelson_client::UserInfo::service_account("kube-system", name),
+        )
+    })
+}
+
 impl ServerCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<()> {
         let started = std::time::Instant::now();
@@ -145,6 +212,18 @@ impl ServerCommand {
                 enable: self.enable_admission_plugins,
                 disable: self.disable_admission_plugins,
             },
+            encryption_provider_config: self.encryption_provider_config,
+            audit: match (self.audit_policy_file, self.audit_log_path) {
+                (Some(policy), Some(log)) => Some((policy, log)),
+                (None, None) => None,
+                _ => anyhow::bail!("--audit-policy-file and --audit-log-path go together"),
+            },
+            auth: keelson_apiserver::AuthConfig {
+                token_auth_file: self.token_auth_file,
+                authorization_mode: self.authorization_mode,
+                anonymous_auth: self.anonymous_auth,
+                service_account_issuer: self.service_account_issuer,
+            },
         };
         let shared_store = config.store != "embedded";
         let data_dir = config.data_dir.clone();
@@ -159,20 +238,37 @@ impl ServerCommand {
             host_config,
         )?;
         let running = keelson_apiserver::start(config, plugin_host.clone()).await?;
+        if let Some(schedule) = &self.snapshot_schedule {
+            super::snapshot::spawn_schedule(
+                running.api.store.clone(),
+                data_dir.clone(),
+                schedule,
+                self.snapshot_retention.max(1),
+            )?;
+        }
         if !self.disable_controllers {
             let client = keelson_client::in_process(
                 keelson_apiserver::router(running.api.clone()),
                 keelson_client::UserInfo::controller_manager(),
             );
+            let creds = controller_credentials(&running.api);
             // Several servers may share an etcd: then only the Lease holder runs controllers.
             // The embedded store has one server, which leads without an election.
             if shared_store {
                 let identity = keelson_client::leader::process_identity();
+                let options = self.controllers.options();
                 tokio::spawn(async move {
-                    keelson_controllers::run_elected(client, &identity, Default::default()).await
+                    keelson_controllers::run_elected(
+                        client,
+                        creds,
+                        &identity,
+                        Default::default(),
+                        options,
+                    )
+                    .await
                 });
             } else {
-                tokio::spawn(keelson_controllers::run(client));
+                tokio::spawn(keelson_controllers::run(creds, self.controllers.options()));
             }
             running.api.components.set_running("controller-manager");
         }

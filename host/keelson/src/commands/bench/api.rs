@@ -75,7 +75,7 @@ pub(crate) struct ApiBench {
 
 /// The resolved sizes of one run.
 #[derive(Debug, Clone, Copy)]
-struct Sizes {
+pub(super) struct Sizes {
     concurrency: usize,
     creates: usize,
     rate: f64,
@@ -85,6 +85,29 @@ struct Sizes {
     lists: usize,
     list_concurrency: usize,
     fan_out: FanOutSize,
+}
+
+impl Sizes {
+    /// The default sizes (full, or small with `quick`).
+    pub(super) fn resolve(quick: bool) -> Self {
+        ApiBench {
+            quick,
+            backends: vec![],
+            dir: None,
+            concurrency: None,
+            creates: None,
+            rate: None,
+            paced_secs: None,
+            gets: None,
+            list_objects: None,
+            lists: None,
+            list_concurrency: None,
+            watchers: None,
+            watch_events: None,
+            watches_per_connection: None,
+        }
+        .sizes()
+    }
 }
 
 impl ApiBench {
@@ -167,7 +190,12 @@ fn name(prefix: &str, i: usize) -> String {
 }
 
 /// Measures one started backend. The same path for every backend.
-async fn measure(backend: Backend, endpoint: &Endpoint, cold_start: Duration, s: Sizes) -> Report {
+pub(super) async fn measure(
+    backend: Backend,
+    endpoint: &Endpoint,
+    cold_start: Duration,
+    s: Sizes,
+) -> Report {
     let mut r = Report {
         backend: backend.name().into(),
         ..Report::default()

@@ -69,6 +69,15 @@ impl From<anyhow::Error> for StartError {
 
 /// Starts the server on `backend` in a fresh temp dir under `base`.
 pub(crate) async fn start(backend: Backend, base: &Path) -> Result<Started, StartError> {
+    start_with(backend, base, Default::default()).await
+}
+
+/// Like [`start`], with the given authentication and authorization settings.
+pub(crate) async fn start_with(
+    backend: Backend,
+    base: &Path,
+    auth: keelson_apiserver::AuthConfig,
+) -> Result<Started, StartError> {
     let data = tempfile::Builder::new()
         .prefix("keelson-bench-")
         .tempdir_in(base)
@@ -88,6 +97,7 @@ pub(crate) async fn start(backend: Backend, base: &Path) -> Result<Started, Star
         bind_address: "127.0.0.1".into(),
         store,
         write_kubeconfig: None,
+        auth,
         // Everything else (admission plugins, …) as `keelson server` defaults it.
         ..keelson_apiserver::Config::default()
     };
@@ -104,10 +114,10 @@ pub(crate) async fn start(backend: Backend, base: &Path) -> Result<Started, Star
     .context("starting the server")?;
     let cold_start = started.elapsed();
     let router = keelson_apiserver::router(running.api.clone());
-    tokio::spawn(keelson_controllers::run(keelson_client::in_process(
-        router.clone(),
-        keelson_client::UserInfo::controller_manager(),
-    )));
+    tokio::spawn(keelson_controllers::run(
+        crate::commands::server::controller_credentials(&running.api),
+        Default::default(),
+    ));
     let endpoint = Endpoint::from_kubeconfig(&running.kubeconfig).await?;
     Ok(Started {
         endpoint,

@@ -32,6 +32,16 @@ impl Endpoint {
         Ok(Self { config })
     }
 
+    /// The same server, authenticating with `token` instead of the kubeconfig's credentials.
+    pub(crate) fn with_token(&self, token: &str) -> Self {
+        let mut config = self.config.clone();
+        config.auth_info = kube::config::AuthInfo {
+            token: Some(token.to_string().into()),
+            ..Default::default()
+        };
+        Self { config }
+    }
+
     /// A new client (own connection); `timeout` bounds each whole request, None for watches.
     pub(crate) fn client(&self, timeout: Option<Duration>) -> anyhow::Result<Client> {
         Ok(Client {

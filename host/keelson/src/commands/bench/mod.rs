@@ -15,6 +15,7 @@
 
 mod admission;
 mod api;
+mod authz;
 mod backend;
 mod http;
 mod kubelet;
@@ -46,6 +47,9 @@ enum BenchWhat {
     Scheduler(scheduler::SchedulerBench),
     /// Node agent: Wasm pods bound to the agent's node, create→Running latency and memory.
     Kubelet(kubelet::KubeletBench),
+    /// Authorization: the API load as an ordinary user under RBAC with ~200 bindings, against
+    /// the same run under AlwaysAllow.
+    Authz(authz::AuthzBench),
 }
 
 impl BenchCommand {
@@ -55,6 +59,7 @@ impl BenchCommand {
             BenchWhat::Admission(bench) => bench.execute().await,
             BenchWhat::Scheduler(bench) => bench.execute().await,
             BenchWhat::Kubelet(bench) => bench.execute().await,
+            BenchWhat::Authz(bench) => bench.execute().await,
         }
     }
 }
