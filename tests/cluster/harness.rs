@@ -33,6 +33,7 @@ pub(crate) struct Server {
     store: String,
     args: Vec<String>,
     scheduler: bool,
+    agent: bool,
     log: PathBuf,
 }
 
@@ -58,6 +59,18 @@ impl Server {
         Self::start_inner("embedded", args, true)
     }
 
+    /// Starts a server with its scheduler and its in-process node agent (the other
+    /// constructors pass `--disable-agent`, so no real node joins); the agent's log port is
+    /// picked freely and CrashLoopBackOff starts at 1 s.
+    pub(crate) fn start_with_agent(args: &[&str]) -> Self {
+        let mut all = vec!["--kubelet-port", "0", "--crash-loop-backoff", "1"];
+        all.extend_from_slice(args);
+        let mut s = Self::build(tempfile::tempdir().unwrap(), "embedded", &all, true);
+        s.agent = true;
+        s.spawn(free_port());
+        s
+    }
+
     fn start_full(store: &str, args: &[&str]) -> Self {
         Self::start_inner(store, args, false)
     }
@@ -68,22 +81,29 @@ impl Server {
     }
 
     fn start_inner(store: &str, args: &[&str], scheduler: bool) -> Self {
-        Self::start_dir(tempfile::tempdir().unwrap(), store, args, scheduler)
+        let mut s = Self::build(tempfile::tempdir().unwrap(), store, args, scheduler);
+        s.spawn(free_port());
+        s
     }
 
     fn start_dir(dir: tempfile::TempDir, store: &str, args: &[&str], scheduler: bool) -> Self {
+        let mut s = Self::build(dir, store, args, scheduler);
+        s.spawn(free_port());
+        s
+    }
+
+    fn build(dir: tempfile::TempDir, store: &str, args: &[&str], scheduler: bool) -> Self {
         let log = dir.path().join("server.log");
-        let mut s = Server {
+        Server {
             child: None,
             dir,
             port: 0,
             store: store.to_string(),
             args: args.iter().map(|a| a.to_string()).collect(),
             scheduler,
+            agent: false,
             log,
-        };
-        s.spawn(free_port());
-        s
+        }
     }
 
     fn spawn(&mut self, port: u16) {
@@ -105,6 +125,7 @@ impl Server {
             .arg(self.dir.path())
             .args(&self.args)
             .args((!self.scheduler).then_some("--disable-scheduler"))
+            .args((!self.agent).then_some("--disable-agent"))
             .env("KEELSON_LOG", "info,keelson_apiserver=debug")
             .stdout(Stdio::null())
             .stderr(log)

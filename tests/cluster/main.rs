@@ -2,6 +2,7 @@
 //! kubectl binaries, raw HTTP clients, and (when installed) a real etcd.
 
 mod admission;
+mod agent_join;
 mod api;
 mod at_rest;
 mod bad_input;
@@ -16,6 +17,8 @@ mod guest_languages;
 mod harness;
 mod kube_rs;
 mod kubectl;
+mod kubelet;
+mod kubelet_more;
 mod migrate;
 mod node_lifecycle;
 mod plugins;

@@ -1,5 +1,6 @@
 //! What exists from the first start: the namespaces `default`, `kube-system`, `kube-public` and
-//! `kube-node-lease`, the `default/kubernetes` Service with its Endpoints, and the serving of
+//! `kube-node-lease`, the `default/kubernetes` Service with its Endpoints, the RuntimeClass
+//! `wasm` (handler `wasmtime`, the agent's Wasm runtime), and the serving of
 //! every stored CustomResourceDefinition.
 
 use std::sync::Arc;
@@ -45,6 +46,25 @@ pub(crate) async fn run(api: &Arc<ApiServer>, secure_port: u16) -> Result<(), St
         "subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"name": "https", "port": secure_port, "protocol": "TCP"}]}],
     });
     upsert_endpoints(api, endpoints, &opts).await?;
+    // The agent's Wasm runtime (handler `wasmtime`), as k3s creates RuntimeClasses for the
+    // runtimes it finds.
+    if api
+        .registry
+        .lookup("node.k8s.io", "v1", "runtimeclasses")
+        .is_some()
+    {
+        let wasm = json!({"metadata": {"name": "wasm", "labels": {"app.kubernetes.io/managed-by": "keelson"}}, "handler": "wasmtime"});
+        ensure(
+            api,
+            "node.k8s.io",
+            "v1",
+            "runtimeclasses",
+            None,
+            wasm,
+            &opts,
+        )
+        .await?;
+    }
     // Keelson's own kinds, shipped as CRDs (like k3s's HelmChart).
     let crd: Value = serde_saphyr::from_str(include_str!("wasm/wasmplugin-crd.yaml"))
         .map_err(|e| failed("the WasmPlugin CRD", &e.to_string()))?;

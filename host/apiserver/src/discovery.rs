@@ -176,6 +176,14 @@ fn subresources(d: &ResourceDef) -> Vec<Value> {
             "eviction" => sub("eviction", "Eviction", Some(("policy", "v1")), &["create"]),
             "finalize" => sub("finalize", &d.kind, None, &["update"]),
             "ephemeralcontainers" => sub(extra, &d.kind, None, &["get", "patch", "update"]),
+            "exec" => sub("exec", "PodExecOptions", None, &["create", "get"]),
+            "attach" => sub("attach", "PodAttachOptions", None, &["create", "get"]),
+            "portforward" => sub(
+                "portforward",
+                "PodPortForwardOptions",
+                None,
+                &["create", "get"],
+            ),
             other => sub(other, &d.kind, None, &["get"]),
         });
     }

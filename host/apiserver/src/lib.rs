@@ -120,6 +120,11 @@ pub struct ApiServer {
     pub metrics: Metrics,
     /// Components running in this process (for `componentstatuses`).
     pub components: InProcessComponents,
+    /// The HTTPS client `pods/log` reaches agents with (set once the credentials are loaded).
+    pub(crate) kubelet_client: std::sync::OnceLock<reqwest::Client>,
+    /// The node join token (`<data-dir>/node-token`): `<token>/<node-name>` authenticates as
+    /// `system:node:<node-name>`.
+    pub(crate) node_token: std::sync::OnceLock<String>,
     /// Authenticators and authorizers.
     pub auth: Auth,
     /// The audit log, when configured.
@@ -159,9 +164,30 @@ impl ApiServer {
             audit: Default::default(),
             loopback: Default::default(),
             data_dir,
+            kubelet_client: Default::default(),
+            node_token: Default::default(),
             stopping: Default::default(),
         })
     }
+
+    /// The node named by a node join token (`<node-token>/<node-name>`; like k3s's join
+    /// token, any agent holding it may register any node name).
+    pub fn authenticate_node_token(&self, token: &str) -> Option<UserInfo> {
+        let (secret, node) = token.rsplit_once('/')?;
+        let expected = self.node_token.get()?;
+        let valid_name = !node.is_empty()
+            && node.len() <= 253
+            && node
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        (valid_name && constant_time_eq(secret.as_bytes(), expected.as_bytes()))
+            .then(|| UserInfo::node(node))
+    }
+}
+
+/// Compares secrets without leaking where they differ through timing.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The HTTP router (no TLS), for tests and the in-process client (`keelson-client`).

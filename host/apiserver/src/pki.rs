@@ -1,6 +1,6 @@
 //! First-start credentials in the data dir: a CA, a serving certificate whose SANs cover the
 //! loopback addresses, the hostname and the `kubernetes.default.svc` names, an admin bearer
-//! token, and `kubeconfig.yaml`. All are reused on restart; only the kubeconfig is rewritten
+//! token, the node join token (`node-token`), and `kubeconfig.yaml`. All are reused on restart; only the kubeconfig is rewritten
 //! with the real port.
 
 use std::path::{Path, PathBuf};
@@ -17,6 +17,8 @@ pub(crate) struct Credentials {
     pub ca_pem: String,
     /// The admin bearer token (user `admin`, group `system:masters`).
     pub admin_token: String,
+    /// The node join token (`<data-dir>/node-token`) agents present to join.
+    pub node_token: String,
     /// The CA that signs client certificates (PEM).
     pub client_ca_pem: String,
 }
@@ -56,10 +58,13 @@ pub(crate) fn ensure(data_dir: &Path) -> std::io::Result<Credentials> {
         // Kept so `keelson certificate rotate` can renew under the same CA.
         write_private(&dir.join("ca.key"), &made.3)?;
     }
-    if !token.exists() {
-        let bytes: [u8; 24] = rand::random();
-        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        write_private(&token, &hex)?;
+    let node_token = data_dir.join("node-token");
+    for path in [&token, &node_token] {
+        if !path.exists() {
+            let bytes: [u8; 24] = rand::random();
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            write_private(path, &hex)?;
+        }
     }
     let client_ca =
         keelson_auth::authn::x509::ClientCa::ensure(&dir).map_err(std::io::Error::other)?;
@@ -67,6 +72,7 @@ pub(crate) fn ensure(data_dir: &Path) -> std::io::Result<Credentials> {
         client_ca_pem: client_ca.cert_pem,
         ca_pem: std::fs::read_to_string(ca)?,
         admin_token: std::fs::read_to_string(token)?.trim().to_string(),
+        node_token: std::fs::read_to_string(node_token)?.trim().to_string(),
     })
 }
 

@@ -131,7 +131,7 @@ fn builtin_rows() -> Vec<Row> {
     use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1 as aggregator;
     rows![
         "" "v1" "namespaces" "namespace" Namespace (core::v1::Namespace) ns=false short=["ns"] all=false status=true scale=false extra=["finalize"];
-        "" "v1" "pods" "pod" Pod (core::v1::Pod) ns=true short=["po"] all=true status=true scale=false extra=["binding", "eviction", "ephemeralcontainers"];
+        "" "v1" "pods" "pod" Pod (core::v1::Pod) ns=true short=["po"] all=true status=true scale=false extra=["binding", "eviction", "ephemeralcontainers", "log", "exec", "attach", "portforward"];
         "" "v1" "services" "service" Service (core::v1::Service) ns=true short=["svc"] all=true status=true scale=false extra=[];
         "" "v1" "endpoints" "endpoints" Endpoints (core::v1::Endpoints) ns=true short=["ep"] all=false status=false scale=false extra=[];
         "" "v1" "configmaps" "configmap" ConfigMap (core::v1::ConfigMap) ns=true short=["cm"] all=false status=false scale=false extra=[];

@@ -89,6 +89,19 @@ pub async fn start(
         let _ = api.audit.set(crate::audit::Audit::open(policy, log)?);
     }
     crate::certs::spawn_expiry_watch(&api.metrics, config.data_dir.clone());
+    let _ = api.node_token.set(creds.node_token.clone());
+    let tls_dir = config.data_dir.join("tls");
+    let serving = std::fs::read_to_string(tls_dir.join("server.crt"))
+        .and_then(|c| Ok((c, std::fs::read_to_string(tls_dir.join("server.key"))?)));
+    match serving
+        .map_err(|e| e.to_string())
+        .and_then(|(c, k)| handlers::kubelet_client(&c, &k))
+    {
+        Ok(client) => {
+            let _ = api.kubelet_client.set(client);
+        }
+        Err(e) => tracing::warn!(error = %e, "no client for agents: pods/log is unavailable"),
+    }
 
     let address = format!("{}:{}", config.bind_address, config.secure_port);
     let listener = TcpListener::bind((config.bind_address.as_str(), config.secure_port))

@@ -1,6 +1,7 @@
 //! The Keelson binary: `keelson server` runs the API server, the store and the built-in
-//! controllers in one process (with the scheduler); `keelson scheduler` and `keelson sim nodes`
-//! run the scheduler and simulated nodes against any API server; `keelson bench` measures them;
+//! controllers in one process (with the scheduler and a node agent); `keelson agent`,
+//! `keelson scheduler` and `keelson sim nodes` run a node agent, the scheduler and simulated
+//! nodes against any API server; `keelson image` loads Wasm images; `keelson bench` measures;
 //! `snapshot`, `store migrate`, `certificate` and `status` are the operator's tools.
 
 mod commands;
@@ -19,6 +20,10 @@ pub(crate) struct Cli {
 enum Command {
     /// Run the API server, store and controllers.
     Server(commands::server::ServerCommand),
+    /// Run a node agent (kubelet) that joins an API server.
+    Agent(commands::agent::AgentCommand),
+    /// Load WebAssembly images into the agent's local image store.
+    Image(commands::image::ImageCommand),
     /// Run the built-in controllers against a server named by a kubeconfig.
     ControllerManager(commands::controller_manager::ControllerManagerCommand),
     /// Run benchmarks and print results against a baseline measured in the same run.
@@ -53,6 +58,7 @@ fn main() -> anyhow::Result<()> {
     let default_level = if matches!(
         cli.command,
         Command::Server(_)
+            | Command::Agent(_)
             | Command::ControllerManager(_)
             | Command::Scheduler(_)
             | Command::Sim(_)
@@ -78,6 +84,8 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Server(c) => c.execute().await,
+            Command::Agent(c) => c.execute().await,
+            Command::Image(c) => c.execute().await,
             Command::Bench(c) => c.execute().await,
             Command::ControllerManager(c) => c.execute().await,
             Command::Plugin(c) => c.execute().await,

@@ -11,6 +11,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use crate::admission::AdmissionPlugin;
 use crate::bindings::AdmissionPre;
 use crate::cache::{self, Cache};
+use crate::command::{Command, CommandState};
 use crate::metrics::Metrics;
 use crate::store::State;
 use crate::{Error, HostConfig, Limits};
@@ -29,6 +30,7 @@ pub(crate) struct Shared {
     pub(crate) engine: Engine,
     pub(crate) config: HostConfig,
     linker: Linker<State>,
+    command_linker: Linker<CommandState>,
     cache: Cache,
     /// Dropped with the last plugin; the ticker watches it through a `Weak`.
     _alive: Arc<()>,
@@ -48,6 +50,8 @@ impl PluginHost {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| Error::Limits(format!("cannot link WASI: {e:#}")))?;
+        let command_linker = crate::command::command_linker(&engine)
+            .map_err(|e| Error::Limits(format!("cannot link WASI: {e:#}")))?;
         let cache = Cache::open(cache_dir.as_ref(), &engine)?;
         let alive = Arc::new(());
         spawn_ticker(engine.clone(), config.epoch_tick, Arc::downgrade(&alive))?;
@@ -56,6 +60,7 @@ impl PluginHost {
                 engine,
                 config,
                 linker,
+                command_linker,
                 cache,
                 _alive: alive,
             }),
@@ -94,6 +99,29 @@ impl PluginHost {
             shared: self.shared.clone(),
             metrics: Metrics::default(),
         }))
+    }
+
+    /// Compiles (or loads from the cache) a WASI command component (`wasi:cli/command`,
+    /// e.g. a wasm32-wasip2 binary) for [`Command::run`].
+    pub fn load_command(&self, name: &str, wasm: &[u8]) -> Result<Arc<Command>, Error> {
+        let digest = cache::sha256_hex(wasm);
+        let (component, outcome) =
+            self.shared
+                .cache
+                .component(&self.shared.engine, wasm, &digest)?;
+        let instance_pre = self
+            .shared
+            .command_linker
+            .instantiate_pre(&component)
+            .map_err(|e| Error::Compile(format!("{e:#}")))?;
+        let pre = wasmtime_wasi::p2::bindings::CommandPre::new(instance_pre)
+            .map_err(|e| Error::Compile(format!("not a WASI command: {e:#}")))?;
+        tracing::info!(command = %name, digest = %digest, cache = ?outcome, "command loaded");
+        Ok(Arc::new(Command::new(
+            pre,
+            self.shared.clone(),
+            format!("sha256:{digest}"),
+        )))
     }
 
     /// The host's settings.

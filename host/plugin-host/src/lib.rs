@@ -18,6 +18,9 @@
 //! semaphore sized at or below [`HostConfig::max_instances`]. The blocking
 //! `validate`/`mutate` are for tools and tests.
 //!
+//! [`PluginHost::load_command`] runs WASI command components (the kubelet's `wasm` runtime)
+//! on the same engine: see [`Command`].
+//!
 //! Only the `admission` world is served for now; `scheduler` and `controller`
 //! are defined in `wit/` as the contract for later work.
 //!
@@ -49,6 +52,7 @@ mod admission;
 mod bench;
 mod bindings;
 mod cache;
+mod command;
 mod config;
 mod error;
 mod host;
@@ -60,6 +64,7 @@ pub use admission::{
     AdmissionPlugin, AdmissionRequest, MutateVerdict, Operation, UserInfo, Verdict,
 };
 pub use bench::{BenchReport, Percentiles};
+pub use command::{Command, CommandRun, Exit, OutputSink, Preopen, Stream};
 pub use config::{HostConfig, Limits};
 pub use error::Error;
 pub use host::PluginHost;

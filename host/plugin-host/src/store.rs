@@ -30,10 +30,21 @@ impl WasiView for State {
 
 /// [`StoreLimits`] that also remembers whether the memory cap refused growth,
 /// so the trap that follows (allocation failure → abort) reads as `MemoryLimit`.
-struct MemoryCap {
+pub(crate) struct MemoryCap {
     inner: StoreLimits,
     cap: usize,
-    hit: bool,
+    pub(crate) hit: bool,
+}
+
+impl MemoryCap {
+    /// Limits with a cap of `cap` bytes on any one memory.
+    pub(crate) fn new(inner: StoreLimits, cap: usize) -> Self {
+        MemoryCap {
+            inner,
+            cap,
+            hit: false,
+        }
+    }
 }
 
 impl ResourceLimiter for MemoryCap {

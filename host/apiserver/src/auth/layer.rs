@@ -53,6 +53,9 @@ pub(crate) async fn authenticate_token(
         if let Some(user) = api.auth.tokens.authenticate(token) {
             return Ok(Some(user));
         }
+        if let Some(user) = api.authenticate_node_token(token) {
+            return Ok(Some(user));
+        }
     }
     match api.auth.service_accounts.verify(token, audiences) {
         Ok(Some((user, bound))) => {

@@ -5,6 +5,8 @@ mod delete;
 mod layers;
 mod operator;
 mod patch;
+mod pod_log;
+pub(crate) use pod_log::kubelet_client;
 mod read;
 mod review;
 mod subresource;
@@ -207,6 +209,14 @@ async fn route(ctx: Ctx, method: Method, body: Body, path: &str) -> ApiResult<Re
             delete::delete(ctx, body).await
         }
         (Method::DELETE, false, None) => delete::delete_collection(ctx).await,
+        (Method::GET, true, Some("log")) if ctx.def.group.is_empty() && ctx.def.kind == "Pod" => {
+            pod_log::log(ctx).await
+        }
+        (Method::GET | Method::POST, true, Some(s @ ("exec" | "attach" | "portforward")))
+            if ctx.def.group.is_empty() && ctx.def.kind == "Pod" =>
+        {
+            Err(pod_log::not_streamed(&ctx, s).await)
+        }
         (method, true, Some(s)) if subresource::serves(&ctx.def, s) => {
             let body = read_body(body).await?;
             subresource::handle(ctx, method, s, body).await

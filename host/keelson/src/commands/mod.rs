@@ -1,9 +1,11 @@
 //! One module per subcommand.
 
+pub(crate) mod agent;
 pub(crate) mod bench;
 pub(crate) mod certificate;
 pub(crate) mod completion;
 pub(crate) mod controller_manager;
+pub(crate) mod image;
 pub(crate) mod kube_client;
 pub(crate) mod leader;
 pub(crate) mod plugin;

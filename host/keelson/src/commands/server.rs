@@ -1,4 +1,5 @@
-//! `keelson server`: the API server with its store, built-in controllers and the scheduler.
+//! `keelson server`: the API server with its store, built-in controllers, the scheduler and a
+//! node agent (a one-node cluster, like k3s).
 
 use std::path::PathBuf;
 
@@ -126,6 +127,11 @@ pub(crate) struct ServerCommand {
     disable_scheduler: bool,
     #[command(flatten)]
     scheduler: super::scheduler::SchedulerOptions,
+    /// Do not run a node agent in this process (run `keelson agent` on nodes instead).
+    #[arg(long, env = "KEELSON_DISABLE_AGENT", help_heading = "Agent")]
+    disable_agent: bool,
+    #[command(flatten)]
+    agent: super::agent::AgentOptions,
     #[command(flatten)]
     controllers: super::controller_manager::ControllerOptions,
     /// Print the bound ports as JSON on stdout once serving (for tests and scripts).
@@ -220,15 +226,22 @@ impl ServerCommand {
             },
         };
         let shared_store = config.store != "embedded";
-        // One wasmtime engine and precompiled cache for every part that loads plugins.
-        let plugin_host =
-            keelson_plugin_host::PluginHost::new(config.data_dir.join("plugin-cache"))?;
         let data_dir = config.data_dir.clone();
-        let running = keelson_apiserver::start(config, plugin_host).await?;
+        // One wasmtime engine and precompiled cache for every part that loads plugins.
+        // With an in-process agent, its Wasm containers share the engine's instance pool.
+        let host_config = match self.disable_agent {
+            true => keelson_plugin_host::HostConfig::default(),
+            false => keelson_kubelet::plugin_host_config(),
+        };
+        let plugin_host = keelson_plugin_host::PluginHost::with_config(
+            config.data_dir.join("plugin-cache"),
+            host_config,
+        )?;
+        let running = keelson_apiserver::start(config, plugin_host.clone()).await?;
         if let Some(schedule) = &self.snapshot_schedule {
             super::snapshot::spawn_schedule(
                 running.api.store.clone(),
-                data_dir,
+                data_dir.clone(),
                 schedule,
                 self.snapshot_retention.max(1),
             )?;
@@ -267,6 +280,20 @@ impl ServerCommand {
             self.scheduler.config()?; // refuse a bad configuration at startup
             spawn_scheduler(client, self.scheduler.clone(), shared_store);
             running.api.components.set_running("scheduler");
+        }
+        if !self.disable_agent {
+            let ca = std::fs::read_to_string(data_dir.join("tls/ca.crt"))?;
+            let agent = self.agent.config(data_dir.join("agent"), Some(ca));
+            let client = keelson_client::in_process(
+                keelson_apiserver::router(running.api.clone()),
+                keelson_client::UserInfo::node(&agent.node_name),
+            );
+            let node = agent.node_name.clone();
+            tokio::spawn(async move {
+                if let Err(e) = keelson_kubelet::run(client, plugin_host, agent).await {
+                    tracing::error!(node = %node, error = %format!("{e:#}"), "node agent stopped");
+                }
+            });
         }
         if self.print_ports {
             println!(

@@ -3,6 +3,7 @@
 
 mod bench;
 mod cache;
+mod command;
 mod examples;
 mod hostile;
 mod support;

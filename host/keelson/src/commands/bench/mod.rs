@@ -9,12 +9,16 @@
 //!
 //! `keelson bench scheduler` registers simulated nodes, creates pods through the API server and
 //! measures how fast the scheduler binds them ([`scheduler`]).
+//!
+//! `keelson bench kubelet` runs a node agent beside the server and times Wasm pods from create
+//! to Running, and the idle memory of server + agent ([`kubelet`]).
 
 mod admission;
 mod api;
 mod authz;
 mod backend;
 mod http;
+mod kubelet;
 mod load;
 mod report;
 mod scheduler;
@@ -41,6 +45,8 @@ enum BenchWhat {
     /// Scheduler: simulated nodes, pods created through the API server and bound by the
     /// scheduler; pods/s, create→bound latency and memory.
     Scheduler(scheduler::SchedulerBench),
+    /// Node agent: Wasm pods bound to the agent's node, create→Running latency and memory.
+    Kubelet(kubelet::KubeletBench),
     /// Authorization: the API load as an ordinary user under RBAC with ~200 bindings, against
     /// the same run under AlwaysAllow.
     Authz(authz::AuthzBench),
@@ -52,6 +58,7 @@ impl BenchCommand {
             BenchWhat::Api(bench) => bench.execute().await,
             BenchWhat::Admission(bench) => bench.execute().await,
             BenchWhat::Scheduler(bench) => bench.execute().await,
+            BenchWhat::Kubelet(bench) => bench.execute().await,
             BenchWhat::Authz(bench) => bench.execute().await,
         }
     }

@@ -1,0 +1,118 @@
+//! Container runtimes behind one trait ([`Runtime`]), chosen per pod by its RuntimeClass
+//! handler ([`Runtimes`]). A runtime resolves images and starts containers; a started
+//! [`Container`] is waited on, or stopped with a grace period (SIGTERM, then SIGKILL once the
+//! grace period is over, for runtimes that have signals). Only the `wasmtime` handler exists
+//! today ([`wasm`]); `containerd` is a later slice.
+
+pub mod wasm;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use keelson_plugin_host::{OutputSink, Stream};
+
+use crate::Error;
+
+/// What a runtime needs to start one container.
+#[derive(Clone)]
+pub struct ContainerConfig {
+    /// Unique id, e.g. `<pod uid>-<container>-<restart count>`.
+    pub id: String,
+    /// The image reference from the pod spec.
+    pub image: String,
+    /// The expanded `command` (empty: the image's entrypoint).
+    pub command: Vec<String>,
+    /// The expanded `args`.
+    pub args: Vec<String>,
+    /// Environment, in order.
+    pub env: Vec<(String, String)>,
+    /// `resources.limits.memory` in bytes.
+    pub memory_limit: Option<u64>,
+    /// `resources.limits.cpu` in millicores.
+    pub cpu_limit_millis: Option<u64>,
+    /// Where stdout and stderr go.
+    pub output: Arc<dyn OutputSink>,
+    /// Volume mounts.
+    pub mounts: Vec<Mount>,
+}
+
+/// A pod volume mounted into a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// The volume's directory on the node.
+    pub host: std::path::PathBuf,
+    /// `mountPath`.
+    pub guest: String,
+    /// `readOnly`.
+    pub read_only: bool,
+}
+
+/// How a container ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exited {
+    /// Exit code (137 killed, 143 terminated).
+    pub code: i32,
+    /// Kubernetes' reason: `Completed`, `Error`, `OOMKilled`, `DeadlineExceeded`.
+    pub reason: String,
+    /// Why, when the runtime knows more than the code.
+    pub message: Option<String>,
+}
+
+impl Exited {
+    /// An exit with `code` and the usual reason for it.
+    pub fn with_code(code: i32) -> Self {
+        Exited {
+            code,
+            reason: if code == 0 { "Completed" } else { "Error" }.into(),
+            message: None,
+        }
+    }
+}
+
+/// A started container.
+#[async_trait::async_trait]
+pub trait Container: Send {
+    /// Waits until it ends.
+    async fn wait(&mut self) -> Exited;
+    /// Asks it to stop and kills it after `grace`; returns how it ended.
+    async fn stop(&mut self, grace: Duration) -> Exited;
+}
+
+/// A container runtime.
+#[async_trait::async_trait]
+pub trait Runtime: Send + Sync {
+    /// The RuntimeClass handler it serves, e.g. `wasmtime`.
+    fn handler(&self) -> &'static str;
+    /// Makes `image` ready to run (resolve, compile) and returns its image id.
+    async fn prepare(&self, image: &str) -> Result<String, Error>;
+    /// Starts a container.
+    async fn start(&self, config: ContainerConfig) -> Result<Box<dyn Container>, Error>;
+}
+
+/// The runtimes of this agent, by handler.
+#[derive(Clone)]
+pub struct Runtimes {
+    by_handler: HashMap<&'static str, Arc<dyn Runtime>>,
+}
+
+impl Runtimes {
+    /// The given runtimes.
+    pub fn new(runtimes: Vec<Arc<dyn Runtime>>) -> Self {
+        Runtimes {
+            by_handler: runtimes.into_iter().map(|r| (r.handler(), r)).collect(),
+        }
+    }
+
+    /// The runtime serving `handler`.
+    pub fn get(&self, handler: &str) -> Option<Arc<dyn Runtime>> {
+        self.by_handler.get(handler).cloned()
+    }
+
+    /// The handlers served, sorted.
+    pub fn handlers(&self) -> Vec<&'static str> {
+        let mut h: Vec<_> = self.by_handler.keys().copied().collect();
+        h.sort();
+        h
+    }
+}
