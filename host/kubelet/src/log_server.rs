@@ -60,7 +60,7 @@ pub(crate) fn tls_config(config: &Config) -> Result<Arc<rustls::ServerConfig>, E
             )
             .build()
             .map_err(|e| Error::Tls(e.to_string()))?;
-            builder.with_client_cert_verifier(verifier)
+            builder.with_client_cert_verifier(Arc::new(ApiServerOnly { inner: verifier }))
         }
         None => {
             tracing::warn!("no client CA: the log endpoint refuses every client");
@@ -72,6 +72,61 @@ pub(crate) fn tls_config(config: &Config) -> Result<Arc<rustls::ServerConfig>, E
         .map_err(|e| Error::Tls(e.to_string()))?;
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(tls))
+}
+
+/// The API server's own certificate (CN `keelson-apiserver`, signed by the cluster CA) and no
+/// other: a node's serving certificate from the same CA must not read another node's logs.
+#[derive(Debug)]
+struct ApiServerOnly {
+    inner: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+}
+
+/// The common name the API server's certificate carries.
+const API_SERVER_CN: &str = "keelson-apiserver";
+
+impl rustls::server::danger::ClientCertVerifier for ApiServerOnly {
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        match keelson_auth::authn::x509::user_from_der(end_entity) {
+            Ok(user) if user.name == API_SERVER_CN => Ok(verified),
+            _ => Err(rustls::Error::General(format!(
+                "only the API server ({API_SERVER_CN}) may read logs"
+            ))),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// A client verifier that accepts nobody (no CA configured).
