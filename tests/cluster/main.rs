@@ -23,5 +23,6 @@ mod scheduler;
 mod snapshot;
 mod statefulset;
 mod status;
+mod wasm_scheduler;
 mod webhook_quota;
 mod workloads;
