@@ -164,7 +164,7 @@ impl AdmissionPlugin {
 
     /// True when the compiled code came from the on-disk cache.
     pub fn from_cache(&self) -> bool {
-        self.inner.from_cache()
+        self.inner.cache_hit()
     }
 
     /// Counters and latency histogram since load.

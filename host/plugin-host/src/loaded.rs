@@ -107,7 +107,7 @@ impl<W: World> Loaded<W> {
     }
 
     /// True when the compiled code came from the on-disk cache.
-    pub(crate) fn from_cache(&self) -> bool {
+    pub(crate) fn cache_hit(&self) -> bool {
         self.cache == CacheOutcome::Hit
     }
 }
