@@ -27,5 +27,6 @@ mod scheduler;
 mod snapshot;
 mod statefulset;
 mod status;
+mod wasm_scheduler;
 mod webhook_quota;
 mod workloads;

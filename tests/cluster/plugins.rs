@@ -18,7 +18,7 @@ fn repo_root() -> PathBuf {
 }
 
 /// Builds a plugin crate (examples/ or fixtures/) with `keelson plugin build`, once.
-fn component(dir: &str) -> PathBuf {
+pub(crate) fn component(dir: &str) -> PathBuf {
     static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
     let built = BUILT.get_or_init(Default::default);
     let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
@@ -324,7 +324,7 @@ fn hostile_plugins_are_contained() {
     );
 }
 
-fn base64_file(path: &std::path::Path) -> String {
+pub(crate) fn base64_file(path: &std::path::Path) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(std::fs::read(path).unwrap())
 }

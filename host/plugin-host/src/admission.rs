@@ -2,16 +2,11 @@
 //! `keelson:plugin/admission` world, one fresh instance per call.
 
 use std::future::Future;
-use std::sync::Arc;
-use std::time::Instant;
 
-use wasmtime::Store;
-
-use crate::bindings::{self, Admission, AdmissionPre};
-use crate::cache::CacheOutcome;
-use crate::host::Shared;
-use crate::metrics::{Metrics, MetricsSnapshot};
-use crate::store::{classify, new_store, State};
+use crate::bindings::{self, AdmissionPre};
+use crate::loaded::Loaded;
+use crate::metrics::MetricsSnapshot;
+use crate::store::State;
 use crate::{output, Error, Limits};
 
 /// What an admission request does to its object.
@@ -97,24 +92,9 @@ pub struct MutateVerdict {
 
 /// One loaded version of an admission plugin. Cheap to share (`Arc`); calls
 /// from many threads run on separate instances.
+#[derive(Debug)]
 pub struct AdmissionPlugin {
-    pub(crate) name: String,
-    pub(crate) digest: String,
-    pub(crate) limits: Limits,
-    pub(crate) cache: CacheOutcome,
-    pub(crate) pre: AdmissionPre<State>,
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) metrics: Metrics,
-}
-
-impl std::fmt::Debug for AdmissionPlugin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdmissionPlugin")
-            .field("name", &self.name)
-            .field("digest", &self.digest)
-            .field("limits", &self.limits)
-            .finish_non_exhaustive()
-    }
+    pub(crate) inner: Loaded<AdmissionPre<State>>,
 }
 
 impl AdmissionPlugin {
@@ -126,12 +106,13 @@ impl AdmissionPlugin {
     /// tokio runtime.
     pub async fn validate_async(&self, req: &AdmissionRequest) -> Result<Verdict, Error> {
         let req = to_wit(req);
-        self.measured(async {
-            let (mut store, instance) = self.instantiate().await?;
+        let p = &self.inner;
+        p.measured(async {
+            let (mut store, instance) = p.instantiate().await?;
             let raw = instance
                 .call_validate(&mut store, &req)
                 .await
-                .map_err(|e| classify(e, &store, &self.limits))?;
+                .map_err(|e| p.classify(e, &store))?;
             output::verdict(raw)
         })
         .await
@@ -141,12 +122,13 @@ impl AdmissionPlugin {
     /// Like [`validate_async`](Self::validate_async).
     pub async fn mutate_async(&self, req: &AdmissionRequest) -> Result<MutateVerdict, Error> {
         let req = to_wit(req);
-        self.measured(async {
-            let (mut store, instance) = self.instantiate().await?;
+        let p = &self.inner;
+        p.measured(async {
+            let (mut store, instance) = p.instantiate().await?;
             let raw = instance
                 .call_mutate(&mut store, &req)
                 .await
-                .map_err(|e| classify(e, &store, &self.limits))?;
+                .map_err(|e| p.classify(e, &store))?;
             output::mutate_verdict(raw)
         })
         .await
@@ -167,48 +149,27 @@ impl AdmissionPlugin {
 
     /// Name given at load.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.inner.name
     }
 
     /// Lowercase hex sha256 of the component bytes.
     pub fn digest(&self) -> &str {
-        &self.digest
+        &self.inner.digest
     }
 
     /// Limits applied to each call.
     pub fn limits(&self) -> Limits {
-        self.limits
+        self.inner.limits
     }
 
     /// True when the compiled code came from the on-disk cache.
     pub fn from_cache(&self) -> bool {
-        self.cache == CacheOutcome::Hit
+        self.inner.cache_hit()
     }
 
     /// Counters and latency histogram since load.
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.metrics.snapshot()
-    }
-
-    /// A fresh store and instance; a failure is classified like a call failure.
-    pub(crate) async fn instantiate(&self) -> Result<(Store<State>, Admission), Error> {
-        let mut store = new_store(&self.shared.engine, &self.shared.config, &self.limits)?;
-        let instance = self
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| classify(e, &store, &self.limits))?;
-        Ok((store, instance))
-    }
-
-    async fn measured<T>(&self, call: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
-        let start = Instant::now();
-        let result = call.await;
-        self.metrics.record(start.elapsed(), &result);
-        if let Err(err) = &result {
-            tracing::debug!(plugin.name = %self.name, error = %err, "plugin call failed");
-        }
-        result
+        self.inner.metrics()
     }
 }
 

@@ -5,7 +5,6 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::admission::{to_wit, AdmissionPlugin, AdmissionRequest};
-use crate::store::classify;
 use crate::{output, Error};
 
 /// Latency percentiles of one phase.
@@ -49,12 +48,12 @@ impl AdmissionPlugin {
         let (mut inst, mut call, mut total) = (vec![], vec![], vec![]);
         for i in 0..iterations + 10 {
             let t0 = Instant::now();
-            let (mut store, instance) = self.instantiate().await?;
+            let (mut store, instance) = self.inner.instantiate().await?;
             let t1 = Instant::now();
             let raw = instance
                 .call_validate(&mut store, &req)
                 .await
-                .map_err(|e| classify(e, &store, &self.limits))?;
+                .map_err(|e| self.inner.classify(e, &store))?;
             output::verdict(raw)?;
             let t2 = Instant::now();
             drop(store);

@@ -1,4 +1,5 @@
-//! Host bindings for the `keelson:plugin` WIT package, generated once.
+//! Host bindings for the `keelson:plugin` WIT package, generated once per
+//! served world.
 //!
 //! Only this module sees the generated types; the rest of the crate converts to
 //! and from its own public types. Generated functions return `wasmtime::Result`;
@@ -14,3 +15,17 @@ wasmtime::component::bindgen!({
 
 pub(crate) use keelson::plugin::admission_types::Operation;
 pub(crate) use keelson::plugin::types::UserInfo;
+
+/// World `keelson:plugin/scheduler`.
+pub(crate) mod scheduler {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "scheduler",
+        imports: { default: async },
+        exports: { default: async },
+    });
+
+    pub(crate) use keelson::plugin::scheduler_types::{
+        FilterCode, Resources, Taint, TaintEffect, Toleration, TolerationOperator,
+    };
+}

@@ -9,10 +9,11 @@ use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::admission::AdmissionPlugin;
-use crate::bindings::AdmissionPre;
 use crate::cache::{self, Cache};
 use crate::command::{Command, CommandState};
+use crate::loaded::{Loaded, World};
 use crate::metrics::Metrics;
+use crate::scheduler::SchedulerPlugin;
 use crate::store::State;
 use crate::{Error, HostConfig, Limits};
 
@@ -76,6 +77,31 @@ impl PluginHost {
         wasm: &[u8],
         limits: Limits,
     ) -> Result<Arc<AdmissionPlugin>, Error> {
+        Ok(Arc::new(AdmissionPlugin {
+            inner: self.prepare(name, wasm, limits)?,
+        }))
+    }
+
+    /// Like [`load`](Self::load), for a component of world `keelson:plugin/scheduler`.
+    pub fn load_scheduler(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        limits: Limits,
+    ) -> Result<Arc<SchedulerPlugin>, Error> {
+        Ok(Arc::new(SchedulerPlugin {
+            inner: self.prepare(name, wasm, limits)?,
+        }))
+    }
+
+    /// The world-independent part of loading: limits checked, compiled or
+    /// cached code, WASI linked, exports checked against world `W`.
+    fn prepare<W: World>(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        limits: Limits,
+    ) -> Result<Loaded<W>, Error> {
         self.check_limits(&limits)?;
         let digest = cache::sha256_hex(wasm);
         let (component, outcome) =
@@ -87,10 +113,10 @@ impl PluginHost {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| Error::Compile(format!("{e:#}")))?;
-        let pre = AdmissionPre::new(instance_pre)
-            .map_err(|e| Error::Compile(format!("not an admission plugin: {e:#}")))?;
-        tracing::info!(plugin.name = %name, plugin.digest = %digest, cache = ?outcome, "plugin loaded");
-        Ok(Arc::new(AdmissionPlugin {
+        let pre = W::new(instance_pre)
+            .map_err(|e| Error::Compile(format!("not a {} plugin: {e:#}", W::NAME)))?;
+        tracing::info!(plugin.name = %name, plugin.world = W::NAME, plugin.digest = %digest, cache = ?outcome, "plugin loaded");
+        Ok(Loaded {
             name: name.to_string(),
             digest,
             limits,
@@ -98,7 +124,7 @@ impl PluginHost {
             pre,
             shared: self.shared.clone(),
             metrics: Metrics::default(),
-        }))
+        })
     }
 
     /// Compiles (or loads from the cache) a WASI command component (`wasi:cli/command`,

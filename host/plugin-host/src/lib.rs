@@ -18,11 +18,14 @@
 //! semaphore sized at or below [`HostConfig::max_instances`]. The blocking
 //! `validate`/`mutate` are for tools and tests.
 //!
+//! Two worlds are served: `admission` ([`PluginHost::load`] → [`AdmissionPlugin`])
+//! and `scheduler` ([`PluginHost::load_scheduler`] → [`SchedulerPlugin`], filter
+//! and score batched over candidate nodes). Both are thin layers over one
+//! world-generic core (`loaded.rs`: pre-linked component, per-call store with
+//! limits, metrics); `controller` is defined in `wit/` for later work.
+//!
 //! [`PluginHost::load_command`] runs WASI command components (the kubelet's `wasm` runtime)
 //! on the same engine: see [`Command`].
-//!
-//! Only the `admission` world is served for now; `scheduler` and `controller`
-//! are defined in `wit/` as the contract for later work.
 //!
 //! ```no_run
 //! use keelson_plugin_host::{AdmissionRequest, Limits, Operation, PluginHost};
@@ -56,8 +59,10 @@ mod command;
 mod config;
 mod error;
 mod host;
+mod loaded;
 mod metrics;
 mod output;
+pub mod scheduler;
 mod store;
 
 pub use admission::{
@@ -70,6 +75,7 @@ pub use error::Error;
 pub use host::PluginHost;
 pub use metrics::{MetricsSnapshot, LATENCY_BUCKETS_MICROS};
 pub use output::{MAX_MESSAGE_BYTES, MAX_PATCH_BYTES, MAX_WARNINGS, MAX_WARNING_BYTES};
+pub use scheduler::SchedulerPlugin;
 
 /// Re-exported so callers can apply [`MutateVerdict::patch`] without naming the crate.
 pub use json_patch;

@@ -12,4 +12,7 @@ pub enum Error {
     /// The configuration names no profile.
     #[error("scheduler configuration: {0}")]
     Config(String),
+    /// A WasmPlugin's component could not be read or loaded, or its settings are invalid.
+    #[error("wasm scheduler plugin: {0}")]
+    Plugin(String),
 }

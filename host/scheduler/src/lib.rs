@@ -35,11 +35,13 @@ pub mod resources;
 pub mod selectors;
 #[cfg(test)]
 mod testing;
+pub mod wasm;
 
 pub use config::KubeSchedulerConfiguration;
 pub use framework::{FitError, Nomination, Profile, ScheduleError, ScheduleResult};
 pub use node_info::{NodeInfo, PodInfo, Snapshot};
 pub use plugins::{default_profile, DEFAULT_SCHEDULER_NAME};
+pub use wasm::{WasmPlugins, WasmScheduler};
 mod cache;
 mod error;
 mod preempt;

@@ -23,12 +23,14 @@ use tracing::Instrument;
 
 use crate::cache::{pod_key, Cache};
 use crate::error::Error;
-use crate::framework::{FitError, Profile, ScheduleError};
+use crate::framework::{FitError, Profile, ScheduleError, ScheduleResult};
 use crate::node_info::PodInfo;
 use crate::plugins::{default_profile, DEFAULT_SCHEDULER_NAME};
 use crate::preempt;
 use crate::queue::Queue;
 use crate::report::{Report, Reporter};
+use crate::wasm::{self, WasmPlugins};
+use keelson_plugin_host::PluginHost;
 
 /// How the scheduler runs.
 pub struct Config {
@@ -44,6 +46,11 @@ pub struct Config {
     pub max_backoff: Duration,
     /// This instance's name on events (`reportingInstance`).
     pub instance: String,
+    /// Where WasmPlugin objects of `spec.type: scheduler` are compiled; `None` ignores them.
+    pub wasm_host: Option<PluginHost>,
+    /// The running Wasm scheduler plugins: those added here, and those loaded from WasmPlugin
+    /// objects when `wasm_host` is set.
+    pub wasm_plugins: WasmPlugins,
 }
 
 impl Default for Config {
@@ -55,6 +62,8 @@ impl Default for Config {
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(10),
             instance: format!("{DEFAULT_SCHEDULER_NAME}-keelson"),
+            wasm_host: None,
+            wasm_plugins: WasmPlugins::default(),
         }
     }
 }
@@ -66,6 +75,7 @@ struct Scheduler {
     queue: Queue,
     reporter: Reporter,
     bind_slots: Arc<Semaphore>,
+    wasm: WasmPlugins,
 }
 
 /// Runs the scheduler until a watch ends for good.
@@ -87,8 +97,18 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
         cache: Mutex::new(Cache::default()),
         queue: Queue::new(config.initial_backoff, config.max_backoff),
         bind_slots: Arc::new(Semaphore::new(config.bind_concurrency.max(1))),
+        wasm: config.wasm_plugins.clone(),
         client,
     });
+    let wasm_loader = {
+        let (client, plugins) = (sched.client.clone(), config.wasm_plugins);
+        async move {
+            match config.wasm_host {
+                Some(host) => crate::wasm::watch(client, host, plugins).await,
+                None => std::future::pending().await,
+            }
+        }
+    };
     tracing::info!(profiles = ?sched.profiles.keys().collect::<Vec<_>>(), "scheduler starting");
     let flusher = {
         let s = sched.clone();
@@ -107,6 +127,7 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
         r = sched.clone().watch_pdbs() => r,
         () = sched.clone().schedule_loop() => Ok(()),
         () = flusher => Ok(()),
+        () = wasm_loader => Ok(()),
     }
 }
 
@@ -270,20 +291,10 @@ impl Scheduler {
             let info = popped.info;
             let span =
                 tracing::info_span!("schedule", pod = %info.key, node = tracing::field::Empty);
-            let result = span.in_scope(|| {
-                let name = info
-                    .pod
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.scheduler_name.as_deref());
-                let profile = &self.profiles[name.unwrap_or(DEFAULT_SCHEDULER_NAME)];
-                let mut cache = self.cache.lock().unwrap();
-                let r = profile.schedule(&info, &cache.snapshot, &mut next_start, &mut rng);
-                if let Ok(placed) = &r {
-                    cache.assume(info.clone(), &placed.node);
-                }
-                r
-            });
+            let result = self
+                .schedule_one(&info, &mut next_start, &mut rng)
+                .instrument(span.clone())
+                .await;
             match result {
                 Ok(placed) => {
                     span.record("node", placed.node.as_str());
@@ -299,7 +310,11 @@ impl Scheduler {
                 }
                 Err(e) => {
                     span.in_scope(|| tracing::debug!(reason = %e, "unschedulable"));
-                    self.queue.unschedulable(&info.key, popped.cycle);
+                    if matches!(e, ScheduleError::Plugin { .. }) {
+                        self.queue.backoff(&info.key);
+                    } else {
+                        self.queue.unschedulable(&info.key, popped.cycle);
+                    }
                     let message = e.to_string();
                     self.reporter.send(Report::Failed {
                         pod: info.pod.clone(),
@@ -323,6 +338,50 @@ impl Scheduler {
                 }
             }
         }
+    }
+
+    /// One scheduling cycle: the profile's built-in plugins under the cache lock, then, when
+    /// Wasm plugins join the profile, their batched calls without the lock, and the pod
+    /// assumed on the chosen node.
+    async fn schedule_one(
+        &self,
+        info: &Arc<PodInfo>,
+        next_start: &mut usize,
+        rng: &mut StdRng,
+    ) -> Result<ScheduleResult, ScheduleError> {
+        let name = info
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.scheduler_name.as_deref())
+            .unwrap_or(DEFAULT_SCHEDULER_NAME);
+        let profile = &self.profiles[name];
+        let plugins = self.wasm.for_profile(name);
+        let (candidates, inputs) = {
+            let mut cache = self.cache.lock().unwrap();
+            if plugins.is_empty() {
+                let r = profile.schedule(info, &cache.snapshot, next_start, rng);
+                if let Ok(placed) = &r {
+                    cache.assume(info.clone(), &placed.node);
+                }
+                return r;
+            }
+            let candidates = profile.candidates(info, &cache.snapshot, next_start)?;
+            let inputs: Vec<_> = candidates
+                .nodes
+                .iter()
+                .filter_map(|n| cache.snapshot.get(n))
+                .map(wasm::node_input)
+                .collect();
+            (candidates, inputs)
+        };
+        let placed = wasm::decide(&plugins, info, candidates, inputs, rng).await?;
+        let mut cache = self.cache.lock().unwrap();
+        if cache.snapshot.get(&placed.node).is_none() {
+            return Err(ScheduleError::NoNodes);
+        }
+        cache.assume(info.clone(), &placed.node);
+        Ok(placed)
     }
 
     async fn bind(&self, info: Arc<PodInfo>, node: String) {

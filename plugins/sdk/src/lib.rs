@@ -31,6 +31,7 @@
 pub mod k8s;
 mod patch;
 mod request;
+pub mod scheduler;
 mod verdict;
 
 pub use patch::{escape_pointer_token, Patch};

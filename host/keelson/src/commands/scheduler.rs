@@ -22,6 +22,10 @@ pub(crate) struct SchedulerCommand {
     options: SchedulerOptions,
     #[command(flatten)]
     leader: super::leader::LeaderElectionArgs,
+    /// Where compiled Wasm scheduler plugins (WasmPlugin objects of `spec.type: scheduler`)
+    /// are cached [default: <temp dir>/keelson-scheduler-plugin-cache].
+    #[arg(long, env = "KEELSON_PLUGIN_CACHE_DIR", help_heading = "Scheduler")]
+    plugin_cache_dir: Option<PathBuf>,
 }
 
 /// Tuning shared by `keelson scheduler` and the scheduler inside `keelson server`.
@@ -87,20 +91,14 @@ impl SchedulerCommand {
         let path = kube_client::kubeconfig_path(self.kubeconfig);
         let client = kube_client::from_kubeconfig(&path).await?;
         self.options.config()?; // refuse a bad configuration before campaigning
+        let cache_dir = self
+            .plugin_cache_dir
+            .unwrap_or_else(|| std::env::temp_dir().join("keelson-scheduler-plugin-cache"));
+        let wasm_host = keelson_plugin_host::PluginHost::new(&cache_dir)
+            .with_context(|| format!("plugin cache {}", cache_dir.display()))?;
         let options = &self.options;
         let scheduling = self.leader.run(client.clone(), LEASE_NAME, || {
-            let client = client.clone();
-            async move {
-                let result = match options.config() {
-                    Ok(config) => keelson_scheduler::run(client, config)
-                        .await
-                        .map_err(Into::into),
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = result {
-                    tracing::error!(error = %e, "scheduler stopped");
-                }
-            }
+            run_term(client.clone(), options.clone(), Some(wasm_host.clone()))
         });
         tokio::select! {
             () = scheduling => Ok(()),
@@ -110,11 +108,21 @@ impl SchedulerCommand {
 }
 
 /// One term of scheduling: until the scheduler stops (logged) or the caller drops it.
-pub(crate) async fn run_term(client: kube::Client, options: SchedulerOptions) {
+pub(crate) async fn run_term(
+    client: kube::Client,
+    options: SchedulerOptions,
+    wasm_host: Option<keelson_plugin_host::PluginHost>,
+) {
     let result = match options.config() {
-        Ok(config) => keelson_scheduler::run(client, config)
-            .await
-            .map_err(anyhow::Error::from),
+        Ok(config) => keelson_scheduler::run(
+            client,
+            keelson_scheduler::Config {
+                wasm_host,
+                ..config
+            },
+        )
+        .await
+        .map_err(anyhow::Error::from),
         Err(e) => Err(e),
     };
     if let Err(e) = result {

@@ -165,11 +165,17 @@ pub(crate) fn default_data_dir() -> PathBuf {
 /// Runs the scheduler in the background on `client`; it logs and stops if it fails.
 /// With `elect` (several servers sharing a store) only the holder of the Lease
 /// `kube-system/kube-scheduler` schedules.
-fn spawn_scheduler(client: kube::Client, options: super::scheduler::SchedulerOptions, elect: bool) {
+fn spawn_scheduler(
+    client: kube::Client,
+    options: super::scheduler::SchedulerOptions,
+    elect: bool,
+    wasm_host: keelson_plugin_host::PluginHost,
+) {
     use super::scheduler::{run_term, LEASE_NAME};
+    let wasm_host = Some(wasm_host);
     tokio::spawn(async move {
         if !elect {
-            return run_term(client, options).await;
+            return run_term(client, options, wasm_host).await;
         }
         let identity = keelson_client::leader::process_identity();
         keelson_client::leader::LeaderElector::new(
@@ -178,7 +184,7 @@ fn spawn_scheduler(client: kube::Client, options: super::scheduler::SchedulerOpt
             LEASE_NAME,
             &identity,
         )
-        .run(|| run_term(client.clone(), options.clone()))
+        .run(|| run_term(client.clone(), options.clone(), wasm_host.clone()))
         .await;
     });
 }
@@ -278,7 +284,12 @@ impl ServerCommand {
                 keelson_client::UserInfo::scheduler(),
             );
             self.scheduler.config()?; // refuse a bad configuration at startup
-            spawn_scheduler(client, self.scheduler.clone(), shared_store);
+            spawn_scheduler(
+                client,
+                self.scheduler.clone(),
+                shared_store,
+                plugin_host.clone(),
+            );
             running.api.components.set_running("scheduler");
         }
         if !self.disable_agent {

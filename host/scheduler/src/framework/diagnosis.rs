@@ -68,6 +68,17 @@ pub enum ScheduleError {
     /// No node passed the filters.
     #[error("{0}")]
     Fit(FitError),
+    /// A plugin failed (a Wasm plugin trapped, ran past its deadline or memory cap, or
+    /// answered garbage) and its `failurePolicy` is `Fail`.
+    #[error("running {stage} plugin {plugin:?}: {message}")]
+    Plugin {
+        /// `Filter` or `Score`.
+        stage: &'static str,
+        /// The plugin's name.
+        plugin: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 #[cfg(test)]

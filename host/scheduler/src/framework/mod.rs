@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 pub use diagnosis::{FitError, ScheduleError};
 pub use preemption::Nomination;
-pub use profile::{num_feasible_nodes_to_find, Profile, ScheduleResult};
+pub use profile::{num_feasible_nodes_to_find, select_host, Candidates, Profile, ScheduleResult};
 
 use crate::node_info::{NodeInfo, PodInfo, Snapshot};
 

@@ -40,6 +40,21 @@ pub struct ScheduleResult {
     pub feasible: usize,
 }
 
+/// The built-in plugins' answer for one pod: the feasible nodes and their scores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidates {
+    /// Feasible node names.
+    pub nodes: Vec<String>,
+    /// Weighted total score per feasible node (same order).
+    pub totals: Vec<i64>,
+    /// Nodes the filters looked at.
+    pub evaluated: usize,
+    /// Nodes that failed a filter, with its status.
+    pub failed: Vec<(String, Status)>,
+    /// Nodes in the cluster.
+    pub num_all_nodes: usize,
+}
+
 /// A named set of plugins with score weights (one `KubeSchedulerConfiguration` profile).
 pub struct Profile {
     /// The `schedulerName` pods use to pick this profile.
@@ -104,6 +119,24 @@ impl Profile {
         next_start: &mut usize,
         rng: &mut impl Rng,
     ) -> Result<ScheduleResult, ScheduleError> {
+        let c = self.candidates(pod, snapshot, next_start)?;
+        let best = select_host(&c.totals, rng);
+        Ok(ScheduleResult {
+            node: c.nodes[best].clone(),
+            evaluated: c.evaluated,
+            feasible: c.nodes.len(),
+        })
+    }
+
+    /// Filters and scores with the built-in plugins, stopping short of picking a host: the
+    /// feasible nodes with their weighted totals (`[0]` when only one node is feasible), for
+    /// callers that add plugins of their own (Wasm) before [`select_host`].
+    pub fn candidates(
+        &self,
+        pod: &PodInfo,
+        snapshot: &Snapshot,
+        next_start: &mut usize,
+    ) -> Result<Candidates, ScheduleError> {
         let all: Vec<&NodeInfo> = snapshot.ready_nodes().collect();
         if all.is_empty() {
             return Err(ScheduleError::NoNodes);
@@ -141,19 +174,17 @@ impl Profile {
         if feasible.is_empty() {
             return Err(self.fit_error(pod, snapshot, &state, &skip, failed));
         }
-        if feasible.len() == 1 {
-            return Ok(ScheduleResult {
-                node: feasible[0].name.clone(),
-                evaluated: processed,
-                feasible: 1,
-            });
-        }
-        let totals = self.prioritize(&mut state, pod, snapshot, &feasible);
-        let best = select_host(&totals, rng);
-        Ok(ScheduleResult {
-            node: feasible[best].name.clone(),
+        let totals = if feasible.len() == 1 {
+            vec![0]
+        } else {
+            self.prioritize(&mut state, pod, snapshot, &feasible)
+        };
+        Ok(Candidates {
+            nodes: feasible.iter().map(|n| n.name.clone()).collect(),
+            totals,
             evaluated: processed,
-            feasible: feasible.len(),
+            failed,
+            num_all_nodes: snapshot.num_nodes(),
         })
     }
 
@@ -210,7 +241,7 @@ impl Profile {
 
 /// The index of the highest total; among equal totals each is picked with equal probability
 /// (reservoir sampling, as Kubernetes' `selectHost` does).
-pub(crate) fn select_host(totals: &[i64], rng: &mut impl Rng) -> usize {
+pub fn select_host(totals: &[i64], rng: &mut impl Rng) -> usize {
     let mut best = 0;
     let mut ties = 1;
     for (i, t) in totals.iter().enumerate().skip(1) {
