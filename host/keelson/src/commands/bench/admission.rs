@@ -307,7 +307,8 @@ impl AdmissionBench {
             "the load generator, the server and the plugins",
             &base,
         );
-        let (dir, how) = locate_plugins(self.plugins_dir.clone()).await?;
+        let files: Vec<&str> = EXAMPLES.iter().map(|e| e.file).collect();
+        let (dir, how) = super::plugins::locate(self.plugins_dir.clone(), &files).await?;
         println!("   plugins: {} ({how})", dir.display());
         let components = Arc::new(Components::read(&dir)?);
 
@@ -333,70 +334,6 @@ impl AdmissionBench {
         drop(started);
         Ok(())
     }
-}
-
-/// The plugins directory and how it was found; builds the plugins when the default directory
-/// lacks them.
-async fn locate_plugins(flag: Option<PathBuf>) -> anyhow::Result<(PathBuf, String)> {
-    let missing = |dir: &Path| -> Vec<String> {
-        EXAMPLES
-            .iter()
-            .map(|e| format!("{}.wasm", e.file))
-            .filter(|f| !dir.join(f).is_file())
-            .collect()
-    };
-    if let Some(dir) = flag {
-        let absent = missing(&dir);
-        anyhow::ensure!(
-            absent.is_empty(),
-            "{} lacks {} (build them: cd plugins && cargo build --release)",
-            dir.display(),
-            absent.join(", ")
-        );
-        return Ok((dir, "--plugins-dir".into()));
-    }
-    // The repository this binary was built from.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let root = root.canonicalize().unwrap_or(root);
-    let dir = root.join("target/wasm32-wasip2/release");
-    let absent = missing(&dir);
-    if absent.is_empty() {
-        return Ok((dir, "already built".into()));
-    }
-    let workspace = root.join("plugins");
-    println!(
-        "   plugins: {} missing in {}; building them with `cargo build --release` in {}",
-        absent.join(", "),
-        dir.display(),
-        workspace.display()
-    );
-    let status = {
-        let cwd = workspace.clone();
-        tokio::task::spawn_blocking(move || {
-            std::process::Command::new("cargo")
-                .args(["build", "--release"])
-                .current_dir(cwd)
-                .status()
-        })
-        .await?
-        .with_context(|| format!("running cargo build --release in {}", workspace.display()))?
-    };
-    anyhow::ensure!(
-        status.success(),
-        "cargo build --release in {} failed: {status}",
-        workspace.display()
-    );
-    let absent = missing(&dir);
-    anyhow::ensure!(
-        absent.is_empty(),
-        "after building, {} still lacks {}",
-        dir.display(),
-        absent.join(", ")
-    );
-    Ok((
-        dir,
-        "built now with `cargo build --release` in plugins/".into(),
-    ))
 }
 
 /// A request each example plugin admits after doing its real work: a labeled ConfigMap for

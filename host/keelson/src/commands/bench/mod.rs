@@ -20,6 +20,7 @@ mod backend;
 mod http;
 mod kubelet;
 mod load;
+mod plugins;
 mod report;
 mod scheduler;
 mod watch;
