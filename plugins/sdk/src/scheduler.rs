@@ -92,6 +92,14 @@ impl NodeInfo {
 }
 
 impl PodInfo {
+    /// The value of the pod's label `key`, if it has it.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|l| l.key == key)
+            .map(|l| l.value.as_str())
+    }
+
     /// The plugin's `spec.config`, deserialized.
     pub fn config<T: serde::de::DeserializeOwned>(&self) -> Result<T, String> {
         serde_json::from_str(&self.config).map_err(|e| format!("plugin config: {e}"))

@@ -79,8 +79,17 @@ async fn schedule(
     plugins: &[Arc<WasmScheduler>],
     snap: &crate::node_info::Snapshot,
 ) -> Result<ScheduleResult, ScheduleError> {
-    let profile = default_profile("default-scheduler", 0);
     let info = pod("p").container(container("c", "100m", "128Mi")).info();
+    schedule_pod(plugins, snap, info).await
+}
+
+/// [`schedule`] for a given pod.
+async fn schedule_pod(
+    plugins: &[Arc<WasmScheduler>],
+    snap: &crate::node_info::Snapshot,
+    info: Arc<crate::node_info::PodInfo>,
+) -> Result<ScheduleResult, ScheduleError> {
+    let profile = default_profile("default-scheduler", 0);
     let candidates = profile.candidates(&info, snap, &mut 0)?;
     let inputs = candidates
         .nodes
@@ -120,6 +129,54 @@ async fn example_filters_and_steers() {
         2,
         "one filter and one score call"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_filter_example_keeps_tenants_on_their_nodes() {
+    let snap = snapshot(
+        vec![
+            node("blue-1", "4", "8Gi")
+                .label("keelson.dev/tenant", "blue")
+                .build(),
+            node("red-1", "4", "64Gi")
+                .label("keelson.dev/tenant", "red")
+                .build(),
+            node("shared", "4", "16Gi").build(),
+        ],
+        vec![],
+    );
+    let tenants = plugin("tenant-nodes", "{}", 1, false);
+    let of = |tenant: Option<&str>| {
+        let p = pod("p").container(container("c", "100m", "128Mi"));
+        match tenant {
+            Some(t) => p.label("tenant", t).info(),
+            None => p.info(),
+        }
+    };
+    for _ in 0..3 {
+        let blue = schedule_pod(std::slice::from_ref(&tenants), &snap, of(Some("blue")));
+        assert_eq!(blue.await.unwrap().node, "blue-1");
+        let untenanted = schedule_pod(std::slice::from_ref(&tenants), &snap, of(None));
+        assert_eq!(untenanted.await.unwrap().node, "shared");
+    }
+    let green = schedule_pod(std::slice::from_ref(&tenants), &snap, of(Some("green")))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        green.to_string(),
+        "0/3 nodes are available: 3 node(s) not dedicated to tenant \"green\"."
+    );
+    // Other label keys from the config.
+    let by_team = plugin(
+        "tenant-nodes",
+        r#"{"podLabel":"team","nodeLabel":"keelson.dev/tenant"}"#,
+        1,
+        false,
+    );
+    let p = pod("p").container(container("c", "100m", "128Mi"));
+    let red = schedule_pod(&[by_team], &snap, p.label("team", "red").info()).await;
+    assert_eq!(red.unwrap().node, "red-1");
+    assert_eq!(tenants.errors(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
