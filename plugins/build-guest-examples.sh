@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Builds the admission plugin examples written in other languages than Rust, against the same
-# WIT world (wit/, world `admission`) the Rust examples use:
+# Builds the plugin examples written in other languages than Rust, against the same
+# WIT worlds (wit/: `admission`, `scheduler`) the Rust examples use:
 #
 #   plugins/python/require-labels  -> require_labels_py.wasm   (componentize-py, from PyPI)
 #   plugins/js/deny-latest-tag     -> deny_latest_tag_js.wasm  (jco + ComponentizeJS, from npm)
+#   plugins/python/prefer-nodes    -> prefer_nodes_py.wasm     (componentize-py; world `scheduler`)
 #
 # Usage: plugins/build-guest-examples.sh [OUT_DIR]
 #   OUT_DIR defaults to ${CARGO_TARGET_DIR:-target}/guest-examples (gitignored).
@@ -13,7 +14,7 @@
 # venv and is allowed on PEP 668 "externally managed" system Pythons), and jco/ComponentizeJS
 # with `npm ci` from plugins/js/deny-latest-tag/package-lock.json into that directory's
 # node_modules/ (gitignored). Both steps are skipped when already done. Progress, timings and
-# component sizes go to stderr; stdout gets the two component paths, one a line.
+# component sizes go to stderr; stdout gets the three component paths, one a line.
 set -euo pipefail
 
 COMPONENTIZE_PY_VERSION=0.25.1
@@ -53,6 +54,14 @@ py_out=$out/require_labels_py.wasm
   rm -rf __pycache__ # written by the interpreter componentize-py snapshots
 )
 say "require_labels_py.wasm: $(wc -c <"$py_out") bytes, built in $((SECONDS - t)) s"
+t=$SECONDS
+py_sched_out=$out/prefer_nodes_py.wasm
+(
+  cd "$root/plugins/python/prefer-nodes"
+  componentize_py -d ../../../wit -w scheduler componentize app -o "$py_sched_out" >&2
+  rm -rf __pycache__
+)
+say "prefer_nodes_py.wasm: $(wc -c <"$py_sched_out") bytes, built in $((SECONDS - t)) s"
 
 # --- JavaScript: jco componentize (ComponentizeJS / StarlingMonkey) -----------------------------
 t=$SECONDS
@@ -81,3 +90,4 @@ say "deny_latest_tag_js.wasm: $(wc -c <"$js_out") bytes, built in $((SECONDS - t
 say "done in $((SECONDS - start)) s"
 echo "$py_out"
 echo "$js_out"
+echo "$py_sched_out"

@@ -1,8 +1,10 @@
-//! Admission plugins written in Python (componentize-py) and JavaScript (jco / ComponentizeJS)
-//! against the same WIT world as the Rust examples: `plugins/build-guest-examples.sh` builds
-//! `plugins/python/require-labels` and `plugins/js/deny-latest-tag` (installing the pinned
-//! toolchains from PyPI and npm), then `keelson plugin test` runs each component offline, with
-//! the server's plugin host, against fixture objects it must refuse and allow.
+//! Plugins written in Python (componentize-py) and JavaScript (jco / ComponentizeJS) against
+//! the same WIT worlds as the Rust examples: `plugins/build-guest-examples.sh` builds
+//! `plugins/python/require-labels` and `plugins/js/deny-latest-tag` (admission) and
+//! `plugins/python/prefer-nodes` (scheduler), installing the pinned toolchains from PyPI and
+//! npm; then `keelson plugin test` runs each component offline, with the server's plugin host,
+//! against fixture objects it must refuse and allow, and the Python scheduler plugin must
+//! answer exactly as its Rust twin.
 //!
 //! Needs python3 with pip and node (>= 20) with npm, and registry access on the first run.
 //! Wasmtime compiles these ~12–18 MB components (a CPython and a SpiderMonkey inside) on each
@@ -21,9 +23,18 @@ fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The built components `(python, javascript)`: runs the build script once per test binary.
-fn components() -> &'static (PathBuf, PathBuf) {
-    static BUILT: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+/// The built components: runs the build script once per test binary.
+struct Components {
+    /// `plugins/python/require-labels` (world `admission`).
+    python: PathBuf,
+    /// `plugins/js/deny-latest-tag` (world `admission`).
+    javascript: PathBuf,
+    /// `plugins/python/prefer-nodes` (world `scheduler`).
+    python_scheduler: PathBuf,
+}
+
+fn components() -> &'static Components {
+    static BUILT: OnceLock<Components> = OnceLock::new();
     BUILT.get_or_init(|| {
         let started = Instant::now();
         let out = Command::new("bash")
@@ -38,16 +49,20 @@ fn components() -> &'static (PathBuf, PathBuf) {
         );
         let stdout = String::from_utf8_lossy(&out.stdout);
         let paths: Vec<PathBuf> = stdout.lines().map(PathBuf::from).collect();
-        let [python, javascript] = paths.as_slice() else {
-            panic!("expected two component paths, got {stdout:?}\n{stderr}");
+        let [python, javascript, python_scheduler] = paths.as_slice() else {
+            panic!("expected three component paths, got {stdout:?}\n{stderr}");
         };
-        for path in [python, javascript] {
+        for path in [python, javascript, python_scheduler] {
             let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
             assert!(size > 0, "{} is missing or empty", path.display());
             eprintln!("{}: {size} bytes", path.display());
         }
         eprintln!("guest examples built in {:.1?}", started.elapsed());
-        (python.clone(), javascript.clone())
+        Components {
+            python: python.clone(),
+            javascript: javascript.clone(),
+            python_scheduler: python_scheduler.clone(),
+        }
     })
 }
 
@@ -122,7 +137,7 @@ fn assert_refused(verdict: &Value, message: &str) {
 #[test]
 #[ignore = "needs componentize-py and jco (plugins/build-guest-examples.sh)"]
 fn python_require_labels_refuses_missing_labels() {
-    let (python, _) = components();
+    let python = &components().python;
     let configmap = |name: &str, labels: &str| {
         format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  labels: {{{labels}}}\ndata:\n  a: b\n")
     };
@@ -154,7 +169,7 @@ fn python_require_labels_refuses_missing_labels() {
 #[test]
 #[ignore = "needs componentize-py and jco (plugins/build-guest-examples.sh)"]
 fn javascript_deny_latest_tag_refuses_floating_images() {
-    let (_, javascript) = components();
+    let javascript = &components().javascript;
     let pod = |name: &str, image: &str| {
         format!(
             "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n    - name: web\n      image: {image}\n"
@@ -179,4 +194,80 @@ fn javascript_deny_latest_tag_refuses_floating_images() {
         &v[2],
         "container \"app\" image \"registry.local:5000/team/app\" has no tag (means :latest); pin a version tag or digest",
     );
+}
+
+#[test]
+#[ignore = "needs componentize-py and jco (plugins/build-guest-examples.sh)"]
+fn python_scheduler_plugin_answers_like_its_rust_twin() {
+    let python = &components().python_scheduler;
+    let rust = crate::plugins::component("examples/prefer-nodes");
+    let node = |name: &str, memory: &str, labels: &str| {
+        format!(
+            "{{\"apiVersion\":\"v1\",\"kind\":\"Node\",\"metadata\":{{\"name\":\"{name}\",\"labels\":{{{labels}}}}},\"status\":{{\"allocatable\":{{\"cpu\":\"4\",\"memory\":\"{memory}\",\"pods\":\"110\"}}}}}}"
+        )
+    };
+    let nodes = format!(
+        "{{\"apiVersion\":\"v1\",\"kind\":\"List\",\"items\":[{},{},{}]}}",
+        node("a", "64Gi", "\"keelson.dev/no-wasm\":\"true\""),
+        node("b", "16Gi", ""),
+        node("c", "8Gi", "\"disk\":\"ssd\""),
+    );
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n    - name: web\n      image: nginx:1.27\n      resources: {requests: {cpu: 100m, memory: 1Gi}}\n";
+    let (dir, objects) = fixtures(&[("nodes.json", &nodes), ("pod.yaml", pod)]);
+    let nodes_file = dir.path().join("nodes.json");
+    let answers = |wasm: &Path, config: &str| {
+        let (out, v) = plugin_test(
+            wasm,
+            &objects[1..],
+            &[
+                "--world",
+                "scheduler",
+                "--config",
+                config,
+                "--nodes",
+                nodes_file.to_str().unwrap(),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        v.into_iter().next().unwrap()
+    };
+    for config in [
+        "{}",
+        r#"{"preferLabel":{"key":"disk","value":"ssd"},"otherMax":40}"#,
+    ] {
+        let py = answers(python, config);
+        let rs = answers(&rust, config);
+        assert_eq!(py, rs, "config {config}: Python and Rust differ");
+        assert_eq!(
+            py["filter"][0]["code"], "UnschedulableAndUnresolvable",
+            "{py:#}"
+        );
+        assert_eq!(
+            py["filter"][0]["reason"],
+            "node(s) had label keelson.dev/no-wasm"
+        );
+        assert_eq!(py["filter"][1]["code"], "Success", "{py:#}");
+        let scores: Vec<(String, u64)> = py["scores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["node"].as_str().unwrap().into(),
+                    s["score"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        let expected = match config {
+            // By free memory: b is the freest (50), c has half b's memory (25).
+            "{}" => vec![("b".to_string(), 50), ("c".to_string(), 25)],
+            // c carries the preferred label (100); b is the freest of the rest (40).
+            _ => vec![("b".to_string(), 40), ("c".to_string(), 100)],
+        };
+        assert_eq!(scores, expected, "config {config}");
+    }
 }

@@ -19,7 +19,8 @@ pub(crate) struct PluginCommand {
 enum Action {
     /// Build a plugin crate for wasm32-wasip2 (cargo build --release) and print the .wasm path.
     Build(BuildArgs),
-    /// Run a component against fixture objects offline (no server) and print verdicts/patches.
+    /// Run a component against fixture objects offline (no server) and print verdicts/patches,
+    /// or, with `--world scheduler`, filter results and scores of pods over given nodes.
     Test(test::TestArgs),
     /// Upload a component as a WasmPlugin (create or update: the server hot-swaps it).
     Install(install::InstallArgs),
@@ -41,7 +42,7 @@ impl PluginCommand {
     pub(crate) async fn execute(self) -> anyhow::Result<()> {
         match self.action {
             Action::Build(a) => build(&a.dir),
-            Action::Test(a) => test::run(a),
+            Action::Test(a) => test::run(a).await,
             Action::Install(a) => install::install(a).await,
             Action::List(a) => install::list(a).await,
             Action::Rm(a) => install::rm(a).await,

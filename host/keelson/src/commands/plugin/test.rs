@@ -1,5 +1,7 @@
 //! `keelson plugin test`: runs a component against fixture objects offline, with the same host
-//! (limits, deadline, output checks) the server uses, and prints each verdict and patch.
+//! (limits, deadline, output checks) the server uses, and prints each verdict and patch
+//! (world `admission`) or each pod's filter results and scores over the given nodes (world
+//! `scheduler`, see [`scheduler`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,6 +31,34 @@ pub(crate) struct TestArgs {
     /// Deadline of one call in milliseconds.
     #[arg(long, default_value_t = 1000)]
     timeout_millis: u64,
+    /// The component's world: `admission`, or `scheduler` (the objects are then Pods, scheduled
+    /// against `--nodes`).
+    #[arg(long, default_value = "admission")]
+    world: String,
+    /// With `--world scheduler`: files of Node objects (one Node, or a List/NodeList of them).
+    #[arg(long)]
+    nodes: Vec<PathBuf>,
+}
+
+/// Reads one fixture object (YAML or JSON).
+fn read_object(path: &std::path::Path) -> anyhow::Result<Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_saphyr::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// What both worlds need: a plugin host (and its temp cache dir), the component's bytes and
+/// the limits of one call.
+fn setup(a: &TestArgs) -> anyhow::Result<(tempfile::TempDir, PluginHost, Vec<u8>, Limits)> {
+    serde_json::from_str::<Value>(&a.config).context("--config is not JSON")?;
+    let cache = tempfile::tempdir()?;
+    let host = PluginHost::new(cache.path())?;
+    let wasm = std::fs::read(&a.wasm).with_context(|| format!("reading {}", a.wasm.display()))?;
+    let limits = Limits {
+        timeout: Duration::from_millis(a.timeout_millis),
+        ..Limits::default()
+    };
+    Ok((cache, host, wasm, limits))
 }
 
 /// The plural resource of a kind, as Kubernetes forms most of them.
@@ -74,28 +104,26 @@ fn request(obj: &Value, operation: Operation, config: &str) -> AdmissionRequest 
     }
 }
 
-pub(super) fn run(a: TestArgs) -> anyhow::Result<()> {
+pub(super) async fn run(a: TestArgs) -> anyhow::Result<()> {
+    if a.world == "scheduler" {
+        return scheduler::run(a).await;
+    }
+    anyhow::ensure!(
+        a.world == "admission",
+        "--world {:?}: use admission or scheduler",
+        a.world
+    );
     let operation = match a.operation.to_uppercase().as_str() {
         "CREATE" => Operation::Create,
         "UPDATE" => Operation::Update,
         "DELETE" => Operation::Delete,
         other => anyhow::bail!("--operation {other:?}: use CREATE, UPDATE or DELETE"),
     };
-    serde_json::from_str::<Value>(&a.config).context("--config is not JSON")?;
-    let cache = tempfile::tempdir()?;
-    let host = PluginHost::new(cache.path())?;
-    let wasm = std::fs::read(&a.wasm).with_context(|| format!("reading {}", a.wasm.display()))?;
-    let limits = Limits {
-        timeout: Duration::from_millis(a.timeout_millis),
-        ..Limits::default()
-    };
+    let (_cache, host, wasm, limits) = setup(&a)?;
     let plugin = host.load("test", &wasm, limits)?;
     let mut all_allowed = true;
     for path in &a.objects {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let obj: Value =
-            serde_saphyr::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let obj = read_object(path)?;
         let req = request(&obj, operation, &a.config);
         let result = if a.mutate {
             plugin.mutate(&req).map(|m| {
@@ -131,4 +159,112 @@ pub(super) fn run(a: TestArgs) -> anyhow::Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// `--world scheduler`: each fixture is a Pod, filtered and then scored over the `--nodes`.
+mod scheduler {
+    use std::sync::Arc;
+
+    use anyhow::Context;
+    use k8s_openapi::api::core::v1::{Node, Pod};
+    use keelson_scheduler::wasm::{node_input, pod_input};
+    use keelson_scheduler::{PodInfo, Snapshot};
+    use serde_json::{json, Value};
+
+    use super::{read_object, setup, TestArgs};
+
+    /// The Node objects of the `--nodes` files, in order.
+    fn nodes(a: &TestArgs) -> anyhow::Result<Vec<Node>> {
+        let mut nodes = Vec::new();
+        for path in &a.nodes {
+            let obj = read_object(path)?;
+            let items = match obj.get("items") {
+                Some(Value::Array(items)) => items.clone(),
+                _ => vec![obj],
+            };
+            for item in items {
+                let node: Node = serde_json::from_value(item)
+                    .with_context(|| format!("{}: not a Node", path.display()))?;
+                nodes.push(node);
+            }
+        }
+        anyhow::ensure!(
+            !nodes.is_empty(),
+            "--world scheduler needs nodes: --nodes FILE (a Node, or a List of Nodes)"
+        );
+        Ok(nodes)
+    }
+
+    fn failure(e: &keelson_plugin_host::Error) -> Value {
+        json!({"error": e.kind(), "message": e.to_string()})
+    }
+
+    pub(super) async fn run(a: TestArgs) -> anyhow::Result<()> {
+        let (_cache, host, wasm, limits) = setup(&a)?;
+        let plugin = host.load_scheduler("test", &wasm, limits)?;
+        let mut snapshot = Snapshot::default();
+        let mut names = Vec::new();
+        for node in nodes(&a)? {
+            let name = node.metadata.name.clone().unwrap_or_default();
+            snapshot.entry(&name).set_node(Arc::new(node));
+            names.push(name);
+        }
+        let inputs: Vec<_> = names
+            .iter()
+            .filter_map(|n| snapshot.get(n))
+            .map(node_input)
+            .collect();
+        let mut failed = false;
+        for path in &a.objects {
+            let obj = read_object(path)?;
+            let pod: Pod = serde_json::from_value(obj.clone())
+                .with_context(|| format!("{}: not a Pod", path.display()))?;
+            let mut input = pod_input(&PodInfo::new(Arc::new(pod)), obj.to_string());
+            input.config = a.config.clone();
+            let out = match plugin.filter_async(input.clone(), inputs.clone()).await {
+                Err(e) => failure(&e),
+                Ok(results) => {
+                    let filter: Vec<Value> = results
+                        .iter()
+                        .zip(&inputs)
+                        .map(|(r, n)| json!({"node": n.name, "code": format!("{:?}", r.code), "reason": r.reason}))
+                        .collect();
+                    let passed: Vec<_> = results
+                        .iter()
+                        .zip(&inputs)
+                        .filter(|(r, _)| {
+                            r.code == keelson_plugin_host::scheduler::FilterCode::Success
+                        })
+                        .map(|(_, n)| n.clone())
+                        .collect();
+                    let scores = match plugin.score_async(input, passed.clone()).await {
+                        Ok(scores) => json!(passed
+                            .iter()
+                            .zip(scores)
+                            .map(|(n, s)| json!({"node": n.name, "score": s}))
+                            .collect::<Vec<_>>()),
+                        Err(e) => failure(&e),
+                    };
+                    json!({"filter": filter, "scores": scores})
+                }
+            };
+            failed |= out.get("error").is_some() || out["scores"].get("error").is_some();
+            println!(
+                "{}: {}",
+                path.display(),
+                serde_json::to_string_pretty(&out)?
+            );
+        }
+        let m = plugin.metrics();
+        eprintln!(
+            "{} call(s), {} error(s), p99 ≤ {:.0} µs",
+            m.calls,
+            m.errors,
+            m.quantile(0.99).unwrap_or(0.0) * 1e6
+        );
+        if failed {
+            std::process::exit(1);
+        }
+        Ok(())
+    }
 }
