@@ -24,6 +24,7 @@ mod node_lifecycle;
 mod plugins;
 mod rbac;
 mod scheduler;
+mod service_alloc;
 mod snapshot;
 mod statefulset;
 mod status;

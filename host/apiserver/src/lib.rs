@@ -15,6 +15,7 @@
 //! ```
 
 mod admission;
+pub mod allocator;
 mod audit;
 mod auth;
 mod bootstrap;
@@ -133,6 +134,8 @@ pub struct ApiServer {
     pub(crate) loopback: std::sync::OnceLock<kube::Client>,
     /// The data dir (snapshots go to `<data_dir>/snapshots`).
     pub data_dir: PathBuf,
+    /// Service cluster IP and NodePort ranges.
+    pub services: allocator::ServiceAllocators,
     /// Cancelled when the server begins shutting down: listeners stop accepting and open
     /// watches end, so connections drain.
     pub(crate) stopping: tokio_util::sync::CancellationToken,
@@ -164,6 +167,7 @@ impl ApiServer {
             audit: Default::default(),
             loopback: Default::default(),
             data_dir,
+            services: Default::default(),
             kubelet_client: Default::default(),
             node_token: Default::default(),
             stopping: Default::default(),

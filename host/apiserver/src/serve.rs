@@ -111,6 +111,15 @@ pub async fn start(
         .local_addr()
         .context(|| format!("listening on {address}"))?
         .port();
+    // Service IP/NodePort ranges agree with the Services before anything is allocated
+    // (a data dir from before the ranges were stored, a crash between allocation and write).
+    crate::strategy::service::repair(&api)
+        .await
+        .map_err(|message| StartError::Bootstrap {
+            what: "the Service IP and NodePort ranges".into(),
+            message,
+        })?;
+    crate::strategy::service::spawn_repair(&api);
     bootstrap::run(&api, secure_port).await?;
 
     let kubeconfig = config.data_dir.join("kubeconfig.yaml");

@@ -101,7 +101,11 @@ pub(crate) async fn create_object(
         }
     }
     let warnings = validation::check_fields(def, &mut obj, opts.validation)?;
-    strategy::prepare_create(api, def, &mut obj, &opts.user).await?;
+    strategy::prepare_create(def, &mut obj, &opts.user);
+    let allocation = match strategy::is_service(def) {
+        true => strategy::service::allocate(api, &mut obj, None).await?,
+        false => strategy::service::Allocation::none(),
+    };
     let mut obj = admit(api, def, Operation::Create, None, obj, None, opts).await?;
     let now = objects::now();
     let managed = match &opts.managed_fields {
@@ -127,6 +131,7 @@ pub(crate) async fn create_object(
             }
             other => other.into(),
         })?;
+    allocation.commit();
     objects::set_rv(&mut obj, kv.mod_revision);
     strategy::after_write(api, def, &obj, false).await;
     Ok(Written {

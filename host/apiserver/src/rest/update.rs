@@ -27,6 +27,10 @@ pub(crate) async fn update_object(
     let warnings = validation::check_fields(def, &mut new, opts.validation)?;
     strategy::prepare_update(def, ctx.info.subresource.as_deref(), &old, &mut new);
     let sub = ctx.info.subresource.as_deref();
+    let allocation = match strategy::is_service(def) && sub.is_none() {
+        true => strategy::service::allocate(&ctx.api, &mut new, Some(&old)).await?,
+        false => strategy::service::Allocation::none(),
+    };
     let mut new = admit(&ctx.api, def, Operation::Update, sub, new, Some(&old), opts).await?;
     if track_fields {
         let managed = patch::track_update(
@@ -80,6 +84,10 @@ pub(crate) async fn update_object(
         .await
         .map_err(|e| conflict(ctx, e))?;
     objects::set_rv(&mut new, kv.mod_revision);
+    allocation.commit();
+    if strategy::is_service(def) {
+        strategy::service::release_dropped(&ctx.api, &old, &new).await;
+    }
     strategy::after_write(&ctx.api, def, &new, false).await;
     Ok(Written {
         object: new,

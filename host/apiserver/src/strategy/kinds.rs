@@ -1,37 +1,29 @@
-//! Kind-specific create hooks and validation: Pod, workload templates and selectors, Service
-//! cluster IPs, ConfigMap/Secret size and immutability, Namespace, CRD.
+//! Kind-specific create hooks and validation: Pod, workload templates and selectors, Service,
+//! ConfigMap/Secret size and immutability, Namespace, CRD (Service allocations: `service.rs`).
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::error::{ApiResult, FieldError};
+use crate::error::FieldError;
 use crate::objects::{self};
 use crate::registry::ResourceDef;
 use crate::selector::LabelSelector;
-use crate::ApiServer;
 
 /// ConfigMap and Secret payloads are limited to 1 MiB (seed 001).
 pub(crate) const MAX_DATA: usize = 1024 * 1024;
 
-/// Status and allocations a new object of some kinds starts with.
-pub(super) async fn on_create(
-    api: &Arc<ApiServer>,
-    def: &ResourceDef,
-    obj: &mut Value,
-) -> ApiResult<()> {
+/// The status a new object of some kinds starts with.
+pub(super) fn on_create(def: &ResourceDef, obj: &mut Value) {
     match def.kind.as_str() {
         "Pod" => {
             obj["status"] = json!({"phase": "Pending", "qosClass": qos_class(&obj["spec"])});
         }
         "Namespace" => obj["status"] = json!({"phase": "Active"}),
         "PersistentVolume" | "PersistentVolumeClaim" => obj["status"] = json!({"phase": "Pending"}),
-        "Service" => allocate_cluster_ip(api, obj).await?,
         "CustomResourceDefinition" => super::crd::initial_status(obj),
         _ => {}
     }
-    Ok(())
 }
 
 fn qos_class(spec: &Value) -> &'static str {
@@ -63,52 +55,6 @@ fn qos_class(spec: &Value) -> &'static str {
     } else {
         "BestEffort"
     }
-}
-
-async fn allocate_cluster_ip(api: &Arc<ApiServer>, obj: &mut Value) -> ApiResult<()> {
-    let spec = &obj["spec"];
-    if spec["type"] == "ExternalName" {
-        return Ok(());
-    }
-    if spec
-        .get("clusterIP")
-        .and_then(Value::as_str)
-        .is_some_and(|ip| !ip.is_empty())
-    {
-        let ip = spec["clusterIP"].clone();
-        obj["spec"]["clusterIPs"] = json!([ip]);
-        return Ok(());
-    }
-    let Some(def) = api.registry.lookup("", "v1", "services") else {
-        return Ok(());
-    };
-    let (items, _) = api.store.list(&def.prefix()).await?;
-    let used: HashSet<String> = items
-        .iter()
-        .filter_map(|kv| serde_json::from_slice::<Value>(&kv.value).ok())
-        .filter_map(|s| {
-            s.pointer("/spec/clusterIP")
-                .and_then(Value::as_str)
-                .map(String::from)
-        })
-        .collect();
-    // 10.43.0.0/16 (k3s's range); .0.1 is the kubernetes Service, .0.10 is kept for DNS.
-    for _ in 0..65536 {
-        let n: u16 = rand::random();
-        let (a, b) = ((n >> 8) as u8, n as u8);
-        if a == 0 && b < 11 || a == 255 && b == 255 {
-            continue;
-        }
-        let ip = format!("10.43.{a}.{b}");
-        if !used.contains(&ip) {
-            obj["spec"]["clusterIP"] = json!(ip);
-            obj["spec"]["clusterIPs"] = json!([ip]);
-            return Ok(());
-        }
-    }
-    Err(crate::error::ApiError::internal(
-        "service IP range 10.43.0.0/16 is exhausted",
-    ))
 }
 
 /// Kind-specific validation.

@@ -6,12 +6,13 @@ mod crd;
 mod defaults;
 mod ephemeral;
 mod kinds;
+pub(crate) mod service;
 
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::error::{ApiResult, FieldError};
+use crate::error::FieldError;
 use crate::objects::{self, meta_mut};
 use crate::registry::ResourceDef;
 use crate::{ApiServer, UserInfo};
@@ -20,12 +21,7 @@ pub(crate) use crd::custom_resource_check;
 pub(crate) use crd::sync_crd;
 
 /// Fills server-owned metadata, resets status, applies defaults.
-pub(crate) async fn prepare_create(
-    api: &Arc<ApiServer>,
-    def: &ResourceDef,
-    obj: &mut Value,
-    user: &UserInfo,
-) -> ApiResult<()> {
+pub(crate) fn prepare_create(def: &ResourceDef, obj: &mut Value, user: &UserInfo) {
     if def.kind == "CertificateSigningRequest" {
         // The requester is whoever posts it, whatever the body claims (as Kubernetes).
         obj["spec"]["username"] = json!(user.name);
@@ -54,7 +50,7 @@ pub(crate) async fn prepare_create(
         }
     }
     defaults::apply(def, obj);
-    kinds::on_create(api, def, obj).await
+    kinds::on_create(def, obj);
 }
 
 /// Carries server-owned state from `old` into `new` for an update through `subresource`.
@@ -202,7 +198,13 @@ fn path_segment(name: &str) -> Option<String> {
     None
 }
 
-/// Side effects after a successful write: CRDs start or stop serving their kinds.
+/// Core v1 Services (their writes allocate cluster IPs and NodePorts).
+pub(crate) fn is_service(def: &ResourceDef) -> bool {
+    def.kind == "Service" && def.group.is_empty()
+}
+
+/// Side effects after a successful write: CRDs start or stop serving their kinds; a deleted
+/// Service gives back its cluster IP and NodePorts.
 pub(crate) async fn after_write(
     api: &Arc<ApiServer>,
     def: &ResourceDef,
@@ -211,5 +213,8 @@ pub(crate) async fn after_write(
 ) {
     if def.kind == "CustomResourceDefinition" && def.group == "apiextensions.k8s.io" {
         sync_crd(api, obj, deleted);
+    }
+    if deleted && is_service(def) {
+        service::release_all(api, obj).await;
     }
 }
