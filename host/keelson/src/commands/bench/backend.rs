@@ -42,6 +42,8 @@ pub(crate) struct Started {
     pub(crate) in_process: kube::Client,
     /// The server's admin kubeconfig.
     pub(crate) kubeconfig: std::path::PathBuf,
+    /// The server itself (for in-process clients of other identities).
+    pub(crate) api: std::sync::Arc<keelson_apiserver::ApiServer>,
     _data: tempfile::TempDir,
     etcd: Option<LocalEtcd>,
 }
@@ -77,6 +79,23 @@ pub(crate) async fn start_with(
     backend: Backend,
     base: &Path,
     auth: keelson_apiserver::AuthConfig,
+) -> Result<Started, StartError> {
+    launch(backend, base, auth, true).await
+}
+
+/// Like [`start`], without the built-in controllers (the caller runs them as it likes).
+pub(crate) async fn start_without_controllers(
+    backend: Backend,
+    base: &Path,
+) -> Result<Started, StartError> {
+    launch(backend, base, Default::default(), false).await
+}
+
+async fn launch(
+    backend: Backend,
+    base: &Path,
+    auth: keelson_apiserver::AuthConfig,
+    controllers: bool,
 ) -> Result<Started, StartError> {
     let data = tempfile::Builder::new()
         .prefix("keelson-bench-")
@@ -114,16 +133,19 @@ pub(crate) async fn start_with(
     .context("starting the server")?;
     let cold_start = started.elapsed();
     let router = keelson_apiserver::router(running.api.clone());
-    tokio::spawn(keelson_controllers::run(
-        crate::commands::server::controller_credentials(&running.api),
-        Default::default(),
-    ));
+    if controllers {
+        tokio::spawn(keelson_controllers::run(
+            crate::commands::server::controller_credentials(&running.api),
+            Default::default(),
+        ));
+    }
     let endpoint = Endpoint::from_kubeconfig(&running.kubeconfig).await?;
     Ok(Started {
         endpoint,
         cold_start,
         in_process: keelson_client::in_process(router, keelson_client::UserInfo::admin()),
         kubeconfig: running.kubeconfig.clone(),
+        api: running.api.clone(),
         _data: data,
         etcd,
     })

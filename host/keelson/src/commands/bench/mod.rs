@@ -17,6 +17,7 @@ mod admission;
 mod api;
 mod authz;
 mod backend;
+mod controllers;
 mod http;
 mod kubelet;
 mod load;
@@ -46,6 +47,9 @@ enum BenchWhat {
     /// Scheduler: simulated nodes, pods created through the API server and bound by the
     /// scheduler; pods/s, create→bound latency and memory.
     Scheduler(scheduler::SchedulerBench),
+    /// Controllers: a Deployment's pods created and rolled on simulated nodes, against a
+    /// baseline with kube-controller-manager's client rate limits, in one run.
+    Controllers(controllers::ControllersBench),
     /// Node agent: Wasm pods bound to the agent's node, create→Running latency and memory.
     Kubelet(kubelet::KubeletBench),
     /// Authorization: the API load as an ordinary user under RBAC with ~200 bindings, against
@@ -59,6 +63,7 @@ impl BenchCommand {
             BenchWhat::Api(bench) => bench.execute().await,
             BenchWhat::Admission(bench) => bench.execute().await,
             BenchWhat::Scheduler(bench) => bench.execute().await,
+            BenchWhat::Controllers(bench) => bench.execute().await,
             BenchWhat::Kubelet(bench) => bench.execute().await,
             BenchWhat::Authz(bench) => bench.execute().await,
         }
