@@ -554,6 +554,27 @@ pub fn controller_roles() -> Vec<(&'static str, Vec<PolicyRule>)> {
             ),
         ),
         (
+            "ttl-after-finished-controller",
+            with(
+                vec![rule(
+                    &["batch"],
+                    &["jobs"],
+                    &["delete", "get", "list", "watch"],
+                )],
+                vec![],
+            ),
+        ),
+        (
+            "pod-garbage-collector",
+            with(
+                vec![
+                    rule(&[""], &["pods"], &["delete", "list", "watch"]),
+                    rule(&[""], &["nodes"], READ),
+                ],
+                vec![rule(&[""], &["pods/status"], &["patch"])],
+            ),
+        ),
+        (
             "service-account-controller",
             with(
                 vec![rule(

@@ -34,10 +34,12 @@ pub mod job;
 pub mod namespace;
 pub mod node_lifecycle;
 mod ownership;
+pub mod pod_gc;
 pub mod replicaset;
 mod selector;
 pub mod serviceaccount;
 pub mod statefulset;
+pub mod ttl_after_finished;
 
 pub use error::Error;
 use keelson_client::leader::{LeaderElector, Timing};
@@ -50,6 +52,8 @@ pub const LEASE_NAME: &str = "kube-controller-manager";
 pub struct Options {
     /// The node lifecycle controller's periods.
     pub node_lifecycle: node_lifecycle::Config,
+    /// The pod garbage collector's threshold and periods.
+    pub pod_gc: pod_gc::Config,
 }
 
 /// The client each controller acts through. In-process, each controller gets its own
@@ -95,6 +99,8 @@ pub async fn run(creds: Credentials, options: Options) {
         replicaset::run_rc(c("replication-controller")),
         serviceaccount::run(c("service-account-controller")),
         clusterrole_aggregation::run(c("clusterrole-aggregation-controller")),
+        ttl_after_finished::run(c("ttl-after-finished-controller")),
+        pod_gc::run(c("pod-garbage-collector"), options.pod_gc),
     );
 }
 

@@ -42,6 +42,9 @@ pub(crate) struct ControllerOptions {
         help_heading = "Controllers"
     )]
     node_monitor_grace_period: u64,
+    /// Finished pods kept before the pod garbage collector deletes the oldest; 0 keeps all.
+    #[arg(long, default_value_t = 12500, help_heading = "Controllers")]
+    terminated_pod_gc_threshold: usize,
 }
 
 impl ControllerOptions {
@@ -51,6 +54,10 @@ impl ControllerOptions {
             node_lifecycle: keelson_controllers::node_lifecycle::Config {
                 monitor_period: Duration::from_secs(self.node_monitor_period.max(1)),
                 grace_period: Duration::from_secs(self.node_monitor_grace_period),
+            },
+            pod_gc: keelson_controllers::pod_gc::Config {
+                terminated_threshold: self.terminated_pod_gc_threshold,
+                ..Default::default()
             },
         }
     }
