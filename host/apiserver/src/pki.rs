@@ -23,17 +23,22 @@ pub(crate) struct Credentials {
     pub client_ca_pem: String,
 }
 
+/// Writes a file readable by its owner only, atomically: a reader (kubectl reading the
+/// kubeconfig while the server restarts) sees the old contents or the new, never a half.
 pub(crate) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(path)?;
+        .open(&tmp)?;
     f.write_all(contents.as_bytes())?;
-    f.sync_all()
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 pub(crate) fn tls_dir(data_dir: &Path) -> PathBuf {
