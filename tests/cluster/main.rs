@@ -20,6 +20,8 @@ mod kubectl;
 mod kubelet;
 mod kubelet_more;
 mod migrate;
+mod netns;
+mod networking;
 mod node_lifecycle;
 mod plugins;
 mod rbac;

@@ -9,6 +9,7 @@ pub(crate) mod image;
 pub(crate) mod kube_client;
 pub(crate) mod leader;
 pub(crate) mod plugin;
+pub(crate) mod proxy;
 pub(crate) mod scheduler;
 pub(crate) mod server;
 pub(crate) mod sim;

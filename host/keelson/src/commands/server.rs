@@ -299,6 +299,13 @@ impl ServerCommand {
                 keelson_apiserver::router(running.api.clone()),
                 keelson_client::UserInfo::node(&agent.node_name),
             );
+            if let Some(node) = self.agent.proxy_node() {
+                let proxy = keelson_client::in_process(
+                    keelson_apiserver::router(running.api.clone()),
+                    keelson_client::UserInfo::new("system:kube-proxy", &["system:authenticated"]),
+                );
+                super::agent::spawn_proxy(proxy, node);
+            }
             let node = agent.node_name.clone();
             tokio::spawn(async move {
                 if let Err(e) = keelson_kubelet::run(client, plugin_host, agent).await {
