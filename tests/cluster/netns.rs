@@ -83,6 +83,7 @@ impl Drop for Netns {
         if !self.owned {
             return;
         }
+        let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.name));
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .output();
@@ -197,6 +198,13 @@ pub(crate) struct Serving {
     stop: Arc<AtomicBool>,
 }
 
+impl Serving {
+    /// A handle that sets `stop` when dropped.
+    pub(crate) fn new(stop: Arc<AtomicBool>) -> Self {
+        Serving { stop }
+    }
+}
+
 impl Drop for Serving {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
@@ -275,29 +283,55 @@ pub(crate) fn api_relay(ns: &Netns, port: u16) -> Serving {
     })
 }
 
-/// `keelson agent` (with its service proxy) running inside the node namespace; killed with
-/// its process group on drop, its log printed if the test failed.
+/// A `keelson` process (the agent with its service proxy, or the DNS server) running inside
+/// the node namespace; killed with its process group on drop, its log printed if the test
+/// failed.
 pub(crate) struct Agent {
     child: Option<Child>,
     log: PathBuf,
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
     ns: String,
     kubeconfig: PathBuf,
-    extra: Vec<String>,
+    args: Vec<String>,
 }
 
 impl Agent {
     /// Starts the agent of node `knode` in `ns` against `server`.
     pub(crate) fn start(server: &Server, ns: &Netns, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args: Vec<String> = [
+            "agent",
+            "--node-name",
+            "knode",
+            "--node-ip",
+            NODE_IP,
+            "--kubelet-port",
+            "0",
+            "--data-dir",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.push(dir.path().display().to_string());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::start_in(server, ns, dir, args)
+    }
+
+    /// Starts `keelson <args>` in `ns` against `server`.
+    pub(crate) fn command(server: &Server, ns: &Netns, args: &[&str]) -> Self {
+        let args = args.iter().map(|s| s.to_string()).collect();
+        Self::start_in(server, ns, tempfile::tempdir().unwrap(), args)
+    }
+
+    fn start_in(server: &Server, ns: &Netns, dir: tempfile::TempDir, args: Vec<String>) -> Self {
         let mut a = Agent {
             child: None,
-            log: PathBuf::new(),
-            dir: tempfile::tempdir().unwrap(),
+            log: dir.path().join("keelson.log"),
+            _dir: dir,
             ns: ns.name.clone(),
             kubeconfig: server.kubeconfig(),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
+            args,
         };
-        a.log = a.dir.path().join("agent.log");
         a.spawn();
         a
     }
@@ -310,27 +344,11 @@ impl Agent {
             .open(&self.log)
             .unwrap();
         let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns,
-                env!("CARGO_BIN_EXE_keelson"),
-                "agent",
-            ])
+            .args(["netns", "exec", &self.ns, env!("CARGO_BIN_EXE_keelson")])
+            .args(&self.args)
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
-            .args([
-                "--node-name",
-                "knode",
-                "--node-ip",
-                NODE_IP,
-                "--kubelet-port",
-                "0",
-            ])
-            .arg("--data-dir")
-            .arg(self.dir.path())
-            .args(&self.extra)
-            .env("KEELSON_LOG", "info,keelson_proxy=debug")
+            .env("KEELSON_LOG", "info,keelson_proxy=debug,keelson_dns=debug")
             .stdout(Stdio::null())
             .stderr(log)
             .process_group(0)
@@ -364,7 +382,7 @@ impl Drop for Agent {
     fn drop(&mut self) {
         self.kill();
         if std::thread::panicking() {
-            eprintln!("--- agent log ---\n{}", self.log_text());
+            eprintln!("--- {:?} log ---\n{}", self.args.first(), self.log_text());
         }
     }
 }

@@ -731,6 +731,23 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
             None,
             vec![rule(&[""], &["endpoints", "services"], &["list", "watch"])],
         ),
+        // The cluster DNS server's reader, as k3s's CoreDNS manifest grants it.
+        role(
+            "system:coredns",
+            None,
+            vec![
+                rule(
+                    &[""],
+                    &["endpoints", "services", "pods", "namespaces"],
+                    &["list", "watch"],
+                ),
+                rule(
+                    &["discovery.k8s.io"],
+                    &["endpointslices"],
+                    &["list", "watch"],
+                ),
+            ],
+        ),
     ];
     for (name, rules) in controller_roles() {
         roles.push(role(&format!("system:controller:{name}"), None, rules));
@@ -819,6 +836,11 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
             "system:kube-dns",
             "system:kube-dns",
             vec![subject("ServiceAccount", "kube-dns")],
+        ),
+        binding(
+            "system:coredns",
+            "system:coredns",
+            vec![subject("ServiceAccount", "coredns")],
         ),
         binding("system:node", "system:node", vec![]),
     ];

@@ -24,6 +24,8 @@ enum Command {
     Agent(commands::agent::AgentCommand),
     /// Run the service proxy (Services → nftables) against an API server.
     Proxy(commands::proxy::ProxyCommand),
+    /// Run the cluster DNS server against an API server.
+    Dns(commands::dns::DnsCommand),
     /// Load WebAssembly images into the agent's local image store.
     Image(commands::image::ImageCommand),
     /// Run the built-in controllers against a server named by a kubeconfig.
@@ -62,6 +64,7 @@ fn main() -> anyhow::Result<()> {
         Command::Server(_)
             | Command::Agent(_)
             | Command::Proxy(_)
+            | Command::Dns(_)
             | Command::ControllerManager(_)
             | Command::Scheduler(_)
             | Command::Sim(_)
@@ -90,6 +93,7 @@ fn main() -> anyhow::Result<()> {
             Command::Agent(c) => c.execute().await,
             Command::Image(c) => c.execute().await,
             Command::Proxy(c) => c.execute().await,
+            Command::Dns(c) => c.execute().await,
             Command::Bench(c) => c.execute().await,
             Command::ControllerManager(c) => c.execute().await,
             Command::Plugin(c) => c.execute().await,

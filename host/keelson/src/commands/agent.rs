@@ -47,6 +47,23 @@ pub(crate) struct AgentOptions {
         help_heading = "Agent"
     )]
     cluster_cidr: String,
+    /// DNS servers of pods with `dnsPolicy: ClusterFirst` (repeatable; the `kube-dns`
+    /// Service's address).
+    #[arg(
+        long,
+        env = "KEELSON_CLUSTER_DNS",
+        default_value = "10.43.0.10",
+        help_heading = "Agent"
+    )]
+    cluster_dns: Vec<IpAddr>,
+    /// The cluster domain.
+    #[arg(
+        long,
+        env = "KEELSON_CLUSTER_DOMAIN",
+        default_value = "cluster.local",
+        help_heading = "Agent"
+    )]
+    pub(crate) cluster_domain: String,
 }
 
 impl AgentOptions {
@@ -83,6 +100,8 @@ impl AgentOptions {
         config.node_ip = self.node_ip;
         config.port = self.kubelet_port;
         config.client_ca_pem = ca_pem;
+        config.cluster_dns = self.cluster_dns.clone();
+        config.cluster_domain = self.cluster_domain.clone();
         config.backoff_base = Duration::from_secs_f64(self.crash_loop_backoff.clamp(0.01, 300.0));
         config
     }

@@ -5,6 +5,7 @@ pub(crate) mod bench;
 pub(crate) mod certificate;
 pub(crate) mod completion;
 pub(crate) mod controller_manager;
+pub(crate) mod dns;
 pub(crate) mod image;
 pub(crate) mod kube_client;
 pub(crate) mod leader;
