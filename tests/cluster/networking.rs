@@ -173,7 +173,7 @@ fn cluster_ip_node_port_reject_and_endpoint_changes_through_the_agents_proxy() {
         let before = resyncs(&agent);
         ok(topo.node.exec(cmd));
         assert!(!topo.node.nft_table().contains("@service-ips"));
-        let noticed = eventually(Duration::from_secs(5), || resyncs(&agent) > before);
+        let noticed = eventually(Duration::from_secs(10), || resyncs(&agent) > before);
         assert!(noticed, "{cmd:?} went unnoticed\n{}", agent.log_text());
         let back = eventually(Duration::from_secs(5), || {
             answers(&topo, &web, 20) == set(&["a", "b"])
@@ -219,4 +219,124 @@ fn cluster_ip_node_port_reject_and_endpoint_changes_through_the_agents_proxy() {
         "{failures} of {count} requests failed during the restart"
     );
     assert_eq!(answers(&topo, &web, 20), set(&["a"]));
+}
+
+const POLICY_PODS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web, labels: {app: web}}
+spec:
+  nodeName: elsewhere
+  containers: [{name: c, image: x, ports: [{name: http, containerPort: 8080}]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: good, labels: {access: "true"}}
+spec:
+  nodeName: elsewhere
+  containers: [{name: c, image: x}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: bad}
+spec:
+  nodeName: elsewhere
+  containers: [{name: c, image: x}]
+"#;
+
+const ALLOW_GOOD: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-from-good}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {access: "true"}}}]
+    ports: [{port: http}]
+"#;
+
+const GOOD_EGRESS: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: good-egress}
+spec:
+  podSelector: {matchLabels: {access: "true"}}
+  policyTypes: [Egress]
+  egress:
+  - to: [{ipBlock: {cidr: 10.42.0.0/24, except: [10.42.0.10/32]}}]
+"#;
+
+/// Whether `from` gets an answer from `addr` (one attempt, 2 s).
+fn reaches(topo: &Topology, from: &str, addr: &str) -> bool {
+    http_get(topo.ns(from), addr).is_ok()
+}
+
+#[test]
+#[ignore = "needs root, ip netns and nft (tools/test.sh installs nftables)"]
+fn network_policy_ingress_and_egress_in_the_proxys_table() {
+    let server = Server::start();
+    let mut topo = Topology::new();
+    topo.pod("web", "10.42.0.10");
+    topo.pod("good", "10.42.0.20");
+    topo.pod("bad", "10.42.0.21");
+    let _web = http_backend(topo.ns("web"), "10.42.0.10:8080", "web");
+    let _relay = api_relay(&topo.node, server.port);
+    let agent = Agent::start(&server, &topo.node, &[]);
+    apply(&server, POLICY_PODS);
+    for (pod, ip) in [
+        ("web", "10.42.0.10"),
+        ("good", "10.42.0.20"),
+        ("bad", "10.42.0.21"),
+    ] {
+        let status = format!(
+            r#"{{"status":{{"phase":"Running","podIP":"{ip}","podIPs":[{{"ip":"{ip}"}}]}}}}"#
+        );
+        ok(server.kubectl(
+            KUBECTL_133,
+            &[
+                "patch",
+                "pod",
+                pod,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                &status,
+            ],
+        ));
+    }
+    apply(&server, SERVICES);
+    apply(&server, &slice(&[("10.42.0.10", true)]));
+    let service = format!("{}:80", cluster_ip(&server, "web"));
+    let direct = "10.42.0.10:8080";
+
+    // Default allow: both clients reach the backend, directly and through the Service.
+    let open = eventually(Duration::from_secs(30), || {
+        reaches(&topo, "bad", &service) && reaches(&topo, "good", &service)
+    });
+    assert!(open, "{}", agent.log_text());
+    assert!(reaches(&topo, "bad", direct));
+
+    // Selected by a policy, the backend takes only the labelled client on its named port.
+    apply(&server, ALLOW_GOOD);
+    let closed = eventually(Duration::from_secs(10), || !reaches(&topo, "bad", direct));
+    assert!(closed, "{}", topo.node.nft_table());
+    assert!(!reaches(&topo, "bad", &service));
+    assert!(reaches(&topo, "good", direct));
+    assert!(reaches(&topo, "good", &service));
+
+    // Egress: the good client may only reach 10.42.0.0/24 except the backend.
+    apply(&server, GOOD_EGRESS);
+    let blocked = eventually(Duration::from_secs(10), || !reaches(&topo, "good", direct));
+    assert!(blocked, "{}", topo.node.nft_table());
+    assert!(!reaches(&topo, "good", &service));
+
+    // Without policies, default allow again.
+    ok(server.kubectl(
+        KUBECTL_133,
+        &["delete", "networkpolicy", "web-from-good", "good-egress"],
+    ));
+    let reopened = eventually(Duration::from_secs(10), || {
+        reaches(&topo, "bad", direct) && reaches(&topo, "good", &service)
+    });
+    assert!(reopened, "{}", topo.node.nft_table());
 }

@@ -4,7 +4,8 @@
 //! addresses, externalIPs and load-balancer IPs, `sessionAffinity: ClientIP`,
 //! `internalTrafficPolicy`/`externalTrafficPolicy: Local`, ready endpoints (terminating ones
 //! while nothing else serves), masquerading where Kubernetes does, and a reject for
-//! service ports without endpoints.
+//! service ports without endpoints. NetworkPolicies are enforced in the same table
+//! ([`build_policies`]).
 //!
 //! Every change is one `nft -f` transaction. The first sync and any sync after the table was
 //! changed by someone else replace the whole table atomically; later ones apply only the
@@ -19,11 +20,13 @@
 //! ```
 
 mod model;
+mod netpol;
 mod nft;
 mod proxier;
 mod ruleset;
 
 pub use model::{build, Node, SERVICE_NAME_LABEL};
+pub use netpol::build as build_policies;
 pub use nft::Nft;
 pub use proxier::run;
 pub use ruleset::{Ruleset, TABLE};

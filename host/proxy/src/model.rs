@@ -24,6 +24,8 @@ pub struct Node {
     pub ips: Vec<Ipv4Addr>,
     /// The pod network; traffic to a ClusterIP from outside it is masqueraded.
     pub cluster_cidr: Option<String>,
+    /// Whether to enforce NetworkPolicies (watching Pods, Namespaces and policies).
+    pub network_policy: bool,
 }
 
 /// The label linking an EndpointSlice to its Service.
@@ -59,7 +61,10 @@ fn base(node: &Node) -> BTreeMap<String, Vec<String>> {
         "filter-output",
         vec!["ct state new jump endpoints-check".into()],
     );
-    add("filter-forward", vec!["jump network-policies".into()]);
+    add(
+        "filter-forward",
+        vec!["ct state new jump network-policies".into()],
+    );
     add(
         "services",
         vec![
@@ -216,6 +221,7 @@ pub fn build<'a>(
     for ip in &node.ips {
         r.element("nodeport-ips", ip.to_string(), String::new());
     }
+    r.element("canary", "127.0.0.1".into(), String::new());
     for svc in services {
         let ns = svc.metadata.namespace.clone().unwrap_or_default();
         let name = svc.metadata.name.clone().unwrap_or_default();
@@ -274,46 +280,68 @@ fn service(
         let id = format!("{ns}/{name}/{proto}/{port_name}");
         let h = hash(&id);
         let eps = endpoints(port, slices, node);
-        // Endpoint chains, shared by the cluster and external paths.
+        // With session affinity every endpoint gets a chain that records the client in its
+        // affinity set; otherwise the service chain DNATs directly through a numgen map, so
+        // a big cluster has one chain and two rules per service port (the kernel checks
+        // the reachable rules on every change; per-endpoint chains would make each
+        // one-endpoint change cost more with the cluster's size).
         let mut chain_of = BTreeMap::new();
-        for ep in &eps {
-            let ep_id = format!("{id}__{}/{}", ep.ip, ep.port);
-            let chain = format!("endpoint-{}-{ep_id}", hash(&ep_id));
-            let mut rules = vec![format!("ip saddr {} jump mark-for-masquerade", ep.ip)];
-            if let Some(timeout) = affinity {
+        if let Some(timeout) = affinity {
+            for ep in &eps {
+                let ep_id = format!("{id}__{}/{}", ep.ip, ep.port);
+                let chain = format!("endpoint-{}-{ep_id}", hash(&ep_id));
                 let set = format!("affinity-{}", hash(&ep_id));
                 r.sets.insert(
                     set.clone(),
                     format!("type ipv4_addr; flags dynamic,timeout; timeout {timeout}s;"),
                 );
-                rules.push(format!("update @{set} {{ ip saddr }}"));
+                let rules = vec![
+                    format!("ip saddr {} jump mark-for-masquerade", ep.ip),
+                    format!("update @{set} {{ ip saddr }}"),
+                    format!("meta l4proto {proto} dnat to {}:{}", ep.ip, ep.port),
+                ];
+                r.chain(chain.clone(), rules);
+                chain_of.insert(ep.clone(), (chain, set));
             }
-            rules.push(format!(
-                "meta l4proto {proto} dnat to {}:{}",
-                ep.ip, ep.port
-            ));
-            r.chain(chain.clone(), rules);
-            chain_of.insert(ep.clone(), chain);
         }
-        let chooser = |local_only: bool| -> Vec<String> {
-            let chosen: Vec<(&Endpoint, &String)> = chain_of
-                .iter()
-                .filter(|(e, _)| !local_only || e.local)
-                .collect();
+        let chooser = |local_only: bool| -> (Vec<String>, bool) {
+            let chosen: Vec<&Endpoint> = eps.iter().filter(|e| !local_only || e.local).collect();
+            if chosen.is_empty() {
+                return (Vec::new(), false);
+            }
             let mut rules = Vec::new();
             if affinity.is_some() {
-                for (e, chain) in &chosen {
-                    let ep_id = format!("{id}__{}/{}", e.ip, e.port);
-                    rules.push(format!("ip saddr @affinity-{} goto {chain}", hash(&ep_id)));
+                let chains: Vec<String> = chosen.iter().map(|e| chain_of[*e].0.clone()).collect();
+                for e in &chosen {
+                    let (chain, set) = &chain_of[*e];
+                    rules.push(format!("ip saddr @{set} goto {chain}"));
                 }
+                rules.extend(pick(&chains));
+                return (rules, true);
             }
-            let names: Vec<String> = chosen.iter().map(|(_, c)| (*c).clone()).collect();
-            rules.extend(pick(&names));
-            rules
+            // Hairpin: a backend reaching itself through the service must be masqueraded
+            // (any of the port's backends, as one set lookup).
+            let ips: Vec<String> = chosen.iter().map(|e| e.ip.to_string()).collect();
+            rules.push(format!(
+                "ip saddr {{ {} }} jump mark-for-masquerade",
+                ips.join(", ")
+            ));
+            rules.push(match chosen.as_slice() {
+                [one] => format!("meta l4proto {proto} dnat to {}:{}", one.ip, one.port),
+                many => format!(
+                    "meta l4proto {proto} dnat to numgen random mod {} map {{ {} }}",
+                    many.len(),
+                    many.iter()
+                        .enumerate()
+                        .map(|(i, e)| format!("{i} : {} . {}", e.ip, e.port))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+            (rules, true)
         };
         let service_chain = format!("service-{h}-{id}");
-        let cluster_rules = chooser(internal_local);
-        let cluster_has = cluster_rules.iter().any(|l| l.contains("goto endpoint-"));
+        let (cluster_rules, cluster_has) = chooser(internal_local);
         let verdict_none = if eps.is_empty() {
             "goto reject-chain"
         } else {
@@ -345,8 +373,7 @@ fn service(
         let mut rules = Vec::new();
         let external_has = if external_local {
             // Kubernetes: traffic from the node itself may still use any endpoint.
-            let local = chooser(true);
-            let has = local.iter().any(|l| l.contains("goto endpoint-"));
+            let (local, has) = chooser(true);
             if cluster_has {
                 rules.push("fib saddr type local jump mark-for-masquerade".into());
                 rules.push(format!("fib saddr type local goto {service_chain}"));

@@ -63,17 +63,24 @@ impl Nft {
         }
     }
 
-    /// Whether the table exists with its dispatch rule in place (a flushed or deleted table
-    /// has lost it).
-    pub async fn intact(&self) -> Result<bool, Error> {
+    /// Whether the table is still the proxy's. The quick check lists the small `canary`
+    /// set (gone after `delete table` or `flush ruleset`); the thorough one lists the
+    /// dispatch chain (emptied by `flush table`, which keeps set elements), which makes nft
+    /// read every rule of the table and costs accordingly.
+    pub async fn intact(&self, thorough: bool) -> Result<bool, Error> {
+        let (args, needle) = if thorough {
+            (["list", "chain", "ip", TABLE, "services"], "@service-ips")
+        } else {
+            (["list", "set", "ip", TABLE, "canary"], "127.0.0.1")
+        };
         let out = self
             .command()
-            .args(["list", "chain", "ip", TABLE, "services"])
+            .args(args)
             .stdin(Stdio::null())
             .stderr(Stdio::null())
             .output()
             .await
             .map_err(Error::Spawn)?;
-        Ok(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("@service-ips"))
+        Ok(out.status.success() && String::from_utf8_lossy(&out.stdout).contains(needle))
     }
 }

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Api;
@@ -16,8 +17,10 @@ use tokio::sync::Notify;
 
 use crate::{build, Error, Nft, Node, Ruleset};
 
-/// How often the table is checked for outside changes.
+/// How often the table is checked for outside changes (deleted table, flushed ruleset).
 const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// Every this many checks, also for a flushed table (a more expensive listing).
+const THOROUGH_EVERY: u32 = 5;
 
 /// Runs the proxy for `node` until the returned future is dropped.
 pub async fn run(client: kube::Client, node: Node, nft: Nft) -> Result<(), Error> {
@@ -25,13 +28,41 @@ pub async fn run(client: kube::Client, node: Node, nft: Nft) -> Result<(), Error
     let (services, _s): (Store<Service>, _) =
         reflect(Api::all(client.clone()), wake.clone(), "Services");
     let (slices, _e): (Store<EndpointSlice>, _) =
-        reflect(Api::all(client), wake.clone(), "EndpointSlices");
+        reflect(Api::all(client.clone()), wake.clone(), "EndpointSlices");
+    let policy_stores = if node.network_policy {
+        let (p, a) = reflect(
+            Api::<NetworkPolicy>::all(client.clone()),
+            wake.clone(),
+            "NetworkPolicies",
+        );
+        let (q, b) = reflect(Api::<Pod>::all(client.clone()), wake.clone(), "Pods");
+        let (n, c) = reflect(Api::<Namespace>::all(client), wake.clone(), "Namespaces");
+        Some(((p, q, n), (a, b, c)))
+    } else {
+        None
+    };
     // Writing rules from a half-listed cache would drop live services.
     let _ = services.wait_until_ready().await;
     let _ = slices.wait_until_ready().await;
+    if let Some(((p, q, n), _)) = &policy_stores {
+        // Policies must be in the first table too, or a restart would open a window
+        // without them; but a client that may not read them must not stop the proxy.
+        let ready = async {
+            let _ = p.wait_until_ready().await;
+            let _ = q.wait_until_ready().await;
+            let _ = n.wait_until_ready().await;
+        };
+        if tokio::time::timeout(Duration::from_secs(10), ready)
+            .await
+            .is_err()
+        {
+            tracing::warn!("NetworkPolicy caches not synced after 10 s; going on without them");
+        }
+    }
     tracing::info!(node = %node.name, "proxy caches synced");
     let mut applied: Option<Ruleset> = None;
     let mut next_check = Instant::now() + CHECK_EVERY;
+    let mut checks = 0u32;
     loop {
         if applied.is_some() {
             tokio::select! {
@@ -41,7 +72,9 @@ pub async fn run(client: kube::Client, node: Node, nft: Nft) -> Result<(), Error
         }
         if Instant::now() >= next_check {
             next_check = Instant::now() + CHECK_EVERY;
-            if applied.is_some() && !nft.intact().await? {
+            checks = checks.wrapping_add(1);
+            let thorough = checks.is_multiple_of(THOROUGH_EVERY);
+            if applied.is_some() && !nft.intact(thorough).await? {
                 tracing::warn!("nftables table keelson was changed by someone else; resyncing");
                 applied = None;
             }
@@ -51,11 +84,20 @@ pub async fn run(client: kube::Client, node: Node, nft: Nft) -> Result<(), Error
         let started = Instant::now();
         let svcs = services.state();
         let eps = slices.state();
-        let desired = build(
+        let mut desired = build(
             svcs.iter().map(|s| s.as_ref()),
             eps.iter().map(|s| s.as_ref()),
             &node,
         );
+        if let Some(((p, q, n), _)) = &policy_stores {
+            let (p, q, n) = (p.state(), q.state(), n.state());
+            crate::build_policies(
+                &mut desired,
+                p.iter().map(|x| x.as_ref()),
+                q.iter().map(|x| x.as_ref()),
+                n.iter().map(|x| x.as_ref()),
+            );
+        }
         let script = match &applied {
             Some(old) => desired.diff_script(old),
             None => desired.full_script(),

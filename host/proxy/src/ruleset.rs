@@ -30,12 +30,17 @@ pub(crate) const MAPS: &[(&str, &str)] = &[
         "no-endpoint-nodeports",
         "type inet_proto . inet_service : verdict;",
     ),
+    ("ingress-isolated", "type ipv4_addr : verdict;"),
+    ("egress-isolated", "type ipv4_addr : verdict;"),
 ];
 
 /// Sets with fixed declarations.
 pub(crate) const SETS: &[(&str, &str)] = &[
     ("nodeport-ips", "type ipv4_addr;"),
     ("pod-ips", "type ipv4_addr;"),
+    // Holds 127.0.0.1 while the table is the proxy's: cheap to list, gone when someone
+    // deletes the table or flushes the ruleset.
+    ("canary", "type ipv4_addr;"),
 ];
 
 /// One desired state of the table: everything that changes with the API's objects.

@@ -39,6 +39,9 @@ pub(crate) struct AgentOptions {
     /// Do not run the service proxy (the nftables table `ip keelson` for Services).
     #[arg(long, env = "KEELSON_DISABLE_PROXY", help_heading = "Agent")]
     disable_proxy: bool,
+    /// Do not enforce NetworkPolicies in the proxy's table.
+    #[arg(long, env = "KEELSON_DISABLE_NETWORK_POLICY", help_heading = "Agent")]
+    disable_network_policy: bool,
     /// The pod network; the proxy masquerades traffic to ClusterIPs from outside it.
     #[arg(
         long,
@@ -87,6 +90,7 @@ impl AgentOptions {
             name: self.node_name(),
             ips,
             cluster_cidr: Some(self.cluster_cidr.clone()),
+            network_policy: !self.disable_network_policy,
         })
     }
 

@@ -29,6 +29,9 @@ pub(crate) struct ProxyCommand {
         help_heading = "Proxy"
     )]
     cluster_cidr: String,
+    /// Do not enforce NetworkPolicies.
+    #[arg(long, env = "KEELSON_DISABLE_NETWORK_POLICY", help_heading = "Proxy")]
+    disable_network_policy: bool,
 }
 
 impl ProxyCommand {
@@ -43,6 +46,7 @@ impl ProxyCommand {
             name: self.node_name.unwrap_or_else(keelson_kubelet::hostname),
             ips: self.node_ips,
             cluster_cidr: Some(self.cluster_cidr),
+            network_policy: !self.disable_network_policy,
         };
         tokio::select! {
             r = keelson_proxy::run(client, node, keelson_proxy::Nft::default()) => {

@@ -84,7 +84,16 @@ fn dnat_targets(r: &Ruleset) -> Vec<String> {
         .chains
         .values()
         .flatten()
-        .filter_map(|rule| rule.split("dnat to ").nth(1).map(str::to_string))
+        .filter_map(|rule| rule.split("dnat to ").nth(1))
+        .flat_map(|target| match target.split_once(" map { ") {
+            // numgen random mod N map { 0 : ip . port, … }
+            Some((_, map)) => map
+                .trim_end_matches(" }")
+                .split(", ")
+                .map(|e| e.split(" : ").nth(1).unwrap().replace(" . ", ":"))
+                .collect::<Vec<_>>(),
+            None => vec![target.to_string()],
+        })
         .collect();
     v.sort();
     v
@@ -105,9 +114,12 @@ fn cluster_ip_balances_over_ready_endpoints_only() {
     assert_eq!(dnat_targets(&r), vec!["10.42.0.2:8080", "10.42.0.3:8080"]);
     let verdict = &r.elements["service-ips"]["10.43.0.5 . tcp . 80"];
     let chain = verdict.strip_prefix("goto ").unwrap();
-    assert!(r.chains[chain]
-        .iter()
-        .any(|l| l.starts_with("numgen random mod 2 vmap")));
+    let rules = &r.chains[chain];
+    assert_eq!(
+        rules[0],
+        "ip saddr { 10.42.0.2, 10.42.0.3 } jump mark-for-masquerade"
+    );
+    assert!(rules[1].starts_with("meta l4proto tcp dnat to numgen random mod 2 map"));
     assert!(!r.elements.contains_key("no-endpoint-services"));
 }
 
@@ -179,10 +191,7 @@ fn external_local_without_local_endpoints_drops_but_node_traffic_passes() {
     let r = build([&s], [&sl], &node());
     let rules = &r.chains[&chain];
     let last = rules.last().unwrap();
-    assert!(
-        last.starts_with("goto endpoint-") && last.contains("10.42.0.9"),
-        "{last}"
-    );
+    assert_eq!(last, "meta l4proto tcp dnat to 10.42.0.9:8080");
 }
 
 #[test]
