@@ -76,6 +76,7 @@ fn node() -> Node {
         name: "n1".into(),
         ips: vec!["192.168.1.10".parse().unwrap()],
         cluster_cidr: None,
+        network_policy: false,
     }
 }
 
