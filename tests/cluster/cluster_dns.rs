@@ -88,22 +88,29 @@ fn upstream(ns: &Netns, queries: Arc<AtomicUsize>) -> crate::netns::Serving {
 
 /// Asks 10.43.0.10 from `ns`, over UDP.
 fn query(ns: &Netns, name: &str, t: RecordType) -> Message {
+    let bytes = question(name, t);
+    ns.enter(move || ask(&bytes, "10.43.0.10:53".parse().unwrap()))
+        .expect("DNS answer")
+}
+
+/// One UDP question to `dns`; `None` when nothing answers within 2 s.
+fn ask(bytes: &[u8], dns: SocketAddr) -> Option<Message> {
+    let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.send_to(bytes, dns).ok()?;
+    let mut buf = [0u8; 4096];
+    let (n, _) = s.recv_from(&mut buf).ok()?;
+    Message::from_vec(&buf[..n]).ok()
+}
+
+fn question(name: &str, t: RecordType) -> Vec<u8> {
     let mut m = Message::new(4242, MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = true;
     m.queries.push(hickory_proto::op::Query::query(
         Name::from_str(name).unwrap(),
         t,
     ));
-    let bytes = m.to_vec().unwrap();
-    ns.enter(move || {
-        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        let dns: SocketAddr = "10.43.0.10:53".parse().unwrap();
-        s.send_to(&bytes, dns).unwrap();
-        let mut buf = [0u8; 4096];
-        let (n, _) = s.recv_from(&mut buf).expect("DNS answer");
-        Message::from_vec(&buf[..n]).unwrap()
-    })
+    m.to_vec().unwrap()
 }
 
 fn data(m: &Message) -> Vec<String> {
@@ -248,4 +255,45 @@ fn cluster_dns_through_kube_dns_with_search_path_srv_headless_ptr_and_forwarding
     .answers
     .is_empty()));
     assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn in_process_dns_of_keelson_server_answers_under_its_own_identity() {
+    // Loopback only: the server's DNS answers on 127.0.0.1; no rules, no forwarding.
+    let port = crate::harness::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let server = Server::start_with_args(&[
+        "--cluster-dns-listen",
+        &listen,
+        "--dns-upstream",
+        "127.0.0.1:9",
+    ]);
+    let dns: SocketAddr = listen.parse().unwrap();
+    let bytes = question("kubernetes.default.svc.cluster.local.", RecordType::A);
+    let answered = eventually(Duration::from_secs(20), || {
+        ask(&bytes, dns).is_some_and(|m| data(&m) == vec!["10.43.0.1".to_string()])
+    });
+    assert!(answered, "{}", server.log_text());
+    let slice = ok(server.kubectl(
+        KUBECTL_133,
+        &[
+            "get",
+            "endpointslices",
+            "-n",
+            "kube-system",
+            "-l",
+            "kubernetes.io/service-name=kube-dns",
+            "-o",
+            "jsonpath={.items[*].endpoints[*].addresses[*]}",
+        ],
+    ));
+    assert_eq!(slice, "127.0.0.1");
+    let kube_dns = data(
+        &ask(
+            &question("kube-dns.kube-system.svc.cluster.local.", RecordType::A),
+            dns,
+        )
+        .unwrap(),
+    );
+    assert_eq!(kube_dns, vec!["10.43.0.10"]);
 }
