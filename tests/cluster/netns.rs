@@ -135,12 +135,13 @@ impl Topology {
         // A node has a default route; here it ends in the sink, which forwards nothing.
         run(&["ip", "-n", n, "route", "add", "default", "dev", "up0"]);
         for (key, value) in [
-            ("net.ipv4.ip_forward", "1"),
+            ("net/ipv4/ip_forward", "1"),
             // Bridged pod-to-pod replies must pass conntrack to be un-NATed (what a CNI
             // bridge node sets up via br_netfilter).
-            ("net.bridge.bridge-nf-call-iptables", "1"),
+            ("net/bridge/bridge-nf-call-iptables", "1"),
         ] {
-            let out = node.exec(&["sysctl", "-w", &format!("{key}={value}")]);
+            // /proc/sys/net is the namespace's own; no sysctl binary needed.
+            let out = node.exec(&["sh", "-c", &format!("echo {value} > /proc/sys/{key}")]);
             assert!(out.status.success(), "{key}: {out:?}");
         }
         Topology {
