@@ -180,6 +180,7 @@ impl ProxyBench {
 
         let mut applied = full;
         let mut diff_ms = Vec::new();
+        let mut compute_ms = Vec::new();
         let mut full_ms = Vec::new();
         for g in 1..=self.changes {
             let i = (g * 37) % self.services;
@@ -187,6 +188,7 @@ impl ProxyBench {
             let t = Instant::now();
             let desired = keelson_proxy::build(&services, &slices, &node);
             let script = desired.diff_script(&applied);
+            compute_ms.push(ms(t.elapsed()));
             nft.apply(&script).await?;
             diff_ms.push(ms(t.elapsed()));
             // Baseline: the same change as a whole-table replacement.
@@ -207,8 +209,9 @@ impl ProxyBench {
             percentile(&mut full_ms, 0.99),
         );
         println!(
-            "  one-endpoint change, diff transaction: p50 {d50:.1} ms, p99 {d99:.1} ms (target ≤ {ONE_CHANGE_TARGET_MS:.0} ms: {})",
-            if d99 <= ONE_CHANGE_TARGET_MS { "met" } else { "MISSED" }
+            "  one-endpoint change, diff transaction: p50 {d50:.1} ms, p99 {d99:.1} ms (target ≤ {ONE_CHANGE_TARGET_MS:.0} ms: {}); of which rebuilding and diffing the rules p50 {:.1} ms, the rest is nft",
+            if d99 <= ONE_CHANGE_TARGET_MS { "met" } else { "MISSED" },
+            percentile(&mut compute_ms, 0.5)
         );
         println!(
             "  baseline, same change as a full replacement: p50 {f50:.0} ms, p99 {f99:.0} ms ({:.1}× the diff at p50)",
