@@ -285,3 +285,97 @@ pub async fn serve_tcp(listener: TcpListener, resolver: Arc<Resolver>) -> std::i
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::Query;
+    use hickory_proto::rr::{Name, RData, Record};
+    use std::str::FromStr;
+
+    fn query(name: &str, id: u16) -> Vec<u8> {
+        let mut m = Message::new(id, MessageType::Query, OpCode::Query);
+        m.queries
+            .push(Query::query(Name::from_str(name).unwrap(), RecordType::A));
+        m.to_vec().unwrap()
+    }
+
+    /// An upstream on loopback answering `name` with 192.0.2.7 (TTL 60), once.
+    async fn upstream() -> SocketAddr {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1500];
+            let (n, peer) = socket.recv_from(&mut buf).await.unwrap();
+            let q = Message::from_vec(&buf[..n]).unwrap();
+            let mut m = Message::response(q.metadata.id, OpCode::Query);
+            m.queries = q.queries.clone();
+            m.answers.push(Record::from_rdata(
+                q.queries[0].name().clone(),
+                60,
+                RData::A(std::net::Ipv4Addr::new(192, 0, 2, 7).into()),
+            ));
+            socket.send_to(&m.to_vec().unwrap(), peer).await.unwrap();
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn forwarded_answers_are_cached_under_the_askers_id() {
+        let resolver = Resolver::new(vec![upstream().await]);
+        let q = query("outside.example.", 1);
+        assert!(matches!(resolver.answer(&q, Some(512)), Reply::Forward));
+        let forwarded = resolver.forward(&q).await.unwrap();
+        assert_eq!(&forwarded[..2], &1u16.to_be_bytes());
+        // The upstream answers only once: the second answer is the cache's.
+        let Reply::Now(again) = resolver.answer(&query("OUTSIDE.example.", 2), Some(512)) else {
+            panic!("not cached");
+        };
+        let m = Message::from_vec(&again).unwrap();
+        assert_eq!(m.metadata.id, 2);
+        assert_eq!(m.answers[0].data.to_string(), "192.0.2.7");
+    }
+
+    #[tokio::test]
+    async fn no_upstream_means_servfail_and_no_cache_entry() {
+        // A port nothing listens on: the forward times out (2 s) or is refused.
+        let resolver = Resolver::new(vec!["127.0.0.1:9".parse().unwrap()]);
+        let q = query("outside.example.", 3);
+        assert!(resolver.forward(&q).await.is_none());
+        let m = Message::from_vec(&servfail(&q).unwrap()).unwrap();
+        assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+        assert!(matches!(resolver.answer(&q, Some(512)), Reply::Forward));
+    }
+
+    #[test]
+    fn large_answers_are_truncated_over_udp() {
+        let mut m = Message::response(9, OpCode::Query);
+        for i in 0..100u8 {
+            m.answers.push(Record::from_rdata(
+                Name::from_str("big.example.").unwrap(),
+                5,
+                RData::A(std::net::Ipv4Addr::new(10, 0, 0, i).into()),
+            ));
+        }
+        let Reply::Now(bytes) = encode(&m, Some(512)) else {
+            panic!()
+        };
+        let short = Message::from_vec(&bytes).unwrap();
+        assert!(short.metadata.truncation);
+        assert!(short.answers.is_empty());
+        let Reply::Now(bytes) = encode(&m, None) else {
+            panic!()
+        };
+        assert_eq!(Message::from_vec(&bytes).unwrap().answers.len(), 100);
+    }
+
+    #[test]
+    fn garbage_gets_formerr() {
+        let Reply::Now(bytes) = Resolver::new(vec![]).answer(&[0, 7, 1], Some(512)) else {
+            panic!()
+        };
+        let m = Message::from_vec(&bytes).unwrap();
+        assert_eq!(m.metadata.id, 7);
+        assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+    }
+}

@@ -226,7 +226,8 @@ impl Zone {
 
     /// Whether `name` (a zone key) belongs to this zone or to a reverse zone it answers.
     fn ours(&self, k: &str) -> bool {
-        k == self.domain || k.ends_with(&format!(".{}", self.domain))
+        // An empty zone (before the first build) claims nothing.
+        !self.domain.is_empty() && (k == self.domain || k.ends_with(&format!(".{}", self.domain)))
     }
 
     /// Answers `qtype` for `name`.
