@@ -118,7 +118,7 @@ fn cluster_ip_balances_over_ready_endpoints_only() {
     let rules = &r.chains[chain];
     assert_eq!(
         rules[0],
-        "ip saddr { 10.42.0.2, 10.42.0.3 } jump mark-for-masquerade"
+        "ip saddr { 10.42.0.2, 10.42.0.3 } meta mark set meta mark | 0x4000"
     );
     assert!(rules[1].starts_with("meta l4proto tcp dnat to numgen random mod 2 map"));
     assert!(!r.elements.contains_key("no-endpoint-services"));
@@ -164,7 +164,7 @@ fn node_port_masquerades_and_reaches_the_service_chain() {
     let verdict = &r.elements["service-nodeports"]["tcp . 30080"];
     let chain = verdict.strip_prefix("goto ").unwrap();
     assert!(chain.starts_with("external-"));
-    assert_eq!(r.chains[chain][0], "jump mark-for-masquerade");
+    assert_eq!(r.chains[chain][0], "meta mark set meta mark | 0x4000");
     assert_eq!(r.elements["nodeport-ips"]["192.168.1.10"], "");
 }
 
@@ -254,5 +254,7 @@ fn external_ips_and_off_cluster_masquerade() {
         .strip_prefix("goto ")
         .unwrap()
         .to_string();
-    assert!(r.chains[&chain][0].contains("ip saddr != 10.42.0.0/16 jump mark-for-masquerade"));
+    assert!(
+        r.chains[&chain][0].contains("ip saddr != 10.42.0.0/16 meta mark set meta mark | 0x4000")
+    );
 }

@@ -217,6 +217,17 @@ impl ProxyBench {
             "  baseline, same change as a full replacement: p50 {f50:.0} ms, p99 {f99:.0} ms ({:.1}× the diff at p50)",
             f50 / d50
         );
+        let mut noop = Vec::new();
+        for _ in 0..10 {
+            let t = Instant::now();
+            nft.apply(&format!("add table ip {}\n", keelson_proxy::TABLE))
+                .await?;
+            noop.push(ms(t.elapsed()));
+        }
+        println!(
+            "  floor: an empty nft transaction (process start, netlink, commit) p50 {:.1} ms",
+            percentile(&mut noop, 0.5)
+        );
         let t = Instant::now();
         let intact = nft.intact(false).await?;
         let quick = t.elapsed();
