@@ -12,6 +12,12 @@ if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; th
   as_root apt-get update -qq
   as_root apt-get install -y -qq etcd-server etcd-client >/dev/null
 fi
+# nft for the service proxy's suites (they run it in network namespaces they make).
+if ! command -v nft >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get update -qq
+  as_root apt-get install -y -qq nftables iproute2 >/dev/null
+fi
 # kubectl: the stock binaries the suites drive.
 for v in 1.33 1.29 1.28 1.27; do
   if [ ! -x "/usr/lib/google-cloud-sdk/bin/kubectl.$v" ]; then

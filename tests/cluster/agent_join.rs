@@ -36,6 +36,8 @@ fn remote_agent_joins_with_the_node_token_and_a_wrong_token_gets_401() {
             "remote-1",
             "--kubelet-port",
             "0",
+            // No nftables rules in the test machine's own namespace.
+            "--disable-proxy",
             "--data-dir",
             agent_dir.path().to_str().unwrap(),
         ]

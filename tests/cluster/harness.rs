@@ -63,7 +63,15 @@ impl Server {
     /// constructors pass `--disable-agent`, so no real node joins); the agent's log port is
     /// picked freely and CrashLoopBackOff starts at 1 s.
     pub(crate) fn start_with_agent(args: &[&str]) -> Self {
-        let mut all = vec!["--kubelet-port", "0", "--crash-loop-backoff", "1"];
+        // The proxy would program the host's own nftables: networking tests run it in a
+        // namespace of their own.
+        let mut all = vec![
+            "--kubelet-port",
+            "0",
+            "--crash-loop-backoff",
+            "1",
+            "--disable-proxy",
+        ];
         all.extend_from_slice(args);
         let mut s = Self::build(tempfile::tempdir().unwrap(), "embedded", &all, true);
         s.agent = true;

@@ -752,6 +752,37 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
             None,
             vec![rule(&[""], &["endpoints", "services"], &["list", "watch"])],
         ),
+        // What the service proxy reads besides system:node-proxier's rights, to enforce
+        // NetworkPolicies (kube-router's rights in k3s).
+        role(
+            "keelson:network-policy",
+            None,
+            vec![
+                rule(&[""], &["pods", "namespaces"], &["list", "watch"]),
+                rule(
+                    &["networking.k8s.io"],
+                    &["networkpolicies"],
+                    &["list", "watch"],
+                ),
+            ],
+        ),
+        // The cluster DNS server's reader, as k3s's CoreDNS manifest grants it.
+        role(
+            "system:coredns",
+            None,
+            vec![
+                rule(
+                    &[""],
+                    &["endpoints", "services", "pods", "namespaces"],
+                    &["list", "watch"],
+                ),
+                rule(
+                    &["discovery.k8s.io"],
+                    &["endpointslices"],
+                    &["list", "watch"],
+                ),
+            ],
+        ),
     ];
     for (name, rules) in controller_roles() {
         roles.push(role(&format!("system:controller:{name}"), None, rules));
@@ -840,6 +871,16 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
             "system:kube-dns",
             "system:kube-dns",
             vec![subject("ServiceAccount", "kube-dns")],
+        ),
+        binding(
+            "keelson:network-policy",
+            "keelson:network-policy",
+            vec![subject("User", "system:kube-proxy")],
+        ),
+        binding(
+            "system:coredns",
+            "system:coredns",
+            vec![subject("ServiceAccount", "coredns")],
         ),
         binding("system:node", "system:node", vec![]),
     ];

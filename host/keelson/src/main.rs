@@ -19,9 +19,13 @@ pub(crate) struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the API server, store and controllers.
-    Server(commands::server::ServerCommand),
+    Server(Box<commands::server::ServerCommand>),
     /// Run a node agent (kubelet) that joins an API server.
     Agent(commands::agent::AgentCommand),
+    /// Run the service proxy (Services → nftables) against an API server.
+    Proxy(commands::proxy::ProxyCommand),
+    /// Run the cluster DNS server against an API server.
+    Dns(commands::dns::DnsCommand),
     /// Load WebAssembly images into the agent's local image store.
     Image(commands::image::ImageCommand),
     /// Run the built-in controllers against a server named by a kubeconfig.
@@ -59,6 +63,8 @@ fn main() -> anyhow::Result<()> {
         cli.command,
         Command::Server(_)
             | Command::Agent(_)
+            | Command::Proxy(_)
+            | Command::Dns(_)
             | Command::ControllerManager(_)
             | Command::Scheduler(_)
             | Command::Sim(_)
@@ -86,6 +92,8 @@ fn main() -> anyhow::Result<()> {
             Command::Server(c) => c.execute().await,
             Command::Agent(c) => c.execute().await,
             Command::Image(c) => c.execute().await,
+            Command::Proxy(c) => c.execute().await,
+            Command::Dns(c) => c.execute().await,
             Command::Bench(c) => c.execute().await,
             Command::ControllerManager(c) => c.execute().await,
             Command::Plugin(c) => c.execute().await,

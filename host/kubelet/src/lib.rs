@@ -20,6 +20,7 @@
 //! ```
 
 mod backoff;
+pub mod dns;
 mod env;
 mod events;
 mod host_info;
@@ -74,6 +75,11 @@ pub struct Config {
     pub lease_renew: Duration,
     /// Node status heartbeat period.
     pub status_interval: Duration,
+    /// The cluster DNS servers pods with `dnsPolicy: ClusterFirst` use (kubelet's
+    /// `--cluster-dns`); empty = the node's resolvers.
+    pub cluster_dns: Vec<std::net::IpAddr>,
+    /// The cluster domain (kubelet's `--cluster-domain`).
+    pub cluster_domain: String,
 }
 
 impl Config {
@@ -89,6 +95,8 @@ impl Config {
             backoff_max: Duration::from_secs(300),
             lease_renew: Duration::from_secs(10),
             status_interval: Duration::from_secs(60),
+            cluster_dns: Vec::new(),
+            cluster_domain: "cluster.local".into(),
         }
     }
 }

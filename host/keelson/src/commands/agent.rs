@@ -36,6 +36,37 @@ pub(crate) struct AgentOptions {
         help_heading = "Agent"
     )]
     crash_loop_backoff: f64,
+    /// Do not run the service proxy (the nftables table `ip keelson` for Services).
+    #[arg(long, env = "KEELSON_DISABLE_PROXY", help_heading = "Agent")]
+    disable_proxy: bool,
+    /// Do not enforce NetworkPolicies in the proxy's table.
+    #[arg(long, env = "KEELSON_DISABLE_NETWORK_POLICY", help_heading = "Agent")]
+    disable_network_policy: bool,
+    /// The pod network; the proxy masquerades traffic to ClusterIPs from outside it.
+    #[arg(
+        long,
+        env = "KEELSON_CLUSTER_CIDR",
+        default_value = "10.42.0.0/16",
+        help_heading = "Agent"
+    )]
+    cluster_cidr: String,
+    /// DNS servers of pods with `dnsPolicy: ClusterFirst` (repeatable; the `kube-dns`
+    /// Service's address).
+    #[arg(
+        long,
+        env = "KEELSON_CLUSTER_DNS",
+        default_value = "10.43.0.10",
+        help_heading = "Agent"
+    )]
+    cluster_dns: Vec<IpAddr>,
+    /// The cluster domain.
+    #[arg(
+        long,
+        env = "KEELSON_CLUSTER_DOMAIN",
+        default_value = "cluster.local",
+        help_heading = "Agent"
+    )]
+    pub(crate) cluster_domain: String,
 }
 
 impl AgentOptions {
@@ -44,6 +75,23 @@ impl AgentOptions {
         self.node_name
             .clone()
             .unwrap_or_else(keelson_kubelet::hostname)
+    }
+
+    /// The service proxy's view of this node, unless `--disable-proxy`.
+    pub(crate) fn proxy_node(&self) -> Option<keelson_proxy::Node> {
+        if self.disable_proxy {
+            return None;
+        }
+        let ips = match self.node_ip {
+            Some(IpAddr::V4(ip)) => vec![ip],
+            _ => Vec::new(),
+        };
+        Some(keelson_proxy::Node {
+            name: self.node_name(),
+            ips,
+            cluster_cidr: Some(self.cluster_cidr.clone()),
+            network_policy: !self.disable_network_policy,
+        })
     }
 
     /// The kubelet configuration; files under `agent_dir`, client CA `ca_pem`.
@@ -56,6 +104,8 @@ impl AgentOptions {
         config.node_ip = self.node_ip;
         config.port = self.kubelet_port;
         config.client_ca_pem = ca_pem;
+        config.cluster_dns = self.cluster_dns.clone();
+        config.cluster_domain = self.cluster_domain.clone();
         config.backoff_base = Duration::from_secs_f64(self.crash_loop_backoff.clamp(0.01, 300.0));
         config
     }
@@ -158,11 +208,24 @@ impl AgentCommand {
         )?;
         let agent = self.options.config(data_dir.join("agent"), ca_pem);
         tracing::info!(node = %agent.node_name, server = %config.cluster_url, "agent starting");
+        if let Some(node) = self.options.proxy_node() {
+            spawn_proxy(client.clone(), node);
+        }
         tokio::select! {
             r = keelson_kubelet::run(client, host, agent) => r.context("agent failed"),
             r = super::shutdown_signal() => r,
         }
     }
+}
+
+/// Runs the service proxy beside the agent; its failure is logged, the agent goes on.
+pub(crate) fn spawn_proxy(client: kube::Client, node: keelson_proxy::Node) {
+    tokio::spawn(async move {
+        tracing::info!(node = %node.name, "service proxy starting");
+        if let Err(e) = keelson_proxy::run(client, node, keelson_proxy::Nft::default()).await {
+            tracing::error!(error = %format!("{e:#}"), "service proxy stopped");
+        }
+    });
 }
 
 #[cfg(test)]

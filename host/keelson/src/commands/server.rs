@@ -132,6 +132,13 @@ pub(crate) struct ServerCommand {
     disable_agent: bool,
     #[command(flatten)]
     agent: super::agent::AgentOptions,
+    /// Run the cluster DNS server in this process, answering on this address (UDP and TCP;
+    /// e.g. the node's address, port 53); creates `kube-system/kube-dns` at 10.43.0.10 with
+    /// this address as its endpoint. Off by default.
+    #[arg(long, env = "KEELSON_CLUSTER_DNS_LISTEN", help_heading = "DNS")]
+    cluster_dns_listen: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    dns: super::dns::DnsOptions,
     #[command(flatten)]
     controllers: super::controller_manager::ControllerOptions,
     /// Print the bound ports as JSON on stdout once serving (for tests and scripts).
@@ -299,10 +306,37 @@ impl ServerCommand {
                 keelson_apiserver::router(running.api.clone()),
                 keelson_client::UserInfo::node(&agent.node_name),
             );
+            if let Some(node) = self.agent.proxy_node() {
+                let proxy = keelson_client::in_process(
+                    keelson_apiserver::router(running.api.clone()),
+                    keelson_client::UserInfo::new("system:kube-proxy", &["system:authenticated"]),
+                );
+                super::agent::spawn_proxy(proxy, node);
+            }
             let node = agent.node_name.clone();
             tokio::spawn(async move {
                 if let Err(e) = keelson_kubelet::run(client, plugin_host, agent).await {
                     tracing::error!(node = %node, error = %format!("{e:#}"), "node agent stopped");
+                }
+            });
+        }
+        if let Some(listen) = self.cluster_dns_listen {
+            let router = keelson_apiserver::router(running.api.clone());
+            // Creating the kube-dns Service and its slice is the server's own bootstrap.
+            let admin =
+                keelson_client::in_process(router.clone(), keelson_client::UserInfo::admin());
+            let reader = keelson_client::in_process(
+                router,
+                keelson_client::UserInfo::service_account("kube-system", "coredns"),
+            );
+            let node = self.agent.node_name();
+            let config = self.dns.config(listen, &self.agent.cluster_domain);
+            tokio::spawn(async move {
+                if let Err(e) = super::dns::publish(&admin, &node, listen).await {
+                    tracing::error!(error = %format!("{e:#}"), "publishing kube-dns");
+                }
+                if let Err(e) = keelson_dns::run(reader, config).await {
+                    tracing::error!(error = %format!("{e:#}"), "cluster DNS stopped");
                 }
             });
         }

@@ -78,11 +78,27 @@ impl Worker {
             Ok(env) => env,
             Err(e) => return self.wait(slot, "CreateContainerConfigError", e.to_string()),
         };
-        let volumes = self
-            .agent
-            .logs
-            .pod_dir(&self.ns, &self.name, &self.uid)
-            .join("volumes");
+        let pod_dir = self.agent.logs.pod_dir(&self.ns, &self.name, &self.uid);
+        // The pod's resolv.conf per dnsPolicy (a container runtime mounts it at
+        // /etc/resolv.conf; Wasm guests have no resolver to read it).
+        let config = &self.agent.config;
+        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let resolv = crate::dns::resolv_conf(
+            &self.pod,
+            &config.cluster_dns,
+            &config.cluster_domain,
+            &host,
+        );
+        if let Err(e) = std::fs::create_dir_all(&pod_dir)
+            .and_then(|()| std::fs::write(pod_dir.join("resolv.conf"), resolv))
+        {
+            return self.wait(
+                slot,
+                "CreateContainerConfigError",
+                format!("resolv.conf: {e}"),
+            );
+        }
+        let volumes = pod_dir.join("volumes");
         let mounts =
             match crate::volumes::mounts(&self.agent.client, &self.pod, &spec, &volumes).await {
                 Ok(m) => m,

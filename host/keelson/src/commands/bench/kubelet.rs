@@ -48,7 +48,7 @@ pub(crate) struct KubeletBench {
     dir: Option<PathBuf>,
 }
 
-fn rss_mib() -> f64 {
+pub(super) fn rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()

@@ -12,16 +12,21 @@
 //!
 //! `keelson bench kubelet` runs a node agent beside the server and times Wasm pods from create
 //! to Running, and the idle memory of server + agent ([`kubelet`]).
+//!
+//! `keelson bench proxy` times the service proxy's nftables syncs in a namespace of its own
+//! ([`proxy`]); `keelson bench dns` measures the cluster DNS server's answers/s ([`dns`]).
 
 mod admission;
 mod api;
 mod authz;
 mod backend;
 mod controllers;
+mod dns;
 mod http;
 mod kubelet;
 mod load;
 mod plugins;
+mod proxy;
 mod report;
 mod scheduler;
 mod watch;
@@ -55,6 +60,11 @@ enum BenchWhat {
     /// Authorization: the API load as an ordinary user under RBAC with ~200 bindings, against
     /// the same run under AlwaysAllow.
     Authz(authz::AuthzBench),
+    /// Service proxy: nftables sync time for N Services × M endpoints (full, and a
+    /// one-endpoint change as a diff vs as a full replacement), in a namespace of its own.
+    Proxy(proxy::ProxyBench),
+    /// Cluster DNS: answers/s and latency from the cache and from the zone, on one core.
+    Dns(dns::DnsBench),
 }
 
 impl BenchCommand {
@@ -66,6 +76,8 @@ impl BenchCommand {
             BenchWhat::Controllers(bench) => bench.execute().await,
             BenchWhat::Kubelet(bench) => bench.execute().await,
             BenchWhat::Authz(bench) => bench.execute().await,
+            BenchWhat::Proxy(bench) => bench.execute().await,
+            BenchWhat::Dns(bench) => bench.execute().await,
         }
     }
 }
