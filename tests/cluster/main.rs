@@ -7,6 +7,7 @@ mod api;
 mod at_rest;
 mod bad_input;
 mod certificates;
+mod containerd;
 mod controllers;
 mod crash;
 mod cronjob;

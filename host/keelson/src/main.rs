@@ -19,7 +19,7 @@ pub(crate) struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the API server, store and controllers.
-    Server(commands::server::ServerCommand),
+    Server(Box<commands::server::ServerCommand>),
     /// Run a node agent (kubelet) that joins an API server.
     Agent(commands::agent::AgentCommand),
     /// Load WebAssembly images into the agent's local image store.

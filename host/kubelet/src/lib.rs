@@ -4,8 +4,10 @@
 //! containers in order, then the containers, restarts them per `restartPolicy` with
 //! exponential back-off (CrashLoopBackOff), writes the pod status, and on deletion stops them
 //! within the grace period and deletes the object. Containers run on a [`runtime::Runtime`]
-//! chosen by the pod's RuntimeClass handler: today `wasmtime` (RuntimeClass `wasm`) runs WASI
-//! command components in-process on the shared plugin-host engine. Container output goes to
+//! chosen by the pod's RuntimeClass handler: `wasmtime` (RuntimeClass `wasm`) runs WASI
+//! command components in-process on the shared plugin-host engine; `runc` (pods without a
+//! RuntimeClass) runs OCI images on containerd, each pod in its own CNI network namespace.
+//! Container output goes to
 //! log files that the agent serves over HTTPS (`/containerLogs/{ns}/{pod}/{container}`) to the
 //! API server, which proxies `pods/log` to it.
 //!
@@ -74,6 +76,16 @@ pub struct Config {
     pub lease_renew: Duration,
     /// Node status heartbeat period.
     pub status_interval: Duration,
+    /// containerd's socket; `None` runs no containerd runtime (only Wasm pods).
+    pub containerd_socket: Option<PathBuf>,
+    /// containerd namespace of pod images and containers.
+    pub containerd_namespace: String,
+    /// The pod CIDR pod IPs come from; `None` runs containerd pods in the node's network.
+    pub pod_cidr: Option<String>,
+    /// Directory of the CNI plugins (`bridge`, `host-local`, `loopback`).
+    pub cni_bin_dir: PathBuf,
+    /// The Linux bridge pods attach to.
+    pub cni_bridge: String,
 }
 
 impl Config {
@@ -89,6 +101,11 @@ impl Config {
             backoff_max: Duration::from_secs(300),
             lease_renew: Duration::from_secs(10),
             status_interval: Duration::from_secs(60),
+            containerd_socket: Some("/run/containerd/containerd.sock".into()),
+            containerd_namespace: "k8s.io".into(),
+            pod_cidr: Some("10.42.0.0/24".into()),
+            cni_bin_dir: "/usr/lib/cni".into(),
+            cni_bridge: "keelson0".into(),
         }
     }
 }
@@ -124,6 +141,38 @@ pub enum Error {
     Tls(String),
 }
 
+/// The containerd runtime, when configured and reachable (else a warning: Wasm pods still run).
+async fn containerd_runtime(config: &Config) -> Option<runtime::containerd::Containerd> {
+    let socket = config.containerd_socket.clone()?;
+    let network = config
+        .pod_cidr
+        .clone()
+        .map(|pod_cidr| runtime::network::NetworkConfig {
+            cni_bin_dir: config.cni_bin_dir.clone(),
+            pod_cidr,
+            bridge: config.cni_bridge.clone(),
+            ipam_dir: config.data_dir.join("cni"),
+        });
+    let rc = runtime::containerd::ContainerdConfig {
+        socket: socket.clone(),
+        namespace: config.containerd_namespace.clone(),
+        snapshotter: "overlayfs".into(),
+        network,
+        state_dir: config.data_dir.join("containerd"),
+        node_name: config.node_name.clone(),
+    };
+    match runtime::containerd::Containerd::connect(rc).await {
+        Ok(c) => {
+            tracing::info!(socket = %socket.display(), "containerd runtime ready");
+            Some(c)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no containerd runtime: pods without a RuntimeClass will wait");
+            None
+        }
+    }
+}
+
 /// Registers the node and runs it until the returned future is dropped (or a part fails).
 pub async fn run(
     client: kube::Client,
@@ -136,10 +185,13 @@ pub async fn run(
     let port = listener.local_addr()?.port();
     let logs = Arc::new(logs::LogStore::new(config.data_dir.join("pods")));
     let images = images::ImageStore::new(config.data_dir.join("images"));
-    let runtimes = runtime::Runtimes::new(vec![Arc::new(runtime::wasm::WasmRuntime::new(
-        plugin_host,
-        images,
-    ))]);
+    let mut runtimes: Vec<Arc<dyn runtime::Runtime>> = vec![Arc::new(
+        runtime::wasm::WasmRuntime::new(plugin_host, images),
+    )];
+    if let Some(containerd) = containerd_runtime(&config).await {
+        runtimes.push(Arc::new(containerd));
+    }
+    let runtimes = runtime::Runtimes::new(runtimes);
     let tls = log_server::tls_config(&config)?;
     node::register(&client, &config, ip, port).await?;
     tracing::info!(node = %config.node_name, %ip, port, "node registered");

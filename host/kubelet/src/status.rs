@@ -165,6 +165,7 @@ pub(crate) fn pod_status(
     init: &[ContainerState],
     containers: &[ContainerState],
     host_ip: &str,
+    pod_ip: &str,
     start_time: &Timestamp,
     sandbox_ready: bool,
 ) -> Value {
@@ -248,7 +249,7 @@ pub(crate) fn pod_status(
         "phase": phase,
         "conditions": conditions,
         "hostIP": host_ip, "hostIPs": [{"ip": host_ip}],
-        "podIP": host_ip, "podIPs": [{"ip": host_ip}],
+        "podIP": pod_ip, "podIPs": [{"ip": pod_ip}],
         "startTime": time(start_time),
         "containerStatuses": containers.iter().map(container_status).collect::<Vec<_>>(),
     });
@@ -357,7 +358,15 @@ mod tests {
             reason: "CrashLoopBackOff".into(),
             message: Some("back-off 20s restarting failed container=c pod=p_default(u)".into()),
         };
-        let s = pod_status(&pod, &[], &[c], "10.0.0.1", &Timestamp::now(), true);
+        let s = pod_status(
+            &pod,
+            &[],
+            &[c],
+            "10.0.0.1",
+            "10.0.0.1",
+            &Timestamp::now(),
+            true,
+        );
         assert_eq!(s["phase"], "Running");
         let cs = &s["containerStatuses"][0];
         assert_eq!(cs["state"]["waiting"]["reason"], "CrashLoopBackOff");
@@ -395,6 +404,7 @@ mod tests {
             &pod,
             &[ended("i", 0)],
             &[ended("c", 0)],
+            "10.0.0.1",
             "10.0.0.1",
             &Timestamp::now(),
             true,

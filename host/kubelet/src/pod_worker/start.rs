@@ -112,10 +112,17 @@ impl Worker {
                 .and_then(|l| l.get(name))
                 .and_then(|q| keelson_apimachinery::quantity::parse(&q.0).ok())
         };
-        let container_id = format!("wasm://{}-{}-{restart}", self.uid, spec.name);
+        let id = format!("{}-{}-{restart}", self.uid, spec.name);
+        let container_id = format!("{}://{id}", runtime.scheme());
         let (command, args) = env::command_line(&spec, &env);
+        let pod_spec = self.pod.spec.as_ref();
         let config = ContainerConfig {
-            id: container_id.clone(),
+            id,
+            pod_uid: self.uid.clone(),
+            hostname: pod_spec
+                .and_then(|s| s.hostname.clone())
+                .unwrap_or_else(|| self.name.clone()),
+            host_network: pod_spec.and_then(|s| s.host_network).unwrap_or(false),
             image,
             command,
             args,

@@ -71,6 +71,10 @@ impl Runtime for WasmRuntime {
         "wasmtime"
     }
 
+    fn scheme(&self) -> &'static str {
+        "wasm"
+    }
+
     async fn prepare(&self, image: &str) -> Result<String, Error> {
         Ok(self.command(image).await?.1)
     }

@@ -1,0 +1,348 @@
+//! The containerd runtime against a real containerd that the test starts itself (own config,
+//! root, state and socket in a temp dir; CRI plugin off), with a busybox image built locally
+//! as an OCI tarball (busybox-static, a hand-written manifest) and imported with `ctr`, since
+//! nothing can be pulled. Pods without a RuntimeClass run there: exit codes and reasons,
+//! `kubectl logs` from the task's FIFOs, a pod IP from the CNI bridge that the test reaches
+//! over TCP, and deletion with SIGTERM then SIGKILL after the grace period. Needs root,
+//! `containerd`, `runc`, `ctr`, `busybox-static` and `containernetworking-plugins`
+//! (tools/test.sh installs them).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::harness::{eventually, Server};
+use crate::kubelet::{apply, jsonpath, kubectl, wait_for};
+
+/// A containerd of the test's own.
+pub(crate) struct LocalContainerd {
+    pub(crate) dir: tempfile::TempDir,
+    child: Child,
+    /// The CNI bridge of the agent using it, deleted at the end.
+    bridge: Option<String>,
+}
+
+impl LocalContainerd {
+    pub(crate) fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let config = format!(
+            "version = 2\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n\
+             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+             [grpc]\n  address = \"{0}/containerd.sock\"\n\
+             [ttrpc]\n  address = \"{0}/containerd.sock.ttrpc\"\n",
+            root.display()
+        );
+        std::fs::write(root.join("config.toml"), config).unwrap();
+        let log = std::fs::File::create(root.join("containerd.log")).unwrap();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(root.join("config.toml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("containerd is not installed (tools/test.sh installs it)");
+        let c = LocalContainerd {
+            dir,
+            child,
+            bridge: None,
+        };
+        assert!(
+            eventually(Duration::from_secs(20), || c.socket().exists()),
+            "containerd did not start: {}",
+            c.log()
+        );
+        c
+    }
+
+    pub(crate) fn socket(&self) -> PathBuf {
+        self.dir.path().join("containerd.sock")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
+    }
+
+    /// `ctr -n k8s.io images import FILE`.
+    pub(crate) fn import(&self, tar: &Path) {
+        let out = Command::new("ctr")
+            .arg("-a")
+            .arg(self.socket())
+            .args(["-n", "k8s.io", "images", "import"])
+            .arg(tar)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ctr import: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for LocalContainerd {
+    fn drop(&mut self) {
+        // Tasks left behind (a failed test) would keep the overlay mounts busy.
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "for c in $(ctr -a {0} -n k8s.io tasks ls -q); do ctr -a {0} -n k8s.io tasks kill -s SIGKILL $c; done",
+                self.socket().display()
+            ))
+            .output();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(bridge) = &self.bridge {
+            let _ = Command::new("ip").args(["link", "del", bridge]).output();
+        }
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "grep ' {}/' /proc/mounts | cut -d' ' -f2 | xargs -r umount -l",
+                self.dir.path().display()
+            ))
+            .output();
+    }
+}
+
+fn blob(dir: &Path, bytes: &[u8]) -> (String, usize) {
+    let digest = format!("{:x}", Sha256::digest(bytes));
+    std::fs::write(dir.join("blobs/sha256").join(&digest), bytes).unwrap();
+    (format!("sha256:{digest}"), bytes.len())
+}
+
+/// An OCI image tarball named `name` with busybox-static as `/bin/busybox` and its applets.
+pub(crate) fn busybox_image(dir: &Path, name: &str) -> PathBuf {
+    let rootfs = dir.join("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    for d in ["tmp", "etc", "proc", "sys", "dev", "www"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    std::fs::copy("/usr/bin/busybox", rootfs.join("bin/busybox"))
+        .expect("/usr/bin/busybox (apt busybox-static)");
+    for applet in [
+        "sh", "echo", "cat", "sleep", "ls", "hostname", "ip", "httpd", "true", "false", "env",
+        "wc", "nc",
+    ] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+    }
+    std::fs::write(
+        rootfs.join("www/index.html"),
+        "hello over the pod network\n",
+    )
+    .unwrap();
+    let layer = dir.join("layer.tar");
+    let out = Command::new("tar")
+        .args(["--sort=name", "--owner=0", "--group=0", "--mtime=@0", "-C"])
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&layer)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tar: {out:?}");
+    let oci = dir.join("oci");
+    std::fs::create_dir_all(oci.join("blobs/sha256")).unwrap();
+    let (layer_digest, layer_size) = blob(&oci, &std::fs::read(&layer).unwrap());
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"], "WorkingDir": "/"},
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+    });
+    let (config_digest, config_size) = blob(&oci, config.to_string().as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest, "size": config_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": layer_digest, "size": layer_size}],
+    });
+    let (manifest_digest, manifest_size) = blob(&oci, manifest.to_string().as_bytes());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "digest": manifest_digest, "size": manifest_size,
+                       "annotations": {"org.opencontainers.image.ref.name": name}}],
+    });
+    std::fs::write(oci.join("index.json"), index.to_string()).unwrap();
+    std::fs::write(oci.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let tar = dir.join("image.tar");
+    let out = Command::new("tar")
+        .arg("-C")
+        .arg(&oci)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tar: {out:?}");
+    tar
+}
+
+/// A containerd with `busybox:test` imported and a server whose agent uses it, with pod
+/// CIDR `10.88.<n>.0/24` on its own bridge.
+pub(crate) fn containerd_cluster(n: u8) -> (LocalContainerd, Server) {
+    let mut containerd = LocalContainerd::start();
+    let image = busybox_image(containerd.dir.path(), "docker.io/library/busybox:test");
+    containerd.import(&image);
+    let socket = containerd.socket().display().to_string();
+    let cidr = format!("10.88.{n}.0/24");
+    let bridge = format!("kt{n}-{}", std::process::id() % 10_000);
+    containerd.bridge = Some(bridge.clone());
+    let server = Server::start_with_agent(&[
+        "--containerd",
+        &socket,
+        "--pod-cidr",
+        &cidr,
+        "--cni-bridge",
+        &bridge,
+    ]);
+    (containerd, server)
+}
+
+fn http_get(ip: &str, port: u16) -> String {
+    let mut s = std::net::TcpStream::connect_timeout(
+        &format!("{ip}:{port}").parse().unwrap(),
+        Duration::from_secs(3),
+    )
+    .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+#[test]
+#[ignore = "needs containerd, runc, CNI plugins and root (tools/test.sh installs them)"]
+fn containerd_pods_run_with_logs_exit_codes_pod_ips_and_graceful_stop() {
+    let (_containerd, server) = containerd_cluster(1);
+    apply(
+        &server,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: fails}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: busybox:test
+    imagePullPolicy: Never
+    command: ["sh", "-c", "echo hello from $(hostname) as $GREETING; echo oops >&2; exit 3"]
+    env: [{name: GREETING, value: pod-env}]
+    resources: {limits: {memory: 64Mi, cpu: 500m}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: succeeds}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: main, image: busybox:test, imagePullPolicy: Never, args: ["sh", "-c", "exit 0"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  terminationGracePeriodSeconds: 30
+  containers:
+  - name: httpd
+    image: busybox:test
+    imagePullPolicy: Never
+    command: ["sh", "-c", "trap 'echo got TERM; exit 0' TERM; httpd -f -p 8080 -h /www & wait"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: stubborn}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - {name: main, image: busybox:test, imagePullPolicy: Never,
+     command: ["sh", "-c", "trap '' TERM; while true; do sleep 1; done"]}
+"#,
+    );
+    let t = Duration::from_secs(60);
+    wait_for(&server, "fails", "{.status.phase}", "Failed", t);
+    let term = "{.status.containerStatuses[0].state.terminated}";
+    let got = jsonpath(&server, "fails", term);
+    let got: serde_json::Value = serde_json::from_str(&got).unwrap();
+    assert_eq!(got["exitCode"], 3, "{got}");
+    assert_eq!(got["reason"], "Error", "{got}");
+    assert!(
+        got["containerID"]
+            .as_str()
+            .unwrap()
+            .starts_with("containerd://"),
+        "{got}"
+    );
+    let image_id = jsonpath(&server, "fails", "{.status.containerStatuses[0].imageID}");
+    assert!(
+        image_id.starts_with("docker.io/library/busybox@sha256:"),
+        "{image_id}"
+    );
+    let logs = kubectl(&server, &["logs", "fails"]);
+    assert!(logs.contains("hello from fails as pod-env"), "{logs}");
+    assert!(logs.contains("oops"), "{logs}");
+    let ip = jsonpath(&server, "fails", "{.status.podIP}");
+    assert!(ip.starts_with("10.88.1."), "pod IP {ip:?}");
+
+    wait_for(&server, "succeeds", "{.status.phase}", "Succeeded", t);
+    let reason = jsonpath(
+        &server,
+        "succeeds",
+        "{.status.containerStatuses[0].state.terminated.reason}",
+    );
+    assert_eq!(reason, "Completed");
+
+    wait_for(&server, "web", "{.status.phase}", "Running", t);
+    let web_ip = jsonpath(&server, "web", "{.status.podIP}");
+    assert!(web_ip.starts_with("10.88.1.") && web_ip != ip, "{web_ip}");
+    let mut page = String::new();
+    let reached = eventually(Duration::from_secs(20), || {
+        page = std::panic::catch_unwind(|| http_get(&web_ip, 8080)).unwrap_or_default();
+        page.contains("hello over the pod network")
+    });
+    assert!(reached, "GET http://{web_ip}:8080/ gave {page:?}");
+
+    // SIGTERM is handled at once; a container ignoring it is killed after its 2 s grace.
+    wait_for(&server, "stubborn", "{.status.phase}", "Running", t);
+    let started = Instant::now();
+    kubectl(&server, &["delete", "pod", "web", "--wait=true"]);
+    let web_took = started.elapsed();
+    assert!(web_took < Duration::from_secs(15), "web took {web_took:?}");
+    let started = Instant::now();
+    kubectl(&server, &["delete", "pod", "stubborn", "--wait=true"]);
+    let stubborn_took = started.elapsed();
+    assert!(
+        stubborn_took >= Duration::from_secs(2) && stubborn_took < Duration::from_secs(20),
+        "stubborn took {stubborn_took:?}"
+    );
+    // Deleting the finished pods releases their network namespaces too.
+    let uids = kubectl(
+        &server,
+        &["get", "pods", "-o", "jsonpath={.items[*].metadata.uid}"],
+    );
+    kubectl(&server, &["delete", "pods", "--all", "--wait=true"]);
+    for uid in uids.split_whitespace() {
+        let netns = PathBuf::from(format!("/var/run/netns/keelson-{uid}"));
+        assert!(
+            eventually(Duration::from_secs(5), || !netns.exists()),
+            "{} is left",
+            netns.display()
+        );
+    }
+    // Nothing is left running in containerd.
+    let tasks = Command::new("ctr")
+        .arg("-a")
+        .arg(_containerd.socket())
+        .args(["-n", "k8s.io", "tasks", "ls", "-q"])
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    let left = String::from_utf8_lossy(&tasks.stdout).trim().to_string();
+    assert_eq!(left, "", "tasks left in containerd");
+}
