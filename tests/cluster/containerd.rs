@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::harness::{eventually, Server};
+use crate::harness::{eventually, Server, KUBECTL_133};
 use crate::kubelet::{apply, jsonpath, kubectl, wait_for};
 
 /// A containerd of the test's own.
@@ -308,6 +308,45 @@ spec:
     });
     assert!(reached, "GET http://{web_ip}:8080/ gave {page:?}");
 
+    // kubectl exec over WebSocket (v5.channel.k8s.io), through the API server to the agent.
+    let out = server.kubectl(KUBECTL_133, &["exec", "web", "--", "echo", "hi"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+    let out = server.kubectl(
+        KUBECTL_133,
+        &[
+            "exec",
+            "web",
+            "-c",
+            "httpd",
+            "--",
+            "sh",
+            "-c",
+            "echo to-err >&2; exit 3",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("to-err"),
+        "{out:?}"
+    );
+    let out = server.kubectl_stdin(
+        KUBECTL_133,
+        &["exec", "-i", "web", "--", "sh", "-c", "cat; echo done"],
+        "line one\nline two\n",
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "line one\nline two\ndone\n"
+    );
+    let out = server.kubectl(KUBECTL_133, &["exec", "web", "--", "no-such-binary"]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no-such-binary"),
+        "{out:?}"
+    );
+
     // SIGTERM is handled at once; a container ignoring it is killed after its 2 s grace.
     wait_for(&server, "stubborn", "{.status.phase}", "Running", t);
     let started = Instant::now();
@@ -345,4 +384,138 @@ spec:
         .unwrap();
     let left = String::from_utf8_lossy(&tasks.stdout).trim().to_string();
     assert_eq!(left, "", "tasks left in containerd");
+}
+
+#[test]
+#[ignore = "needs containerd, runc, CNI plugins and root (tools/test.sh installs them)"]
+fn probes_gate_readiness_and_restart_on_liveness_failure_with_kubelet_events() {
+    let (_containerd, server) = containerd_cluster(2);
+    apply(
+        &server,
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: probed}
+spec:
+  selector: {app: probed}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: healthy-then-not, labels: {app: probed}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: busybox:test
+    imagePullPolicy: Never
+    command: ["sh", "-c", "touch /tmp/healthy; httpd -f -p 8080 -h /www & sleep 6; rm /tmp/healthy; wait"]
+    startupProbe: {tcpSocket: {port: 8080}, periodSeconds: 1, failureThreshold: 10}
+    readinessProbe: {httpGet: {path: /index.html, port: 8080}, periodSeconds: 1}
+    livenessProbe: {exec: {command: [cat, /tmp/healthy]}, periodSeconds: 1, failureThreshold: 2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: never-ready, labels: {app: probed}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox:test
+    imagePullPolicy: Never
+    command: ["sh", "-c", "sleep 3600"]
+    readinessProbe: {tcpSocket: {port: 9999}, periodSeconds: 1}
+"#,
+    );
+    let t = Duration::from_secs(60);
+    wait_for(
+        &server,
+        "healthy-then-not",
+        "{.status.containerStatuses[0].ready}",
+        "true",
+        t,
+    );
+    let ready_ip = jsonpath(&server, "healthy-then-not", "{.status.podIP}");
+    wait_for(
+        &server,
+        "never-ready",
+        "{.status.containerStatuses[0].started}",
+        "true",
+        t,
+    );
+    let cond = "{.status.conditions[?(@.type==\"Ready\")].status}";
+    assert_eq!(jsonpath(&server, "healthy-then-not", cond), "True");
+    assert_eq!(jsonpath(&server, "never-ready", cond), "False");
+    assert_eq!(
+        jsonpath(
+            &server,
+            "never-ready",
+            "{.status.containerStatuses[0].ready}"
+        ),
+        "false"
+    );
+    let unready_ip = jsonpath(&server, "never-ready", "{.status.podIP}");
+    // Readiness feeds the Service's Endpoints.
+    let mut eps = String::new();
+    let split = eventually(t, || {
+        eps = kubectl(&server, &["get", "endpoints", "probed", "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&eps).unwrap();
+        let ips = |field: &str| -> Vec<String> {
+            v["subsets"][0][field]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|x| x["ip"].as_str().unwrap_or_default().to_string())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        ips("addresses") == [ready_ip.clone()] && ips("notReadyAddresses") == [unready_ip.clone()]
+    });
+    assert!(split, "endpoints: {eps}");
+    // The liveness probe fails once /tmp/healthy is gone: killed and restarted.
+    wait_for(
+        &server,
+        "healthy-then-not",
+        "{.status.containerStatuses[0].restartCount}",
+        "1",
+        t,
+    );
+    let events = kubectl(
+        &server,
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=healthy-then-not",
+            "-o",
+            "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
+        ],
+    );
+    assert!(
+        events.contains(
+            "Unhealthy: Liveness probe failed: cat: can't open '/tmp/healthy': No such file or directory"
+        ),
+        "{events}"
+    );
+    assert!(
+        events.contains("Killing: Container web failed liveness probe, will be restarted"),
+        "{events}"
+    );
+    let events = kubectl(
+        &server,
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=never-ready",
+            "-o",
+            "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
+        ],
+    );
+    let refused = format!(
+        "Unhealthy: Readiness probe failed: dial tcp {unready_ip}:9999: connect: connection refused"
+    );
+    assert!(events.contains(&refused), "{events}");
+    kubectl(&server, &["delete", "pods", "--all", "--wait=true"]);
 }

@@ -24,6 +24,7 @@
 mod backoff;
 mod env;
 mod events;
+mod exec_server;
 mod host_info;
 pub mod images;
 mod log_server;
@@ -31,6 +32,7 @@ mod logs;
 mod node;
 mod pod_worker;
 mod pods;
+mod probe;
 pub mod runtime;
 mod status;
 mod volumes;
@@ -136,6 +138,9 @@ pub enum Error {
     /// A container refers to something (ConfigMap, Secret, field) that cannot be resolved.
     #[error("{0}")]
     Config(String),
+    /// The runtime cannot do what was asked (e.g. exec in a Wasm container).
+    #[error("{0}")]
+    Unsupported(String),
     /// The TLS setup of the log endpoint failed.
     #[error("tls: {0}")]
     Tls(String),
@@ -202,10 +207,11 @@ pub async fn run(
         logs: logs.clone(),
         runtimes,
         handlers: Default::default(),
+        running: Default::default(),
     });
     tokio::select! {
         r = node::heartbeat(client.clone(), config.clone(), ip, port) => r,
-        r = pods::run(ctx) => r,
-        r = log_server::serve(listener, tls, logs) => r,
+        r = pods::run(ctx.clone()) => r,
+        r = log_server::serve(listener, tls, ctx.clone()) => r,
     }
 }

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 mod adopt;
+mod probing;
 mod start;
 mod terminate;
 
@@ -38,6 +39,8 @@ struct Handle {
     stop: Option<oneshot::Sender<Stop>>,
     run: u64,
     started: Instant,
+    /// The run's prober task, if it has probes.
+    prober: Option<tokio::task::AbortHandle>,
 }
 
 /// How to stop a container: sleep `pre_stop` (a `preStop.sleep` hook), then stop by `deadline`.
@@ -69,6 +72,7 @@ struct Worker {
     due: HashMap<Slot, Instant>,
     backoff: Backoff,
     exits_tx: mpsc::UnboundedSender<Exit>,
+    probes_tx: mpsc::UnboundedSender<probing::ProbeEvent>,
     next_run: u64,
     runtime: Option<Result<Arc<dyn Runtime>, String>>,
     /// The pod's sandbox exists; its IP when it has its own network.
@@ -95,7 +99,8 @@ fn spec_of(pod: &Pod) -> (Vec<Container>, Vec<Container>) {
 /// is gone from the API).
 pub(crate) async fn run(agent: Arc<Agent>, pod: Pod, mut updates: watch::Receiver<Option<Pod>>) {
     let (exits_tx, mut exits) = mpsc::unbounded_channel();
-    let mut w = Worker::new(agent, pod, exits_tx);
+    let (probes_tx, mut probes) = mpsc::unbounded_channel();
+    let mut w = Worker::new(agent, pod, exits_tx, probes_tx);
     let key = format!("{}/{}", w.ns, w.name);
     loop {
         let span = tracing::info_span!("sync_pod", pod = %key, uid = %w.uid);
@@ -112,13 +117,19 @@ pub(crate) async fn run(agent: Arc<Agent>, pod: Pod, mut updates: watch::Receive
                 }
             }
             Some(exit) = exits.recv() => w.on_exit(exit),
+            Some(event) = probes.recv() => w.on_probe(event),
             _ = tokio::time::sleep_until(wake) => {}
         }
     }
 }
 
 impl Worker {
-    fn new(agent: Arc<Agent>, pod: Pod, exits_tx: mpsc::UnboundedSender<Exit>) -> Self {
+    fn new(
+        agent: Arc<Agent>,
+        pod: Pod,
+        exits_tx: mpsc::UnboundedSender<Exit>,
+        probes_tx: mpsc::UnboundedSender<probing::ProbeEvent>,
+    ) -> Self {
         let (init_spec, spec) = spec_of(&pod);
         let status = pod.status.as_ref();
         let mut runs = HashMap::new();
@@ -204,6 +215,7 @@ impl Worker {
             handles: HashMap::new(),
             due: HashMap::new(),
             exits_tx,
+            probes_tx,
             next_run: 0,
             runtime: None,
             sandbox: None,
@@ -447,6 +459,9 @@ impl Worker {
             return;
         }
         let ran = handle.started.elapsed();
+        if let Some(prober) = &handle.prober {
+            prober.abort();
+        }
         self.handles.remove(&exit.slot);
         let term = Terminated {
             exit: exit.exited,

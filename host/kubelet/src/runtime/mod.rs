@@ -88,6 +88,16 @@ pub trait Container: Send {
     async fn stop(&mut self, grace: Duration) -> Exited;
 }
 
+/// A command to run inside a running container (`kubectl exec`, exec probes).
+pub struct ExecRequest {
+    /// The command line.
+    pub command: Vec<String>,
+    /// The process' stdin, chunk by chunk (closed when the sender is dropped); `None`: none.
+    pub stdin: Option<tokio::sync::mpsc::Receiver<bytes::Bytes>>,
+    /// Where its stdout and stderr go.
+    pub output: Arc<dyn OutputSink>,
+}
+
 /// The pod a sandbox is made for.
 #[derive(Debug, Clone)]
 pub struct PodSandbox {
@@ -110,6 +120,13 @@ pub trait Runtime: Send + Sync {
     }
     /// Removes the pod's sandbox (after its containers stopped).
     async fn remove_sandbox(&self, _pod: &PodSandbox) {}
+    /// Runs a command in the running container `container_id` and returns its exit code.
+    async fn exec(&self, _container_id: &str, _request: ExecRequest) -> Result<i32, Error> {
+        Err(Error::Unsupported(format!(
+            "the {} runtime cannot run commands in a container",
+            self.handler()
+        )))
+    }
     /// Makes `image` ready to run (resolve, compile) and returns its image id.
     async fn prepare(&self, image: &str) -> Result<String, Error>;
     /// Starts a container.

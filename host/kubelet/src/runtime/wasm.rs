@@ -13,7 +13,7 @@ use std::time::Duration;
 use keelson_plugin_host::{Command, CommandRun, Exit, PluginHost};
 use tokio::task::JoinHandle;
 
-use super::{Container, ContainerConfig, Exited, Runtime};
+use super::{Container, ContainerConfig, ExecRequest, Exited, Runtime};
 use crate::images::ImageStore;
 use crate::Error;
 
@@ -73,6 +73,12 @@ impl Runtime for WasmRuntime {
 
     fn scheme(&self) -> &'static str {
         "wasm"
+    }
+
+    async fn exec(&self, _container_id: &str, _request: ExecRequest) -> Result<i32, Error> {
+        Err(Error::Unsupported(
+            "a Wasm container is one WASI command with no processes to exec into".into(),
+        ))
     }
 
     async fn prepare(&self, image: &str) -> Result<String, Error> {

@@ -14,6 +14,8 @@ use crate::runtime::{OutputSink, Stream};
 /// The FIFOs of one container run and the threads reading them.
 pub(crate) struct Fifos {
     pub(crate) dir: PathBuf,
+    /// The stdin FIFO, when the process gets one.
+    pub(crate) stdin: Option<PathBuf>,
     pub(crate) stdout: PathBuf,
     pub(crate) stderr: PathBuf,
     done: Vec<oneshot::Receiver<()>>,
@@ -32,8 +34,25 @@ fn mkfifo(path: &Path) -> std::io::Result<()> {
 impl Fifos {
     /// Makes the FIFOs in `dir` and starts reading them into `sink`.
     pub(crate) fn open(dir: PathBuf, sink: Arc<dyn OutputSink>) -> std::io::Result<Self> {
+        Self::open_with_stdin(dir, sink, false)
+    }
+
+    /// Like [`Fifos::open`], with a stdin FIFO too when `stdin`.
+    pub(crate) fn open_with_stdin(
+        dir: PathBuf,
+        sink: Arc<dyn OutputSink>,
+        stdin: bool,
+    ) -> std::io::Result<Self> {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
+        let stdin = match stdin {
+            true => {
+                let path = dir.join("stdin");
+                mkfifo(&path)?;
+                Some(path)
+            }
+            false => None,
+        };
         let stdout = dir.join("stdout");
         let stderr = dir.join("stderr");
         mkfifo(&stdout)?;
@@ -60,6 +79,7 @@ impl Fifos {
         }
         Ok(Fifos {
             dir,
+            stdin,
             stdout,
             stderr,
             done,

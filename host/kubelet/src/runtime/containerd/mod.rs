@@ -8,6 +8,7 @@
 //! Containers left by an earlier agent are removed at start (their pods restart them per
 //! `restartPolicy`, as for Wasm pods).
 
+mod exec;
 mod image;
 mod io;
 mod spec;
@@ -32,7 +33,7 @@ use tonic::transport::Channel;
 pub(crate) use image::rpc;
 
 use super::network::{netns_path, NetworkConfig};
-use super::{Container, ContainerConfig, Exited, PodSandbox, Runtime};
+use super::{Container, ContainerConfig, ExecRequest, Exited, PodSandbox, Runtime};
 use crate::Error;
 
 /// Label marking the containers an agent made, with its node name.
@@ -326,6 +327,10 @@ impl Runtime for Containerd {
         if let (Some(net), false) = (&self.config.network, pod.host_network) {
             net.teardown(&pod.uid).await;
         }
+    }
+
+    async fn exec(&self, container_id: &str, request: ExecRequest) -> Result<i32, Error> {
+        self.exec_in(container_id, request).await
     }
 
     async fn start(&self, config: ContainerConfig) -> Result<Box<dyn Container>, Error> {
