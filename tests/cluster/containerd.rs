@@ -257,6 +257,15 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: busy}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: spin, image: busybox:test, imagePullPolicy: Never,
+     command: ["sh", "-c", "while true; do :; done"], resources: {limits: {cpu: 300m}}}
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: stubborn}
 spec:
   terminationGracePeriodSeconds: 2
@@ -344,6 +353,59 @@ spec:
     assert!(!out.status.success(), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("no-such-binary"),
+        "{out:?}"
+    );
+
+    // kubectl top: metrics.k8s.io from the agent's cgroup readings. The busy loop is capped
+    // at 300m by its CPU quota.
+    wait_for(&server, "busy", "{.status.phase}", "Running", t);
+    let node = kubectl(
+        &server,
+        &["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"],
+    );
+    let mut top = String::new();
+    let shown = eventually(Duration::from_secs(30), || {
+        let out = server.kubectl(KUBECTL_133, &["top", "node"]);
+        top = String::from_utf8_lossy(&out.stdout).into_owned();
+        out.status.success() && top.contains(&node)
+    });
+    assert!(shown, "kubectl top node: {top}");
+    let millis = |text: &str, name: &str| -> u64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_default();
+        let cpu = line.split_whitespace().nth(1).unwrap_or_default();
+        cpu.trim_end_matches('m').parse().unwrap_or(0)
+    };
+    assert!(millis(&top, &node) > 0, "{top}");
+    let mut busy = 0;
+    let spinning = eventually(Duration::from_secs(30), || {
+        let out = server.kubectl(KUBECTL_133, &["top", "pod"]);
+        top = String::from_utf8_lossy(&out.stdout).into_owned();
+        busy = millis(&top, "busy");
+        (150..=400).contains(&busy)
+    });
+    assert!(spinning, "kubectl top pod (busy at {busy}m): {top}");
+    // busybox's few hundred KiB print as 0Mi: read the object for the exact memory.
+    let raw = kubectl(
+        &server,
+        &[
+            "get",
+            "--raw",
+            "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/web",
+        ],
+    );
+    let metrics: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(metrics["kind"], "PodMetrics", "{raw}");
+    let memory = metrics["containers"][0]["usage"]["memory"]
+        .as_str()
+        .unwrap();
+    let kib: u64 = memory.trim_end_matches("Ki").parse().unwrap();
+    assert!(kib > 0 && kib < 64 * 1024, "{raw}");
+    let out = server.kubectl(KUBECTL_133, &["top", "pod", "busy", "--containers"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("spin"),
         "{out:?}"
     );
 

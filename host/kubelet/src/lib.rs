@@ -34,6 +34,7 @@ mod pod_worker;
 mod pods;
 mod probe;
 pub mod runtime;
+mod stats;
 mod status;
 mod volumes;
 
@@ -208,6 +209,7 @@ pub async fn run(
         runtimes,
         handlers: Default::default(),
         running: Default::default(),
+        cpu_readings: Default::default(),
     });
     tokio::select! {
         r = node::heartbeat(client.clone(), config.clone(), ip, port) => r,

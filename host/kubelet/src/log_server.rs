@@ -2,7 +2,7 @@
 //! `pods/log` proxies to: `GET /containerLogs/{namespace}/{pod}/{container}` with the kubelet's
 //! query parameters (`follow`, `previous`, `tailLines`, `sinceSeconds`, `sinceTime`,
 //! `timestamps`, `limitBytes`), and `/exec/{namespace}/{pod}/{container}` (WebSocket, see
-//! [`crate::exec_server`]). It serves a self-signed certificate made on first start (as the
+//! [`crate::exec_server`]) and `/stats/summary` ([`crate::stats`]). It serves a self-signed certificate made on first start (as the
 //! kubelet does) and only answers clients presenting a certificate signed by the cluster CA,
 //! which only the API server holds; agents themselves authenticate with tokens.
 
@@ -290,6 +290,13 @@ pub(crate) async fn serve(
         .route(
             "/exec/{ns}/{pod}/{container}",
             axum::routing::get(crate::exec_server::exec).post(crate::exec_server::exec),
+        )
+        .route(
+            "/stats/summary",
+            axum::routing::get(|State(agent): State<Arc<crate::pods::Agent>>| async move {
+                let body = crate::stats::summary(&agent).await.to_string();
+                ([(http::header::CONTENT_TYPE, "application/json")], body)
+            }),
         )
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .with_state(agent);

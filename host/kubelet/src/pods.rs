@@ -36,6 +36,8 @@ pub(crate) struct Agent {
     /// The running containers (what `exec` reaches): runtime and container id by
     /// (namespace, pod, container).
     pub(crate) running: std::sync::Mutex<HashMap<ContainerKey, RunningContainer>>,
+    /// Previous CPU readings, for `/stats/summary` rates.
+    pub(crate) cpu_readings: crate::stats::CpuReadings,
 }
 
 impl Agent {
