@@ -85,13 +85,21 @@ impl LocalContainerd {
 
 impl Drop for LocalContainerd {
     fn drop(&mut self) {
-        // Tasks left behind (a failed test) would keep the overlay mounts busy.
+        // What a failed test leaves: tasks (their shims outlive containerd unless the tasks are
+        // deleted), pod network namespaces, overlay mounts, the bridge.
+        let script = r#"
+ctr="ctr -a $1 -n k8s.io"
+for t in $($ctr tasks ls -q); do $ctr tasks kill -a -s SIGKILL $t; done
+sleep 0.5
+for t in $($ctr tasks ls -q); do $ctr tasks delete -f $t; done
+for c in $($ctr containers ls -q); do
+  uid=$($ctr containers info $c | grep -o '"keelson.dev/pod-uid": "[^"]*"' | cut -d'"' -f4)
+  [ -n "$uid" ] && umount /var/run/netns/keelson-$uid 2>/dev/null; rm -f /var/run/netns/keelson-$uid
+done
+"#;
         let _ = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "for c in $(ctr -a {0} -n k8s.io tasks ls -q); do ctr -a {0} -n k8s.io tasks kill -s SIGKILL $c; done",
-                self.socket().display()
-            ))
+            .args(["-c", script, "sh"])
+            .arg(self.socket())
             .output();
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -201,6 +209,23 @@ pub(crate) fn containerd_cluster(n: u8) -> (LocalContainerd, Server) {
         &bridge,
     ]);
     (containerd, server)
+}
+
+/// Deletes every pod and checks that their network namespaces are gone.
+fn delete_all_pods(server: &Server) {
+    let uids = kubectl(
+        server,
+        &["get", "pods", "-o", "jsonpath={.items[*].metadata.uid}"],
+    );
+    kubectl(server, &["delete", "pods", "--all", "--wait=true"]);
+    for uid in uids.split_whitespace() {
+        let netns = PathBuf::from(format!("/var/run/netns/keelson-{uid}"));
+        assert!(
+            eventually(Duration::from_secs(10), || !netns.exists()),
+            "{} is left",
+            netns.display()
+        );
+    }
 }
 
 fn http_get(ip: &str, port: u16) -> String {
@@ -423,19 +448,7 @@ spec:
         "stubborn took {stubborn_took:?}"
     );
     // Deleting the finished pods releases their network namespaces too.
-    let uids = kubectl(
-        &server,
-        &["get", "pods", "-o", "jsonpath={.items[*].metadata.uid}"],
-    );
-    kubectl(&server, &["delete", "pods", "--all", "--wait=true"]);
-    for uid in uids.split_whitespace() {
-        let netns = PathBuf::from(format!("/var/run/netns/keelson-{uid}"));
-        assert!(
-            eventually(Duration::from_secs(5), || !netns.exists()),
-            "{} is left",
-            netns.display()
-        );
-    }
+    delete_all_pods(&server);
     // Nothing is left running in containerd.
     let tasks = Command::new("ctr")
         .arg("-a")
@@ -579,5 +592,5 @@ spec:
         "Unhealthy: Readiness probe failed: dial tcp {unready_ip}:9999: connect: connection refused"
     );
     assert!(events.contains(&refused), "{events}");
-    kubectl(&server, &["delete", "pods", "--all", "--wait=true"]);
+    delete_all_pods(&server);
 }

@@ -79,6 +79,9 @@ impl Worker {
             return false;
         }
         self.write_status().await;
+        // The sandbox (network namespace, address) goes before the object, so a client that
+        // saw the pod go finds nothing of it left on the node.
+        self.remove_sandbox().await;
         let api: Api<Pod> = Api::namespaced(self.agent.client.clone(), &self.ns);
         let dp = DeleteParams {
             grace_period_seconds: Some(0),
@@ -98,7 +101,6 @@ impl Worker {
             }
         }
         tracing::info!("pod deleted");
-        self.remove_sandbox().await;
         self.agent.logs.remove_pod(&self.ns, &self.name, &self.uid);
         true
     }

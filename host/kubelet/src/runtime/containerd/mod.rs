@@ -327,6 +327,16 @@ impl Runtime for Containerd {
         if let (Some(net), false) = (&self.config.network, pod.host_network) {
             net.teardown(&pod.uid).await;
         }
+        // runc removes each container's cgroup; the pod's parent stays behind otherwise.
+        let mut dirs = vec![format!("/sys/fs/cgroup/keelson/{}", pod.uid)];
+        if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
+            for c in controllers.flatten() {
+                dirs.push(format!("{}/keelson/{}", c.path().display(), pod.uid));
+            }
+        }
+        for dir in dirs {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 
     async fn exec(&self, container_id: &str, request: ExecRequest) -> Result<i32, Error> {
