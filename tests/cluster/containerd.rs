@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::harness::{eventually, Server, KUBECTL_133};
+use crate::harness::{eventually, Server, KUBECTL_128, KUBECTL_129, KUBECTL_133};
 use crate::kubelet::{apply, jsonpath, kubectl, wait_for};
 
 /// A containerd of the test's own.
@@ -373,6 +373,22 @@ spec:
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "line one\nline two\ndone\n"
+    );
+    // kubectl 1.29 speaks WebSockets when asked; 1.28 only SPDY, which is refused clearly.
+    let out = server.kubectl_env(
+        KUBECTL_129,
+        &["exec", "web", "--", "echo", "from-129"],
+        &[("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "true")],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "from-129\n",
+        "{out:?}"
+    );
+    let out = server.kubectl(KUBECTL_128, &["exec", "web", "--", "true"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("SPDY is not supported"),
+        "{out:?}"
     );
     let out = server.kubectl(KUBECTL_133, &["exec", "web", "--", "no-such-binary"]);
     assert!(!out.status.success(), "{out:?}");
