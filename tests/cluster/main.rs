@@ -20,6 +20,7 @@ mod kube_rs;
 mod kubectl;
 mod kubelet;
 mod kubelet_more;
+mod local_containerd;
 mod migrate;
 mod node_lifecycle;
 mod plugins;
