@@ -69,6 +69,15 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: hog}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: main, image: busybox:test, imagePullPolicy: Never, resources: {limits: {memory: 16Mi}},
+     command: ["sh", "-c", "a=$(yes | head -c 100000000); echo ${#a}"]}
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: busy}
 spec:
   terminationGracePeriodSeconds: 1
@@ -110,6 +119,12 @@ spec:
     assert!(logs.contains("oops"), "{logs}");
     let ip = jsonpath(&server, "fails", "{.status.podIP}");
     assert!(ip.starts_with("10.88.1."), "pod IP {ip:?}");
+
+    wait_for(&server, "hog", "{.status.phase}", "Failed", t);
+    let hog = jsonpath(&server, "hog", term);
+    let hog: serde_json::Value = serde_json::from_str(&hog).unwrap();
+    assert_eq!(hog["reason"], "OOMKilled", "{hog}");
+    assert_eq!(hog["exitCode"], 137, "{hog}");
 
     wait_for(&server, "succeeds", "{.status.phase}", "Succeeded", t);
     let reason = jsonpath(
