@@ -412,3 +412,63 @@ spec:
     assert!(events.contains(&refused), "{events}");
     delete_all_pods(&server);
 }
+
+#[test]
+#[ignore = "needs containerd, runc, CNI plugins and root (tools/test.sh installs them)"]
+fn containerd_pods_come_back_after_an_agent_restart() {
+    let (_containerd, mut server) = containerd_cluster(3);
+    apply(
+        &server,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: steady}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: main, image: busybox:test, imagePullPolicy: Never, command: ["sleep", "3600"]}
+"#,
+    );
+    let t = Duration::from_secs(60);
+    wait_for(&server, "steady", "{.status.phase}", "Running", t);
+    let first = jsonpath(
+        &server,
+        "steady",
+        "{.status.containerStatuses[0].containerID}",
+    );
+    server.restart();
+    // The old agent's container is removed and the pod restarts in a fresh sandbox.
+    wait_for(
+        &server,
+        "steady",
+        "{.status.containerStatuses[0].restartCount}",
+        "1",
+        t,
+    );
+    wait_for(
+        &server,
+        "steady",
+        "{.status.containerStatuses[0].ready}",
+        "true",
+        t,
+    );
+    let second = jsonpath(
+        &server,
+        "steady",
+        "{.status.containerStatuses[0].containerID}",
+    );
+    assert_ne!(first, second);
+    let ip = jsonpath(&server, "steady", "{.status.podIP}");
+    assert!(ip.starts_with("10.88.3."), "{ip}");
+    let out = server.kubectl(KUBECTL_133, &["exec", "steady", "--", "echo", "back"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "back\n", "{out:?}");
+    let tasks = Command::new("ctr")
+        .arg("-a")
+        .arg(_containerd.socket())
+        .args(["-n", "k8s.io", "tasks", "ls", "-q"])
+        .output()
+        .unwrap();
+    let tasks = String::from_utf8_lossy(&tasks.stdout);
+    assert_eq!(tasks.lines().count(), 1, "one task runs: {tasks}");
+    delete_all_pods(&server);
+}

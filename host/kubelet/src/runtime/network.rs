@@ -130,7 +130,11 @@ impl NetworkConfig {
     /// Makes the pod's network namespace and its `eth0` on the bridge; returns the pod IP.
     pub(crate) async fn setup(&self, pod_uid: &str) -> Result<String, Error> {
         let path = netns_path(pod_uid);
-        if !path.exists() {
+        if path.exists() {
+            // Left by an earlier agent (its containers are gone): start afresh.
+            self.teardown(pod_uid).await;
+        }
+        {
             let p = path.clone();
             tokio::task::spawn_blocking(move || create_netns(&p))
                 .await
