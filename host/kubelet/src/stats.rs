@@ -2,9 +2,10 @@
 //! Summary API (the subset metrics consumers read): the node's CPU from `/proc/stat` and its
 //! memory working set from `/proc/meminfo`, and per running containerd container its cgroup's
 //! CPU time and memory working set (cgroup v2 `cpu.stat`/`memory.current`, or v1
-//! `cpuacct.usage`/`memory.usage_in_bytes`, minus inactive file pages). CPU rates
-//! (`usageNanoCores`) come from the difference to the previous reading; the first request
-//! takes two readings 200 ms apart. Wasm containers have no cgroup and are not reported.
+//! `cpuacct.usage`/`memory.usage_in_bytes`, minus inactive file pages), per Wasm container its
+//! guest's CPU time and linear memory (from the runtime). CPU rates (`usageNanoCores`) come
+//! from the difference to the previous reading; the first request takes two readings 200 ms
+//! apart.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -33,7 +34,7 @@ fn field(text: &str, key: &str) -> Option<u64> {
 }
 
 /// Cumulative CPU nanoseconds and memory working set of a container cgroup.
-fn cgroup_usage(pod_uid: &str, id: &str) -> Option<(u64, u64)> {
+pub(crate) fn cgroup_usage(pod_uid: &str, id: &str) -> Option<(u64, u64)> {
     let v2 = format!("/sys/fs/cgroup/keelson/{pod_uid}/{id}");
     if let Some(stat) = read(&format!("{v2}/cpu.stat")) {
         let cpu = field(&stat, "usage_usec")? * 1000;
@@ -107,14 +108,13 @@ fn sample(agent: &Agent) -> Vec<(String, Option<(u64, u64)>)> {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .iter()
-        .filter(|(_, (runtime, _))| runtime.scheme() == "containerd")
-        .map(|(k, (_, id))| (k.clone(), id.clone()))
+        .map(|(k, (runtime, id))| (k.clone(), runtime.clone(), id.clone()))
         .collect();
     let mut out = vec![("node".to_string(), node_usage())];
-    for ((ns, pod, container), id) in running {
+    for ((ns, pod, container), runtime, id) in running {
         let uid = id.get(..36).unwrap_or_default();
         let key = format!("{ns}/{pod}/{container}/{uid}/{id}");
-        out.push((key, cgroup_usage(uid, &id)));
+        out.push((key, runtime.usage(uid, &id)));
     }
     out
 }

@@ -120,6 +120,10 @@ pub trait Runtime: Send + Sync {
     }
     /// Removes the pod's sandbox (after its containers stopped).
     async fn remove_sandbox(&self, _pod: &PodSandbox) {}
+    /// Cumulative CPU nanoseconds and memory working set bytes of a running container.
+    fn usage(&self, _pod_uid: &str, _container_id: &str) -> Option<(u64, u64)> {
+        None
+    }
     /// Runs a command in the running container `container_id` and returns its exit code.
     async fn exec(&self, _container_id: &str, _request: ExecRequest) -> Result<i32, Error> {
         Err(Error::Unsupported(format!(

@@ -343,6 +343,10 @@ impl Runtime for Containerd {
         self.exec_in(container_id, request).await
     }
 
+    fn usage(&self, pod_uid: &str, container_id: &str) -> Option<(u64, u64)> {
+        crate::stats::cgroup_usage(pod_uid, container_id)
+    }
+
     async fn start(&self, config: ContainerConfig) -> Result<Box<dyn Container>, Error> {
         let dir = self.config.state_dir.join(&config.id);
         let fifos = io::Fifos::open(dir, config.output.clone())?;
