@@ -61,7 +61,7 @@ impl Server {
 
     /// Starts a server with its scheduler and its in-process node agent (the other
     /// constructors pass `--disable-agent`, so no real node joins); the agent's log port is
-    /// picked freely and CrashLoopBackOff starts at 1 s.
+    /// picked freely, CrashLoopBackOff starts at 1 s and containerd is off unless `args` name one.
     pub(crate) fn start_with_agent(args: &[&str]) -> Self {
         // The proxy would program the host's own nftables: networking tests run it in a
         // namespace of their own.
@@ -72,6 +72,10 @@ impl Server {
             "1",
             "--disable-proxy",
         ];
+        if !args.contains(&"--containerd") {
+            // Never a system containerd: suites that want one start their own.
+            all.extend(["--containerd", "none"]);
+        }
         all.extend_from_slice(args);
         let mut s = Self::build(tempfile::tempdir().unwrap(), "embedded", &all, true);
         s.agent = true;

@@ -1,7 +1,8 @@
 //! More of the node agent with kubectl 1.33: sidecar init containers (`restartPolicy:
 //! Always`) start before the containers, keep running beside them and are stopped once the
 //! containers are done; volumes (emptyDir shared with an init container, configMap,
-//! downwardAPI) preopened for Wasm containers; and a hundred Wasm pods run on one node.
+//! downwardAPI) preopened for Wasm containers; a hundred Wasm pods run on one node; and
+//! `kubectl top pod` reports a Wasm guest's linear memory.
 
 use std::time::Duration;
 
@@ -169,4 +170,42 @@ spec:
     assert!(logs.contains("demo\n"), "{logs}");
     // configMap volumes are read-only.
     assert!(logs.contains("write /cfg/nope:"), "{logs}");
+}
+
+#[test]
+fn kubectl_top_reports_a_wasm_guests_memory() {
+    let server = cluster();
+    apply(
+        &server,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: holder}
+spec:
+  runtimeClassName: wasm
+  terminationGracePeriodSeconds: 0
+  containers:
+  - {name: main, image: "demo:1", args: ["--alloc-mb", "24", "--sleep-ms", "120000"],
+     resources: {limits: {memory: 64Mi}}}
+"#,
+    );
+    wait_for(
+        &server,
+        "holder",
+        "{.status.phase}",
+        "Running",
+        Duration::from_secs(60),
+    );
+    let mut top = String::new();
+    let shown = eventually(Duration::from_secs(30), || {
+        let out = server.kubectl(crate::harness::KUBECTL_133, &["top", "pod", "holder"]);
+        top = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mem = top
+            .lines()
+            .find(|l| l.starts_with("holder"))
+            .and_then(|l| l.split_whitespace().nth(2))
+            .and_then(|m| m.trim_end_matches("Mi").parse::<u64>().ok());
+        mem.is_some_and(|m| (24..64).contains(&m))
+    });
+    assert!(shown, "kubectl top pod holder: {top}");
 }

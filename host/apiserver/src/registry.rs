@@ -146,6 +146,8 @@ fn builtin_rows() -> Vec<Row> {
         "" "v1" "replicationcontrollers" "replicationcontroller" ReplicationController (core::v1::ReplicationController) ns=true short=["rc"] all=true status=true scale=true extra=[];
         "" "v1" "podtemplates" "podtemplate" PodTemplate (core::v1::PodTemplate) ns=true short=[] all=false status=false scale=false extra=[];
         "" "v1" "componentstatuses" "componentstatus" ComponentStatus (core::v1::ComponentStatus) ns=false short=["cs"] all=false status=false scale=false extra=[];
+        "metrics.k8s.io" "v1beta1" "nodes" "" NodeMetrics (crate::computed::metrics::NodeMetrics) ns=false short=[] all=false status=false scale=false extra=[];
+        "metrics.k8s.io" "v1beta1" "pods" "" PodMetrics (crate::computed::metrics::PodMetrics) ns=true short=[] all=false status=false scale=false extra=[];
         "apps" "v1" "deployments" "deployment" Deployment (apps::v1::Deployment) ns=true short=["deploy"] all=true status=true scale=true extra=[];
         "apps" "v1" "replicasets" "replicaset" ReplicaSet (apps::v1::ReplicaSet) ns=true short=["rs"] all=true status=true scale=true extra=[];
         "apps" "v1" "daemonsets" "daemonset" DaemonSet (apps::v1::DaemonSet) ns=true short=["ds"] all=true status=true scale=false extra=[];

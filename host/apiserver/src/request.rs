@@ -77,6 +77,8 @@ fn decode(s: &str) -> String {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Query {
     map: HashMap<String, String>,
+    /// The query as sent (repeated keys, e.g. exec's `command`, are kept here).
+    raw: String,
 }
 
 impl Query {
@@ -89,7 +91,15 @@ impl Query {
                     .collect()
             })
             .unwrap_or_default();
-        Self { map }
+        Self {
+            map,
+            raw: raw.unwrap_or_default().to_string(),
+        }
+    }
+
+    /// The query string as sent.
+    pub(crate) fn raw(&self) -> &str {
+        &self.raw
     }
     /// A parameter's value.
     pub(crate) fn get(&self, k: &str) -> Option<&str> {

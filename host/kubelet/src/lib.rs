@@ -4,8 +4,10 @@
 //! containers in order, then the containers, restarts them per `restartPolicy` with
 //! exponential back-off (CrashLoopBackOff), writes the pod status, and on deletion stops them
 //! within the grace period and deletes the object. Containers run on a [`runtime::Runtime`]
-//! chosen by the pod's RuntimeClass handler: today `wasmtime` (RuntimeClass `wasm`) runs WASI
-//! command components in-process on the shared plugin-host engine. Container output goes to
+//! chosen by the pod's RuntimeClass handler: `wasmtime` (RuntimeClass `wasm`) runs WASI
+//! command components in-process on the shared plugin-host engine; `runc` (pods without a
+//! RuntimeClass) runs OCI images on containerd, each pod in its own CNI network namespace.
+//! Container output goes to
 //! log files that the agent serves over HTTPS (`/containerLogs/{ns}/{pod}/{container}`) to the
 //! API server, which proxies `pods/log` to it.
 //!
@@ -23,6 +25,7 @@ mod backoff;
 pub mod dns;
 mod env;
 mod events;
+mod exec_server;
 mod host_info;
 pub mod images;
 mod log_server;
@@ -30,7 +33,9 @@ mod logs;
 mod node;
 mod pod_worker;
 mod pods;
+mod probe;
 pub mod runtime;
+mod stats;
 mod status;
 mod volumes;
 
@@ -80,6 +85,16 @@ pub struct Config {
     pub cluster_dns: Vec<std::net::IpAddr>,
     /// The cluster domain (kubelet's `--cluster-domain`).
     pub cluster_domain: String,
+    /// containerd's socket; `None` runs no containerd runtime (only Wasm pods).
+    pub containerd_socket: Option<PathBuf>,
+    /// containerd namespace of pod images and containers.
+    pub containerd_namespace: String,
+    /// The pod CIDR pod IPs come from; `None` runs containerd pods in the node's network.
+    pub pod_cidr: Option<String>,
+    /// Directory of the CNI plugins (`bridge`, `host-local`, `loopback`).
+    pub cni_bin_dir: PathBuf,
+    /// The Linux bridge pods attach to.
+    pub cni_bridge: String,
 }
 
 impl Config {
@@ -97,6 +112,11 @@ impl Config {
             status_interval: Duration::from_secs(60),
             cluster_dns: Vec::new(),
             cluster_domain: "cluster.local".into(),
+            containerd_socket: Some("/run/containerd/containerd.sock".into()),
+            containerd_namespace: "k8s.io".into(),
+            pod_cidr: Some("10.42.0.0/24".into()),
+            cni_bin_dir: "/usr/lib/cni".into(),
+            cni_bridge: "keelson0".into(),
         }
     }
 }
@@ -127,9 +147,44 @@ pub enum Error {
     /// A container refers to something (ConfigMap, Secret, field) that cannot be resolved.
     #[error("{0}")]
     Config(String),
+    /// The runtime cannot do what was asked (e.g. exec in a Wasm container).
+    #[error("{0}")]
+    Unsupported(String),
     /// The TLS setup of the log endpoint failed.
     #[error("tls: {0}")]
     Tls(String),
+}
+
+/// The containerd runtime, when configured and reachable (else a warning: Wasm pods still run).
+async fn containerd_runtime(config: &Config) -> Option<runtime::containerd::Containerd> {
+    let socket = config.containerd_socket.clone()?;
+    let network = config
+        .pod_cidr
+        .clone()
+        .map(|pod_cidr| runtime::network::NetworkConfig {
+            cni_bin_dir: config.cni_bin_dir.clone(),
+            pod_cidr,
+            bridge: config.cni_bridge.clone(),
+            ipam_dir: config.data_dir.join("cni"),
+        });
+    let rc = runtime::containerd::ContainerdConfig {
+        socket: socket.clone(),
+        namespace: config.containerd_namespace.clone(),
+        snapshotter: "overlayfs".into(),
+        network,
+        state_dir: config.data_dir.join("containerd"),
+        node_name: config.node_name.clone(),
+    };
+    match runtime::containerd::Containerd::connect(rc).await {
+        Ok(c) => {
+            tracing::info!(socket = %socket.display(), "containerd runtime ready");
+            Some(c)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no containerd runtime: pods without a RuntimeClass will wait");
+            None
+        }
+    }
 }
 
 /// Registers the node and runs it until the returned future is dropped (or a part fails).
@@ -144,10 +199,13 @@ pub async fn run(
     let port = listener.local_addr()?.port();
     let logs = Arc::new(logs::LogStore::new(config.data_dir.join("pods")));
     let images = images::ImageStore::new(config.data_dir.join("images"));
-    let runtimes = runtime::Runtimes::new(vec![Arc::new(runtime::wasm::WasmRuntime::new(
-        plugin_host,
-        images,
-    ))]);
+    let mut runtimes: Vec<Arc<dyn runtime::Runtime>> = vec![Arc::new(
+        runtime::wasm::WasmRuntime::new(plugin_host, images),
+    )];
+    if let Some(containerd) = containerd_runtime(&config).await {
+        runtimes.push(Arc::new(containerd));
+    }
+    let runtimes = runtime::Runtimes::new(runtimes);
     let tls = log_server::tls_config(&config)?;
     node::register(&client, &config, ip, port).await?;
     tracing::info!(node = %config.node_name, %ip, port, "node registered");
@@ -158,10 +216,12 @@ pub async fn run(
         logs: logs.clone(),
         runtimes,
         handlers: Default::default(),
+        running: Default::default(),
+        cpu_readings: Default::default(),
     });
     tokio::select! {
         r = node::heartbeat(client.clone(), config.clone(), ip, port) => r,
-        r = pods::run(ctx) => r,
-        r = log_server::serve(listener, tls, logs) => r,
+        r = pods::run(ctx.clone()) => r,
+        r = log_server::serve(listener, tls, ctx.clone()) => r,
     }
 }

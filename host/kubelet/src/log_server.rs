@@ -1,7 +1,8 @@
 //! The agent's HTTPS endpoint (the kubelet port, 10250 by default), which the API server's
 //! `pods/log` proxies to: `GET /containerLogs/{namespace}/{pod}/{container}` with the kubelet's
 //! query parameters (`follow`, `previous`, `tailLines`, `sinceSeconds`, `sinceTime`,
-//! `timestamps`, `limitBytes`). It serves a self-signed certificate made on first start (as the
+//! `timestamps`, `limitBytes`), and `/exec/{namespace}/{pod}/{container}` (WebSocket, see
+//! [`crate::exec_server`]) and `/stats/summary` ([`crate::stats`]). It serves a self-signed certificate made on first start (as the
 //! kubelet does) and only answers clients presenting a certificate signed by the cluster CA,
 //! which only the API server holds; agents themselves authenticate with tokens.
 
@@ -18,7 +19,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::logs::{render, run_file, LogOptions, LogStore};
+use crate::logs::{render, run_file, LogOptions};
 use crate::{Config, Error};
 
 /// The TLS settings of the endpoint: the agent's serving certificate (made and kept in
@@ -190,10 +191,11 @@ fn text(code: StatusCode, message: String) -> Response {
 }
 
 async fn container_logs(
-    State(logs): State<Arc<LogStore>>,
+    State(agent): State<Arc<crate::pods::Agent>>,
     Path((ns, pod, container)): Path<(String, String, String)>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
+    let logs = agent.logs.clone();
     let opts = options(&q);
     let key = (ns, pod.clone(), container.clone());
     let Some(run) = logs.run(&key) else {
@@ -278,15 +280,26 @@ async fn container_logs(
 pub(crate) async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
-    logs: Arc<LogStore>,
+    agent: Arc<crate::pods::Agent>,
 ) -> Result<(), Error> {
     let router = axum::Router::new()
         .route(
             "/containerLogs/{ns}/{pod}/{container}",
             axum::routing::get(container_logs),
         )
+        .route(
+            "/exec/{ns}/{pod}/{container}",
+            axum::routing::get(crate::exec_server::exec).post(crate::exec_server::exec),
+        )
+        .route(
+            "/stats/summary",
+            axum::routing::get(|State(agent): State<Arc<crate::pods::Agent>>| async move {
+                let body = crate::stats::summary(&agent).await.to_string();
+                ([(http::header::CONTENT_TYPE, "application/json")], body)
+            }),
+        )
         .route("/healthz", axum::routing::get(|| async { "ok" }))
-        .with_state(logs);
+        .with_state(agent);
     let acceptor = TlsAcceptor::from(tls);
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -311,7 +324,7 @@ pub(crate) async fn serve(
             };
             let service = TowerToHyperService::new(router);
             if let Err(e) = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .await
             {
                 tracing::debug!(%peer, error = %e, "log connection ended with an error");

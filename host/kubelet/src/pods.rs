@@ -15,9 +15,12 @@ use kube::{Api, Client};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::logs::LogStore;
-use crate::runtime::Runtimes;
+use crate::logs::{ContainerKey, LogStore};
+use crate::runtime::{Runtime, Runtimes};
 use crate::{Config, Error};
+
+/// A running container: its runtime and its id there.
+pub(crate) type RunningContainer = (Arc<dyn Runtime>, String);
 
 /// What every pod worker shares.
 pub(crate) struct Agent {
@@ -30,6 +33,11 @@ pub(crate) struct Agent {
     /// RuntimeClass handlers by class name, read at most once a minute (a handler cannot
     /// change; a class can be deleted and made again).
     pub(crate) handlers: std::sync::Mutex<HashMap<String, (String, std::time::Instant)>>,
+    /// The running containers (what `exec` reaches): runtime and container id by
+    /// (namespace, pod, container).
+    pub(crate) running: std::sync::Mutex<HashMap<ContainerKey, RunningContainer>>,
+    /// Previous CPU readings, for `/stats/summary` rates.
+    pub(crate) cpu_readings: crate::stats::CpuReadings,
 }
 
 impl Agent {
@@ -40,6 +48,32 @@ impl Agent {
             .get(name)
             .filter(|(_, at)| at.elapsed() < std::time::Duration::from_secs(60))
             .map(|(h, _)| h.clone())
+    }
+
+    /// The runtime and container id of a running container.
+    pub(crate) fn running(&self, key: &ContainerKey) -> Option<RunningContainer> {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.get(key).cloned()
+    }
+
+    /// Records a started container, or (`None`) forgets it if its id is still `id`.
+    pub(crate) fn set_running(
+        &self,
+        key: &ContainerKey,
+        id: &str,
+        runtime: Option<Arc<dyn Runtime>>,
+    ) {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        match runtime {
+            Some(r) => {
+                running.insert(key.clone(), (r, id.to_string()));
+            }
+            None => {
+                if running.get(key).is_some_and(|(_, i)| i == id) {
+                    running.remove(key);
+                }
+            }
+        }
     }
 
     /// Caches and returns the handler of RuntimeClass `name`.

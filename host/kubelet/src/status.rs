@@ -50,6 +50,10 @@ pub(crate) struct ContainerState {
     /// A sidecar: an init container with `restartPolicy: Always`, which keeps running beside
     /// the containers and counts as initialized once started.
     pub(crate) sidecar: bool,
+    /// The readiness probe's verdict on the current run (`None`: no readiness probe).
+    pub(crate) probe_ready: Option<bool>,
+    /// Whether the startup probe passed on the current run (`None`: no startup probe).
+    pub(crate) probe_started: Option<bool>,
 }
 
 impl ContainerState {
@@ -65,7 +69,19 @@ impl ContainerState {
             },
             last: None,
             sidecar: false,
+            probe_ready: None,
+            probe_started: None,
         }
+    }
+
+    /// Running and, with a readiness probe, found ready by it (and started).
+    pub(crate) fn ready(&self) -> bool {
+        self.started() && self.probe_ready.unwrap_or(true)
+    }
+
+    /// Running and, with a startup probe, past it.
+    pub(crate) fn started(&self) -> bool {
+        self.running() && self.probe_started.unwrap_or(true)
     }
 
     /// An init container is done initializing: succeeded, or (a sidecar) started.
@@ -120,7 +136,7 @@ pub(crate) fn container_status(c: &ContainerState) -> Value {
     };
     let mut status = json!({
         "name": c.name, "image": c.image, "imageID": c.image_id,
-        "ready": c.running(), "started": c.running(), "restartCount": c.restart_count,
+        "ready": c.ready(), "started": c.started(), "restartCount": c.restart_count,
         "state": state,
         "lastState": c.last.as_ref().map(terminated_json).unwrap_or_else(|| json!({})),
     });
@@ -165,6 +181,7 @@ pub(crate) fn pod_status(
     init: &[ContainerState],
     containers: &[ContainerState],
     host_ip: &str,
+    pod_ip: &str,
     start_time: &Timestamp,
     sandbox_ready: bool,
 ) -> Value {
@@ -181,11 +198,11 @@ pub(crate) fn pod_status(
         .filter(|c| c.sidecar)
         .all(ContainerState::running);
     let ready =
-        !terminal && initialized && sidecars_up && containers.iter().all(ContainerState::running);
+        !terminal && initialized && sidecars_up && containers.iter().all(ContainerState::ready);
     let not_ready_reason = |what: &str| {
         let names: Vec<&str> = containers
             .iter()
-            .filter(|c| !c.running())
+            .filter(|c| !c.ready())
             .map(|c| c.name.as_str())
             .collect();
         match terminal {
@@ -248,7 +265,7 @@ pub(crate) fn pod_status(
         "phase": phase,
         "conditions": conditions,
         "hostIP": host_ip, "hostIPs": [{"ip": host_ip}],
-        "podIP": host_ip, "podIPs": [{"ip": host_ip}],
+        "podIP": pod_ip, "podIPs": [{"ip": pod_ip}],
         "startTime": time(start_time),
         "containerStatuses": containers.iter().map(container_status).collect::<Vec<_>>(),
     });
@@ -357,7 +374,15 @@ mod tests {
             reason: "CrashLoopBackOff".into(),
             message: Some("back-off 20s restarting failed container=c pod=p_default(u)".into()),
         };
-        let s = pod_status(&pod, &[], &[c], "10.0.0.1", &Timestamp::now(), true);
+        let s = pod_status(
+            &pod,
+            &[],
+            &[c],
+            "10.0.0.1",
+            "10.0.0.1",
+            &Timestamp::now(),
+            true,
+        );
         assert_eq!(s["phase"], "Running");
         let cs = &s["containerStatuses"][0];
         assert_eq!(cs["state"]["waiting"]["reason"], "CrashLoopBackOff");
@@ -395,6 +420,7 @@ mod tests {
             &pod,
             &[ended("i", 0)],
             &[ended("c", 0)],
+            "10.0.0.1",
             "10.0.0.1",
             &Timestamp::now(),
             true,

@@ -33,6 +33,34 @@ pub trait OutputSink: Send + Sync + 'static {
     fn write(&self, stream: Stream, bytes: &[u8]);
 }
 
+/// What a running command uses, readable while it runs (e.g. for `kubectl top`).
+#[derive(Debug, Default)]
+pub struct Usage {
+    cpu_nanos: AtomicU64,
+    memory_bytes: AtomicU64,
+}
+
+impl Usage {
+    /// CPU time the guest has run so far (in epoch ticks, so rounded to the tick).
+    pub fn cpu_time(&self) -> Duration {
+        Duration::from_nanos(self.cpu_nanos.load(Ordering::Relaxed))
+    }
+
+    /// Bytes of linear memory the guest holds.
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory_bytes.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn grew(&self, bytes: usize) {
+        self.memory_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    fn ran(&self, tick: Duration) {
+        self.cpu_nanos
+            .fetch_add(tick.as_nanos() as u64, Ordering::Relaxed);
+    }
+}
+
 /// One run of a command.
 #[derive(Clone)]
 pub struct CommandRun {
@@ -50,6 +78,8 @@ pub struct CommandRun {
     pub cpu_time: Option<Duration>,
     /// Host directories the guest sees, as (host path, guest path, read-only).
     pub preopens: Vec<Preopen>,
+    /// Where the run publishes its CPU time and memory while it runs; `None`: nowhere.
+    pub usage: Option<Arc<Usage>>,
 }
 
 /// A host directory made visible to a command.
@@ -156,7 +186,7 @@ impl Command {
                 ))
             })?;
         }
-        let limiter = MemoryCap::new(
+        let mut limiter = MemoryCap::new(
             StoreLimitsBuilder::new()
                 .memory_size(run.memory_bytes)
                 .instances(32)
@@ -165,6 +195,8 @@ impl Command {
                 .build(),
             run.memory_bytes,
         );
+        limiter.usage = run.usage.clone();
+        let usage = run.usage.clone();
         let mut store = Store::new(
             &self.shared.engine,
             CommandState {
@@ -189,6 +221,9 @@ impl Command {
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             let used = counted.fetch_add(1, Ordering::Relaxed) + 1;
+            if let Some(u) = &usage {
+                u.ran(tick);
+            }
             if budget.is_some_and(|b| used > b) {
                 return Ok(UpdateDeadline::Interrupt);
             }

@@ -69,7 +69,7 @@ pub use admission::{
     AdmissionPlugin, AdmissionRequest, MutateVerdict, Operation, UserInfo, Verdict,
 };
 pub use bench::{BenchReport, Percentiles};
-pub use command::{Command, CommandRun, Exit, OutputSink, Preopen, Stream};
+pub use command::{Command, CommandRun, Exit, OutputSink, Preopen, Stream, Usage};
 pub use config::{HostConfig, Limits};
 pub use error::Error;
 pub use host::PluginHost;

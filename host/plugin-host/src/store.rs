@@ -34,6 +34,8 @@ pub(crate) struct MemoryCap {
     inner: StoreLimits,
     cap: usize,
     pub(crate) hit: bool,
+    /// Where the linear memory in use (all memories, bytes) is published, if anywhere.
+    pub(crate) usage: Option<std::sync::Arc<crate::command::Usage>>,
 }
 
 impl MemoryCap {
@@ -43,6 +45,7 @@ impl MemoryCap {
             inner,
             cap,
             hit: false,
+            usage: None,
         }
     }
 }
@@ -56,6 +59,9 @@ impl ResourceLimiter for MemoryCap {
     ) -> wasmtime::Result<bool> {
         let ok = self.inner.memory_growing(current, desired, maximum)?;
         self.hit |= !ok && desired > self.cap;
+        if let (true, Some(usage)) = (ok, &self.usage) {
+            usage.grew(desired.saturating_sub(current));
+        }
         Ok(ok)
     }
 
@@ -103,6 +109,7 @@ pub(crate) fn new_store(
             .build(),
         cap: limits.memory_bytes,
         hit: false,
+        usage: None,
     };
     let mut store = Store::new(
         engine,

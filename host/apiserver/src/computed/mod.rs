@@ -1,10 +1,12 @@
 //! Read-only kinds computed on each request rather than stored: `apiregistration.k8s.io/v1`
 //! APIServices (one `Local` service per served group/version, so they always match discovery)
 //! and core `componentstatuses` (the health of the store, the scheduler and the controller
-//! manager). `get` and `list` are served, as objects, Tables or metadata; nothing else is.
+//! manager), and `metrics.k8s.io/v1beta1` NodeMetrics and PodMetrics from the agents
+//! ([`metrics`]). `get` and `list` are served, as objects, Tables or metadata; nothing else is.
 
 mod apiservices;
 mod componentstatuses;
+pub(crate) mod metrics;
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -29,6 +31,10 @@ pub(crate) enum Kind {
     ApiService,
     /// Core `v1` ComponentStatus.
     ComponentStatus,
+    /// `metrics.k8s.io/v1beta1` NodeMetrics.
+    NodeMetrics,
+    /// `metrics.k8s.io/v1beta1` PodMetrics.
+    PodMetrics,
 }
 
 /// The verbs discovery lists for computed kinds.
@@ -39,6 +45,8 @@ pub(crate) fn kind_of(def: &ResourceDef) -> Option<Kind> {
     match (def.group.as_str(), def.plural.as_str()) {
         ("apiregistration.k8s.io", "apiservices") => Some(Kind::ApiService),
         ("", "componentstatuses") => Some(Kind::ComponentStatus),
+        ("metrics.k8s.io", "nodes") => Some(Kind::NodeMetrics),
+        ("metrics.k8s.io", "pods") => Some(Kind::PodMetrics),
         _ => None,
     }
 }
@@ -78,6 +86,8 @@ pub(crate) async fn serve(ctx: Ctx, kind: Kind, method: Method) -> ApiResult<Res
     let objects = match kind {
         Kind::ApiService => apiservices::all(&ctx.api).await?,
         Kind::ComponentStatus => componentstatuses::all(&ctx.api).await,
+        Kind::NodeMetrics => metrics::nodes(&ctx).await,
+        Kind::PodMetrics => metrics::pods(&ctx).await,
     };
     let filter = crate::handlers::Filter::from_ctx(&ctx)?;
     let out = match ctx.info.name.as_deref() {

@@ -5,6 +5,7 @@ mod delete;
 mod layers;
 mod operator;
 mod patch;
+mod pod_exec;
 mod pod_log;
 pub(crate) use pod_log::kubelet_client;
 mod read;
@@ -38,6 +39,8 @@ pub(crate) struct Ctx {
     pub(crate) query: Query,
     pub(crate) headers: HeaderMap,
     pub(crate) user: UserInfo,
+    /// The connection upgrade of this request (for `pods/exec`'s WebSocket), if any.
+    pub(crate) upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
 impl std::ops::Deref for Ctx {
@@ -146,7 +149,8 @@ async fn handle(api: Arc<ApiServer>, req: Request) -> ApiResult<Response> {
     if def.namespaced && info.name.is_some() && info.namespace.is_none() {
         return Err(ApiError::no_route(&path));
     }
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     // Unsupported `as=` representations are refused on every verb (406), as in Kubernetes.
     let representation = codec::representation(&parts.headers)?;
     let ctx = Ctx {
@@ -154,6 +158,7 @@ async fn handle(api: Arc<ApiServer>, req: Request) -> ApiResult<Response> {
         query,
         headers: parts.headers,
         user,
+        upgrade,
     };
     if let Some(kind) = crate::computed::kind_of(&ctx.def) {
         return crate::computed::serve(ctx, kind, parts.method).await;
@@ -212,7 +217,12 @@ async fn route(ctx: Ctx, method: Method, body: Body, path: &str) -> ApiResult<Re
         (Method::GET, true, Some("log")) if ctx.def.group.is_empty() && ctx.def.kind == "Pod" => {
             pod_log::log(ctx).await
         }
-        (Method::GET | Method::POST, true, Some(s @ ("exec" | "attach" | "portforward")))
+        (Method::GET | Method::POST, true, Some("exec"))
+            if ctx.def.group.is_empty() && ctx.def.kind == "Pod" =>
+        {
+            pod_exec::exec(ctx).await
+        }
+        (Method::GET | Method::POST, true, Some(s @ ("attach" | "portforward")))
             if ctx.def.group.is_empty() && ctx.def.kind == "Pod" =>
         {
             Err(pod_log::not_streamed(&ctx, s).await)

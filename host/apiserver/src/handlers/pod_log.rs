@@ -4,8 +4,8 @@
 //! with the API server's own certificate (signed by the cluster CA) as its client certificate,
 //! which is what the agent accepts. Like kube-apiserver without
 //! `--kubelet-certificate-authority`, the agent's self-signed serving certificate is not
-//! verified. The body streams through, so `follow=true` works. `exec`, `attach` and
-//! `portforward` answer with a clear 400 until agents serve them.
+//! verified. The body streams through, so `follow=true` works. `attach` and `portforward`
+//! answer with a clear 400 until agents serve them (`exec`: [`super::pod_exec`]).
 
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
@@ -33,12 +33,14 @@ pub(crate) fn kubelet_client(cert_pem: &str, key_pem: &str) -> Result<reqwest::C
         .use_rustls_tls()
         .identity(identity)
         .danger_accept_invalid_certs(true)
+        // HTTP/1.1: `pods/exec` upgrades the connection to a WebSocket.
+        .http1_only()
         .connect_timeout(std::time::Duration::from_secs(5))
         .build()
         .map_err(|e| e.to_string())
 }
 
-fn container_name(pod: &Value, requested: Option<&str>) -> ApiResult<String> {
+pub(crate) fn container_name(pod: &Value, requested: Option<&str>) -> ApiResult<String> {
     let name = pod["metadata"]["name"].as_str().unwrap_or_default();
     let names: Vec<&str> = ["initContainers", "containers", "ephemeralContainers"]
         .iter()
@@ -68,8 +70,8 @@ fn container_name(pod: &Value, requested: Option<&str>) -> ApiResult<String> {
     }
 }
 
-/// The answer to `pods/exec`, `attach` and `portforward`, which agents do not serve yet: a
-/// clear 400 (Wasm containers have no processes to exec into at all).
+/// The answer to `pods/attach` and `portforward`, which agents do not serve yet, and to
+/// `exec` into a Wasm pod: a clear 400 (Wasm containers have no processes at all).
 pub(crate) async fn not_streamed(ctx: &Ctx, what: &str) -> ApiError {
     let name = ctx.name().to_string();
     let wasm = match ctx.stored().await {
@@ -88,12 +90,17 @@ pub(crate) async fn not_streamed(ctx: &Ctx, what: &str) -> ApiError {
     }
 }
 
-/// Serves `pods/log`.
-pub(crate) async fn log(ctx: Ctx) -> ApiResult<Response> {
-    let pod = from_store(&ctx.def, &ctx.stored().await?)?;
-    let container = container_name(&pod, ctx.query.get("container"))?;
+/// The agent of the pod's node as `https://host:port`, and the node's name.
+pub(crate) async fn agent_base(
+    ctx: &Ctx,
+    pod: &Value,
+    container: &str,
+) -> ApiResult<(String, String)> {
     let name = ctx.name().to_string();
-    let node_name = pod["spec"]["nodeName"].as_str().unwrap_or_default();
+    let node_name = pod["spec"]["nodeName"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     if node_name.is_empty() {
         return Err(ApiError::bad_request(format!(
             "container \"{container}\" in pod \"{name}\" is waiting to start: ContainerCreating"
@@ -104,7 +111,7 @@ pub(crate) async fn log(ctx: Ctx) -> ApiResult<Response> {
         .registry
         .lookup("", "v1", "nodes")
         .ok_or_else(|| ApiError::internal("nodes are not served"))?;
-    let node = match ctx.api.store.get(&nodes.key(None, node_name)).await? {
+    let node = match ctx.api.store.get(&nodes.key(None, &node_name)).await? {
         Some(kv) => from_store(&nodes, &kv)?,
         None => {
             return Err(ApiError::bad_request(format!(
@@ -129,11 +136,20 @@ pub(crate) async fn log(ctx: Ctx) -> ApiResult<Response> {
         Ok(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
         _ => address,
     };
+    Ok((format!("https://{host}:{port}"), node_name))
+}
+
+/// Serves `pods/log`.
+pub(crate) async fn log(ctx: Ctx) -> ApiResult<Response> {
+    let pod = from_store(&ctx.def, &ctx.stored().await?)?;
+    let container = container_name(&pod, ctx.query.get("container"))?;
+    let name = ctx.name().to_string();
+    let (base, node_name) = agent_base(&ctx, &pod, &container).await?;
     let enc = |s: &str| {
         percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
     };
     let mut url = format!(
-        "https://{host}:{port}/containerLogs/{}/{}/{}",
+        "{base}/containerLogs/{}/{}/{}",
         enc(ctx.namespace().unwrap_or_default()),
         enc(&name),
         enc(&container)

@@ -67,6 +67,47 @@ pub(crate) struct AgentOptions {
         help_heading = "Agent"
     )]
     pub(crate) cluster_domain: String,
+    /// containerd's socket, for pods without a RuntimeClass ("none": Wasm pods only).
+    #[arg(
+        long,
+        env = "KEELSON_CONTAINERD",
+        default_value = "/run/containerd/containerd.sock",
+        help_heading = "Agent"
+    )]
+    containerd: String,
+    /// containerd namespace of pod images and containers.
+    #[arg(
+        long,
+        env = "KEELSON_CONTAINERD_NAMESPACE",
+        default_value = "k8s.io",
+        help_heading = "Agent"
+    )]
+    containerd_namespace: String,
+    /// CIDR the node's containerd pods get their IPs from ("none": they use the node's
+    /// network).
+    #[arg(
+        long,
+        env = "KEELSON_POD_CIDR",
+        default_value = "10.42.0.0/24",
+        help_heading = "Agent"
+    )]
+    pod_cidr: String,
+    /// Directory of the CNI plugins (`bridge`, `host-local`, `loopback`).
+    #[arg(
+        long,
+        env = "KEELSON_CNI_BIN_DIR",
+        default_value = "/usr/lib/cni",
+        help_heading = "Agent"
+    )]
+    cni_bin_dir: PathBuf,
+    /// Linux bridge the pods' network interfaces attach to.
+    #[arg(
+        long,
+        env = "KEELSON_CNI_BRIDGE",
+        default_value = "keelson0",
+        help_heading = "Agent"
+    )]
+    cni_bridge: String,
 }
 
 impl AgentOptions {
@@ -107,6 +148,12 @@ impl AgentOptions {
         config.cluster_dns = self.cluster_dns.clone();
         config.cluster_domain = self.cluster_domain.clone();
         config.backoff_base = Duration::from_secs_f64(self.crash_loop_backoff.clamp(0.01, 300.0));
+        config.containerd_socket =
+            (self.containerd != "none").then(|| self.containerd.clone().into());
+        config.containerd_namespace = self.containerd_namespace.clone();
+        config.pod_cidr = (self.pod_cidr != "none").then(|| self.pod_cidr.clone());
+        config.cni_bin_dir = self.cni_bin_dir.clone();
+        config.cni_bridge = self.cni_bridge.clone();
         config
     }
 }

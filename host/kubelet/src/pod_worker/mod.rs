@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 mod adopt;
+mod probing;
 mod start;
 mod terminate;
 
@@ -38,6 +39,8 @@ struct Handle {
     stop: Option<oneshot::Sender<Stop>>,
     run: u64,
     started: Instant,
+    /// The run's prober task, if it has probes.
+    prober: Option<tokio::task::AbortHandle>,
 }
 
 /// How to stop a container: sleep `pre_stop` (a `preStop.sleep` hook), then stop by `deadline`.
@@ -69,8 +72,11 @@ struct Worker {
     due: HashMap<Slot, Instant>,
     backoff: Backoff,
     exits_tx: mpsc::UnboundedSender<Exit>,
+    probes_tx: mpsc::UnboundedSender<probing::ProbeEvent>,
     next_run: u64,
     runtime: Option<Result<Arc<dyn Runtime>, String>>,
+    /// The pod's sandbox exists; its IP when it has its own network.
+    sandbox: Option<Option<String>>,
     start_time: Timestamp,
     written: Option<Value>,
     retry_write: Option<Instant>,
@@ -93,7 +99,8 @@ fn spec_of(pod: &Pod) -> (Vec<Container>, Vec<Container>) {
 /// is gone from the API).
 pub(crate) async fn run(agent: Arc<Agent>, pod: Pod, mut updates: watch::Receiver<Option<Pod>>) {
     let (exits_tx, mut exits) = mpsc::unbounded_channel();
-    let mut w = Worker::new(agent, pod, exits_tx);
+    let (probes_tx, mut probes) = mpsc::unbounded_channel();
+    let mut w = Worker::new(agent, pod, exits_tx, probes_tx);
     let key = format!("{}/{}", w.ns, w.name);
     loop {
         let span = tracing::info_span!("sync_pod", pod = %key, uid = %w.uid);
@@ -106,17 +113,23 @@ pub(crate) async fn run(agent: Arc<Agent>, pod: Pod, mut updates: watch::Receive
                 let latest = if changed.is_ok() { updates.borrow_and_update().clone() } else { None };
                 match latest {
                     Some(pod) => w.pod = pod,
-                    None => return w.vanished().await,
+                    None => return w.vanished(&mut exits).await,
                 }
             }
             Some(exit) = exits.recv() => w.on_exit(exit),
+            Some(event) = probes.recv() => w.on_probe(event),
             _ = tokio::time::sleep_until(wake) => {}
         }
     }
 }
 
 impl Worker {
-    fn new(agent: Arc<Agent>, pod: Pod, exits_tx: mpsc::UnboundedSender<Exit>) -> Self {
+    fn new(
+        agent: Arc<Agent>,
+        pod: Pod,
+        exits_tx: mpsc::UnboundedSender<Exit>,
+        probes_tx: mpsc::UnboundedSender<probing::ProbeEvent>,
+    ) -> Self {
         let (init_spec, spec) = spec_of(&pod);
         let status = pod.status.as_ref();
         let mut runs = HashMap::new();
@@ -202,8 +215,10 @@ impl Worker {
             handles: HashMap::new(),
             due: HashMap::new(),
             exits_tx,
+            probes_tx,
             next_run: 0,
             runtime: None,
+            sandbox: None,
             start_time,
             written: None,
             retry_write: None,
@@ -269,13 +284,70 @@ impl Worker {
                 (false, usize::MAX),
                 Instant::now() + self.agent.config.backoff_base,
             );
-        } else {
+        } else if self.ensure_sandbox().await {
             self.due.remove(&(false, usize::MAX));
             self.start_due().await;
             self.stop_sidecars();
         }
         self.write_status().await;
         false
+    }
+
+    fn sandbox_spec(&self) -> crate::runtime::PodSandbox {
+        crate::runtime::PodSandbox {
+            uid: self.uid.clone(),
+            host_network: self
+                .pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.host_network)
+                .unwrap_or(false),
+        }
+    }
+
+    /// Makes the pod's sandbox once; false (and a retry planned) while it cannot be made.
+    async fn ensure_sandbox(&mut self) -> bool {
+        if self.sandbox.is_some() {
+            return true;
+        }
+        let Some(Ok(runtime)) = self.runtime.clone() else {
+            return false;
+        };
+        match runtime.create_sandbox(&self.sandbox_spec()).await {
+            Ok(ip) => {
+                tracing::info!(
+                    pod.ip = ip.as_deref().unwrap_or("node"),
+                    "pod sandbox ready"
+                );
+                self.sandbox = Some(ip);
+                true
+            }
+            Err(e) => {
+                let message = format!("Failed to create pod sandbox: {e}");
+                self.event(true, "FailedCreatePodSandBox", message.clone());
+                for slot in self.all_slots() {
+                    let state = self.state(slot);
+                    if !state.terminated() {
+                        state.current = Current::Waiting {
+                            reason: "ContainerCreating".into(),
+                            message: Some(message.clone()),
+                        };
+                    }
+                }
+                self.due.insert(
+                    (false, usize::MAX),
+                    Instant::now() + self.agent.config.backoff_base,
+                );
+                false
+            }
+        }
+    }
+
+    /// Removes the pod's sandbox once its containers are gone.
+    async fn remove_sandbox(&mut self) {
+        if let (Some(_), Some(Ok(runtime))) = (self.sandbox.take(), self.runtime.clone()) {
+            runtime.remove_sandbox(&self.sandbox_spec()).await;
+        }
     }
 
     fn all_slots(&self) -> Vec<Slot> {
@@ -387,6 +459,9 @@ impl Worker {
             return;
         }
         let ran = handle.started.elapsed();
+        if let Some(prober) = &handle.prober {
+            prober.abort();
+        }
         self.handles.remove(&exit.slot);
         let term = Terminated {
             exit: exit.exited,
@@ -437,12 +512,17 @@ impl Worker {
     }
 
     async fn write_status(&mut self) {
-        let sandbox = matches!(self.runtime, Some(Ok(_)));
+        let sandbox = matches!(self.runtime, Some(Ok(_))) && self.sandbox.is_some();
+        let pod_ip = match &self.sandbox {
+            Some(Some(ip)) => ip.as_str(),
+            _ => self.agent.ip.as_str(),
+        };
         let status = status::pod_status(
             &self.pod,
             &self.init,
             &self.containers,
             &self.agent.ip,
+            pod_ip,
             &self.start_time,
             sandbox,
         );

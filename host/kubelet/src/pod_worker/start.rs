@@ -11,7 +11,7 @@ use kube::Api;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::{Exit, Handle, Slot, Stop, Worker};
+use super::{probing, Exit, Handle, Slot, Stop, Worker};
 use crate::env;
 use crate::runtime::ContainerConfig;
 use crate::status::Current;
@@ -128,10 +128,17 @@ impl Worker {
                 .and_then(|l| l.get(name))
                 .and_then(|q| keelson_apimachinery::quantity::parse(&q.0).ok())
         };
-        let container_id = format!("wasm://{}-{}-{restart}", self.uid, spec.name);
+        let id = format!("{}-{}-{restart}", self.uid, spec.name);
+        let container_id = format!("{}://{id}", runtime.scheme());
         let (command, args) = env::command_line(&spec, &env);
+        let pod_spec = self.pod.spec.as_ref();
         let config = ContainerConfig {
-            id: container_id.clone(),
+            id,
+            pod_uid: self.uid.clone(),
+            hostname: pod_spec
+                .and_then(|s| s.hostname.clone())
+                .unwrap_or_else(|| self.name.clone()),
+            host_network: pod_spec.and_then(|s| s.host_network).unwrap_or(false),
             image,
             command,
             args,
@@ -156,6 +163,10 @@ impl Worker {
         let (tx, logs) = (self.exits_tx.clone(), self.agent.logs.clone());
         let started = Timestamp::now();
         let id = container_id.clone();
+        let runtime_id = format!("{}-{}-{restart}", self.uid, spec.name);
+        self.agent
+            .set_running(&ckey, &runtime_id, Some(runtime.clone()));
+        let agent = self.agent.clone();
         tokio::spawn(async move {
             let exited = tokio::select! {
                 exited = container.wait() => exited,
@@ -171,6 +182,7 @@ impl Worker {
             };
             writer.close();
             logs.finish(&ckey);
+            agent.set_running(&ckey, &runtime_id, None);
             let _ = tx.send(Exit {
                 slot,
                 run,
@@ -194,7 +206,30 @@ impl Worker {
         );
         self.event(false, "Started", format!("Started container {}", spec.name));
         self.due.remove(&slot);
+        let prober = probing::has_probes(&spec).then(|| {
+            let pod_ip = match &self.sandbox {
+                Some(Some(ip)) => ip.clone(),
+                _ => self.agent.ip.clone(),
+            };
+            let prober = probing::Prober {
+                agent: self.agent.clone(),
+                pod: self.pod.clone(),
+                container: spec.clone(),
+                target: crate::probe::Target {
+                    runtime: runtime.clone(),
+                    container_id: format!("{}-{}-{restart}", self.uid, spec.name),
+                    pod_ip,
+                },
+                slot,
+                run,
+                started: Instant::now(),
+                tx: self.probes_tx.clone(),
+            };
+            tokio::spawn(prober.run()).abort_handle()
+        });
         let state = self.state(slot);
+        state.probe_ready = spec.readiness_probe.as_ref().map(|_| false);
+        state.probe_started = spec.startup_probe.as_ref().map(|_| false);
         state.image_id = image_id;
         state.restart_count = restart;
         state.current = Current::Running {
@@ -207,6 +242,7 @@ impl Worker {
                 stop: Some(stop_tx),
                 run,
                 started: Instant::now(),
+                prober,
             },
         );
     }

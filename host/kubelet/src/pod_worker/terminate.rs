@@ -9,7 +9,9 @@ use kube::api::{DeleteParams, Preconditions};
 use kube::Api;
 use tokio::time::Instant;
 
-use super::{spec_of, Stop, Worker};
+use tokio::sync::mpsc;
+
+use super::{spec_of, Exit, Stop, Worker};
 use crate::status::Current;
 
 impl Worker {
@@ -77,6 +79,9 @@ impl Worker {
             return false;
         }
         self.write_status().await;
+        // The sandbox (network namespace, address) goes before the object, so a client that
+        // saw the pod go finds nothing of it left on the node.
+        self.remove_sandbox().await;
         let api: Api<Pod> = Api::namespaced(self.agent.client.clone(), &self.ns);
         let dp = DeleteParams {
             grace_period_seconds: Some(0),
@@ -101,7 +106,7 @@ impl Worker {
     }
 
     /// The pod is gone from the API: kill its containers at once and forget it.
-    pub(super) async fn vanished(mut self) {
+    pub(super) async fn vanished(mut self, exits: &mut mpsc::UnboundedReceiver<Exit>) {
         let now = Instant::now();
         for handle in self.handles.values_mut() {
             if let Some(stop) = handle.stop.take() {
@@ -111,6 +116,15 @@ impl Worker {
                 });
             }
         }
+        // The sandbox goes once the containers are stopped.
+        let limit = Instant::now() + Duration::from_secs(10);
+        while !self.handles.is_empty() {
+            match tokio::time::timeout_at(limit, exits.recv()).await {
+                Ok(Some(exit)) => self.handles.remove(&exit.slot),
+                _ => break,
+            };
+        }
+        self.remove_sandbox().await;
         self.agent.logs.remove_pod(&self.ns, &self.name, &self.uid);
         tracing::info!(pod = %self.name, "pod removed from the API; containers stopped");
     }

@@ -1,9 +1,12 @@
 //! Container runtimes behind one trait ([`Runtime`]), chosen per pod by its RuntimeClass
 //! handler ([`Runtimes`]). A runtime resolves images and starts containers; a started
 //! [`Container`] is waited on, or stopped with a grace period (SIGTERM, then SIGKILL once the
-//! grace period is over, for runtimes that have signals). Only the `wasmtime` handler exists
-//! today ([`wasm`]); `containerd` is a later slice.
+//! grace period is over, for runtimes that have signals). Handlers: `wasmtime` ([`wasm`],
+//! RuntimeClass `wasm`) and `runc` ([`containerd`], pods without a RuntimeClass). A runtime may
+//! give each pod a sandbox (its network) before its first container starts.
 
+pub mod containerd;
+pub mod network;
 pub mod wasm;
 
 use std::collections::HashMap;
@@ -17,8 +20,14 @@ use crate::Error;
 /// What a runtime needs to start one container.
 #[derive(Clone)]
 pub struct ContainerConfig {
-    /// Unique id, e.g. `<pod uid>-<container>-<restart count>`.
+    /// Unique id, `<pod uid>-<container>-<restart count>`.
     pub id: String,
+    /// The pod's uid (its sandbox).
+    pub pod_uid: String,
+    /// The pod's hostname (its name).
+    pub hostname: String,
+    /// `hostNetwork`: the container shares the node's network.
+    pub host_network: bool,
     /// The image reference from the pod spec.
     pub image: String,
     /// The expanded `command` (empty: the image's entrypoint).
@@ -79,11 +88,49 @@ pub trait Container: Send {
     async fn stop(&mut self, grace: Duration) -> Exited;
 }
 
+/// A command to run inside a running container (`kubectl exec`, exec probes).
+pub struct ExecRequest {
+    /// The command line.
+    pub command: Vec<String>,
+    /// The process' stdin, chunk by chunk (closed when the sender is dropped); `None`: none.
+    pub stdin: Option<tokio::sync::mpsc::Receiver<bytes::Bytes>>,
+    /// Where its stdout and stderr go.
+    pub output: Arc<dyn OutputSink>,
+}
+
+/// The pod a sandbox is made for.
+#[derive(Debug, Clone)]
+pub struct PodSandbox {
+    /// The pod's uid.
+    pub uid: String,
+    /// `hostNetwork`.
+    pub host_network: bool,
+}
+
 /// A container runtime.
 #[async_trait::async_trait]
 pub trait Runtime: Send + Sync {
     /// The RuntimeClass handler it serves, e.g. `wasmtime`.
     fn handler(&self) -> &'static str;
+    /// The scheme of its container ids in the pod status, e.g. `containerd`.
+    fn scheme(&self) -> &'static str;
+    /// Makes the pod's sandbox; returns its own IP (`None`: the pod uses the node's).
+    async fn create_sandbox(&self, _pod: &PodSandbox) -> Result<Option<String>, Error> {
+        Ok(None)
+    }
+    /// Removes the pod's sandbox (after its containers stopped).
+    async fn remove_sandbox(&self, _pod: &PodSandbox) {}
+    /// Cumulative CPU nanoseconds and memory working set bytes of a running container.
+    fn usage(&self, _pod_uid: &str, _container_id: &str) -> Option<(u64, u64)> {
+        None
+    }
+    /// Runs a command in the running container `container_id` and returns its exit code.
+    async fn exec(&self, _container_id: &str, _request: ExecRequest) -> Result<i32, Error> {
+        Err(Error::Unsupported(format!(
+            "the {} runtime cannot run commands in a container",
+            self.handler()
+        )))
+    }
     /// Makes `image` ready to run (resolve, compile) and returns its image id.
     async fn prepare(&self, image: &str) -> Result<String, Error>;
     /// Starts a container.

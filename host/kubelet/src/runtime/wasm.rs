@@ -3,17 +3,18 @@
 //! engine and run in-process: `argv` and `env` from the pod spec, stdout/stderr to the
 //! container log, `resources.limits.memory` as the memory cap (default 128 MiB, at most the
 //! host's slot size), volume mounts as preopened directories, `resources.limits.cpu` as its
-//! CPU share, and the guest's exit code as the container's. Wasm guests have no signals:
+//! CPU share, and the guest's exit code as the container's. Its linear memory and CPU time
+//! are what `kubectl top` reports for it. Wasm guests have no signals:
 //! SIGTERM's default action applies, so a stop ends the guest at once (exit code 143).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use keelson_plugin_host::{Command, CommandRun, Exit, PluginHost};
+use keelson_plugin_host::{Command, CommandRun, Exit, PluginHost, Usage};
 use tokio::task::JoinHandle;
 
-use super::{Container, ContainerConfig, Exited, Runtime};
+use super::{Container, ContainerConfig, ExecRequest, Exited, Runtime};
 use crate::images::ImageStore;
 use crate::Error;
 
@@ -25,6 +26,8 @@ pub struct WasmRuntime {
     host: PluginHost,
     images: ImageStore,
     compiled: Mutex<HashMap<String, Arc<Command>>>,
+    /// Live usage of the running guests, by container id.
+    usage: Arc<Mutex<HashMap<String, Arc<Usage>>>>,
 }
 
 impl WasmRuntime {
@@ -34,6 +37,7 @@ impl WasmRuntime {
             host,
             images,
             compiled: Mutex::new(HashMap::new()),
+            usage: Default::default(),
         }
     }
 
@@ -71,6 +75,22 @@ impl Runtime for WasmRuntime {
         "wasmtime"
     }
 
+    fn scheme(&self) -> &'static str {
+        "wasm"
+    }
+
+    fn usage(&self, _pod_uid: &str, container_id: &str) -> Option<(u64, u64)> {
+        let map = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+        let u = map.get(container_id)?;
+        Some((u.cpu_time().as_nanos() as u64, u.memory_bytes()))
+    }
+
+    async fn exec(&self, _container_id: &str, _request: ExecRequest) -> Result<i32, Error> {
+        Err(Error::Unsupported(
+            "a Wasm container is one WASI command with no processes to exec into".into(),
+        ))
+    }
+
     async fn prepare(&self, image: &str) -> Result<String, Error> {
         Ok(self.command(image).await?.1)
     }
@@ -85,6 +105,7 @@ impl Runtime for WasmRuntime {
             argv.push(config.image.clone());
         }
         argv.extend(config.args.iter().cloned());
+        let usage = Arc::new(Usage::default());
         let run = CommandRun {
             args: argv,
             env: config.env.clone(),
@@ -101,8 +122,15 @@ impl Runtime for WasmRuntime {
                     read_only: m.read_only,
                 })
                 .collect(),
+            usage: Some(usage.clone()),
         };
+        let (usage_map, id) = (self.usage.clone(), config.id.clone());
+        usage_map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), usage);
         let task = tokio::spawn(async move {
+            let _forget = Forget(usage_map, id);
             match command.run(run).await {
                 Ok((Exit::Code(code), _)) => Exited::with_code(code),
                 Ok((exit @ Exit::Failed { .. }, _)) => {
@@ -124,6 +152,18 @@ impl Runtime for WasmRuntime {
             }
         });
         Ok(Box::new(WasmContainer { task: Some(task) }))
+    }
+}
+
+/// Drops a guest's usage entry when its task ends (or is aborted).
+struct Forget(Arc<Mutex<HashMap<String, Arc<Usage>>>>, String);
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.1);
     }
 }
 

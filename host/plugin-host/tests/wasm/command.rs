@@ -61,6 +61,7 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (Exit, Arc<Captured>, Duration) {
                 cpu_millis: None,
                 cpu_time: None,
                 preopens: vec![],
+                usage: None,
             }),
         )
         .expect("run");
@@ -121,6 +122,7 @@ fn cpu_budget_and_share() {
         cpu_millis,
         cpu_time,
         preopens: vec![],
+        usage: None,
     };
     let command = demo();
     let (exit, full_cpu) = rt.block_on(command.run(spin(None, None))).unwrap();
@@ -187,6 +189,7 @@ fn preopened_directories_read_write_and_read_only() {
                     guest: "/data".into(),
                     read_only,
                 }],
+                usage: None,
             }))
             .unwrap();
         assert_eq!(exit, Exit::Code(0));

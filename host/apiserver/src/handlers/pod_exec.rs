@@ -1,0 +1,110 @@
+//! `pods/{name}/exec`: proxied to the agent of the pod's node, as kube-apiserver proxies it to
+//! the kubelet. The client's WebSocket upgrade (kubectl ≥ 1.30 speaks `v5.channel.k8s.io`) is
+//! forwarded to the agent's `/exec/{ns}/{pod}/{container}` with the query as sent (repeated
+//! `command` parameters); once the agent answers 101 Switching Protocols, the client gets the
+//! agent's 101 (subprotocol, `Sec-WebSocket-Accept`) and the two upgraded connections are
+//! spliced byte for byte, so the channel protocol runs end to end between kubectl and the
+//! agent. A refusal by the agent (Wasm container, not running, SPDY, tty) becomes a `Status`.
+
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::TokioIo;
+
+use super::pod_log::{agent_base, container_name, not_streamed};
+use super::Ctx;
+use crate::error::{ApiError, ApiResult};
+use crate::objects::from_store;
+
+/// Request headers the agent needs for the upgrade.
+const FORWARDED: &[&str] = &[
+    "connection",
+    "upgrade",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-protocol",
+    "sec-websocket-extensions",
+    "x-stream-protocol-version",
+];
+
+/// Response headers the client needs from the agent's 101.
+const RETURNED: &[&str] = &[
+    "connection",
+    "upgrade",
+    "sec-websocket-accept",
+    "sec-websocket-protocol",
+    "sec-websocket-extensions",
+    "x-stream-protocol-version",
+];
+
+/// Serves `pods/exec`.
+pub(crate) async fn exec(mut ctx: Ctx) -> ApiResult<Response> {
+    let pod = from_store(&ctx.def, &ctx.stored().await?)?;
+    if pod["spec"]["runtimeClassName"] == "wasm" {
+        return Err(not_streamed(&ctx, "exec").await);
+    }
+    let container = container_name(&pod, ctx.query.get("container"))?;
+    let (base, node_name) = agent_base(&ctx, &pod, &container).await?;
+    let enc = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let url = format!(
+        "{base}/exec/{}/{}/{}?{}",
+        enc(ctx.namespace().unwrap_or_default()),
+        enc(ctx.name()),
+        enc(&container),
+        ctx.query.raw()
+    );
+    let client = ctx
+        .api
+        .kubelet_client
+        .get()
+        .ok_or_else(|| ApiError::unavailable("this server has no client for agents"))?;
+    let mut request = client.get(&url);
+    for name in FORWARDED {
+        for value in ctx.headers.get_all(*name) {
+            request = request.header(*name, value);
+        }
+    }
+    let answer = request.send().await.map_err(|e| {
+        tracing::warn!(node = %node_name, error = %e, "cannot reach the agent");
+        ApiError::unavailable(format!(
+            "cannot reach the agent of node \"{node_name}\": {e}"
+        ))
+    })?;
+    let status = answer.status();
+    if status != http::StatusCode::SWITCHING_PROTOCOLS {
+        let message = answer.text().await.unwrap_or_default();
+        return Err(match status.as_u16() {
+            400 => ApiError::bad_request(message),
+            404 => ApiError::not_found("", "pods", ctx.name()),
+            _ => ApiError::unavailable(format!("agent answered {status}: {message}")),
+        });
+    }
+    let Some(client_upgrade) = ctx.upgrade.take() else {
+        return Err(ApiError::bad_request(
+            "exec needs a connection upgrade (WebSocket, v5.channel.k8s.io)",
+        ));
+    };
+    let mut response = http::StatusCode::SWITCHING_PROTOCOLS.into_response();
+    for name in RETURNED {
+        for value in answer.headers().get_all(*name) {
+            response.headers_mut().append(*name, value.clone());
+        }
+    }
+    let pod_name = ctx.name().to_string();
+    tokio::spawn(async move {
+        let agent = match answer.upgrade().await {
+            Ok(a) => a,
+            Err(e) => return tracing::warn!(error = %e, "agent upgrade failed"),
+        };
+        let client = match client_upgrade.await {
+            Ok(c) => c,
+            Err(e) => return tracing::warn!(error = %e, "client upgrade failed"),
+        };
+        let (mut agent, mut client) = (agent, TokioIo::new(client));
+        match tokio::io::copy_bidirectional(&mut client, &mut agent).await {
+            Ok((up, down)) => tracing::debug!(pod = %pod_name, up, down, "exec stream ended"),
+            Err(e) => tracing::debug!(pod = %pod_name, error = %e, "exec stream ended"),
+        }
+    });
+    Ok(response)
+}
