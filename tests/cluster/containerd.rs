@@ -2,7 +2,8 @@
 //! busybox image built locally ([`crate::local_containerd`]). Pods without a RuntimeClass run
 //! there: exit codes and reasons, `kubectl logs` from the task's FIFOs, a pod IP from the CNI
 //! bridge that the test reaches over TCP, `kubectl exec` (stdin, exit codes) over WebSockets,
-//! `kubectl top`, probes feeding readiness and Endpoints and restarting on liveness failure,
+//! `kubectl top`, an image imported without unpacking (the agent unpacks it), probes feeding
+//! readiness and Endpoints and restarting on liveness failure,
 //! and deletion with SIGTERM then SIGKILL after the grace period. Needs root, `containerd`,
 //! `runc`, `ctr`, `busybox-static` and `containernetworking-plugins` (tools/test.sh installs
 //! them).
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{eventually, KUBECTL_128, KUBECTL_129, KUBECTL_133};
 use crate::kubelet::{apply, jsonpath, kubectl, wait_for};
-use crate::local_containerd::{containerd_cluster, delete_all_pods};
+use crate::local_containerd::{containerd_cluster, containerd_cluster_with, delete_all_pods};
 
 fn http_get(ip: &str, port: u16) -> String {
     let mut s = std::net::TcpStream::connect_timeout(
@@ -416,7 +417,8 @@ spec:
 #[test]
 #[ignore = "needs containerd, runc, CNI plugins and root (tools/test.sh installs them)"]
 fn containerd_pods_come_back_after_an_agent_restart() {
-    let (_containerd, mut server) = containerd_cluster(3);
+    // Imported without unpacking: the agent applies the layer through the diff service.
+    let (_containerd, mut server) = containerd_cluster_with(3, false);
     apply(
         &server,
         r#"

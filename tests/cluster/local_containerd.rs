@@ -61,12 +61,14 @@ impl LocalContainerd {
         std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
     }
 
-    /// `ctr -n k8s.io images import FILE`.
-    pub(crate) fn import(&self, tar: &Path) {
+    /// `ctr -n k8s.io images import FILE`; with `unpack` false, `--no-unpack` (the agent then
+    /// unpacks the layers itself).
+    pub(crate) fn import(&self, tar: &Path, unpack: bool) {
         let out = Command::new("ctr")
             .arg("-a")
             .arg(self.socket())
             .args(["-n", "k8s.io", "images", "import"])
+            .args((!unpack).then_some("--no-unpack"))
             .arg(tar)
             .output()
             .unwrap();
@@ -188,9 +190,14 @@ pub(crate) fn busybox_image(dir: &Path, name: &str) -> PathBuf {
 /// A containerd with `busybox:test` imported and a server whose agent uses it, with pod
 /// CIDR `10.88.<n>.0/24` on its own bridge.
 pub(crate) fn containerd_cluster(n: u8) -> (LocalContainerd, Server) {
+    containerd_cluster_with(n, true)
+}
+
+/// [`containerd_cluster`], the image imported unpacked or not.
+pub(crate) fn containerd_cluster_with(n: u8, unpack: bool) -> (LocalContainerd, Server) {
     let mut containerd = LocalContainerd::start();
     let image = busybox_image(containerd.dir.path(), "docker.io/library/busybox:test");
-    containerd.import(&image);
+    containerd.import(&image, unpack);
     let socket = containerd.socket().display().to_string();
     let cidr = format!("10.88.{n}.0/24");
     let bridge = format!("kt{n}-{}", std::process::id() % 10_000);
