@@ -12,6 +12,9 @@
 //!
 //! `keelson bench kubelet` runs a node agent beside the server and times Wasm pods from create
 //! to Running, and the idle memory of server + agent ([`kubelet`]).
+//!
+//! `keelson bench store` drives the store layer directly with 1,000 concurrent writers, on the
+//! embedded store and on etcd in the same run ([`store`]).
 
 mod admission;
 mod api;
@@ -22,6 +25,7 @@ mod kubelet;
 mod load;
 mod report;
 mod scheduler;
+mod store;
 mod watch;
 
 use clap::{Args, Subcommand};
@@ -50,6 +54,9 @@ enum BenchWhat {
     /// Authorization: the API load as an ordinary user under RBAC with ~200 bindings, against
     /// the same run under AlwaysAllow.
     Authz(authz::AuthzBench),
+    /// Store layer: 1,000 concurrent writers creating keys, durable writes/s and p50/p99, on
+    /// the embedded store and etcd in one run (like `etcdctl check perf`).
+    Store(store::StoreBench),
 }
 
 impl BenchCommand {
@@ -60,6 +67,7 @@ impl BenchCommand {
             BenchWhat::Scheduler(bench) => bench.execute().await,
             BenchWhat::Kubelet(bench) => bench.execute().await,
             BenchWhat::Authz(bench) => bench.execute().await,
+            BenchWhat::Store(bench) => bench.execute().await,
         }
     }
 }
