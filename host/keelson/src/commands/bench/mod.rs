@@ -17,6 +17,7 @@
 //! embedded store and on etcd in the same run ([`store`]).
 
 mod admission;
+mod admission_cpu;
 mod api;
 mod authz;
 mod backend;
