@@ -139,6 +139,13 @@ impl Serialize for MetadataWithout<'_> {
     }
 }
 
+impl Attributes {
+    /// Is this the main resource (not a subresource) of the given group/kind?
+    pub fn is(&self, group: &str, kind: &str) -> bool {
+        self.group == group && self.kind == kind && self.subresource.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,12 +177,5 @@ mod tests {
         assert!(Arc::ptr_eq(&lean, &a.encoded.object(&a, false)));
         assert!(a.encoded.object(&a, true).contains("managedFields"));
         assert_eq!(&*a.encoded.old_object(&a, false), "");
-    }
-}
-
-impl Attributes {
-    /// Is this the main resource (not a subresource) of the given group/kind?
-    pub fn is(&self, group: &str, kind: &str) -> bool {
-        self.group == group && self.kind == kind && self.subresource.is_empty()
     }
 }
