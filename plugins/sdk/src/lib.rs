@@ -39,8 +39,8 @@ mod typed;
 mod verdict;
 
 pub use patch::{escape_pointer_token, Patch};
-pub use typed::ContainerImage;
 pub use serde_json;
+pub use typed::ContainerImage;
 pub use wit_bindgen;
 
 /// Generated bindings of world `keelson:plugin/admission`. Use the re-exports
