@@ -110,6 +110,8 @@ impl Chain {
             .chain(self.dynamic(Stage::Mutating))
         {
             p.admit(a, api).await?;
+            // The plugin may have changed the object: later plugins encode it afresh.
+            a.encoded = Default::default();
         }
         Ok(())
     }

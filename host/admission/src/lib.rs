@@ -14,7 +14,7 @@ pub mod plugins;
 pub use keelson_apimachinery::quantity;
 pub use keelson_apimachinery::Reason;
 
-pub use attributes::{Attributes, Operation, UserInfo};
+pub use attributes::{Attributes, Encoded, Operation, UserInfo};
 pub use chain::{Chain, ChainConfig, Stage, UnknownPlugin};
 
 use serde_json::Value;

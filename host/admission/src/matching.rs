@@ -116,6 +116,7 @@ mod tests {
         labels: Value,
     ) -> Attributes {
         Attributes {
+            encoded: Default::default(),
             operation: op,
             group: group.into(),
             version: "v1".into(),

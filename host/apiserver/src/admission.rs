@@ -85,6 +85,7 @@ pub(crate) fn attributes(
 ) -> Attributes {
     let any = object.as_ref().or(old.as_ref());
     Attributes {
+        encoded: Default::default(),
         operation,
         group: def.group.clone(),
         version: def.version.clone(),

@@ -137,6 +137,17 @@ pub(crate) fn json_response_as_stored(code: u16, value: &Value) -> Response {
         .into_response()
 }
 
+/// A response of JSON bytes encoded by the caller (newline included).
+pub(crate) fn json_bytes_response(code: u16, body: Vec<u8>) -> Response {
+    let code = http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::OK);
+    (
+        code,
+        [(http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
 /// A JSON response.
 pub(crate) fn json_response(code: u16, value: &Value) -> Response {
     let code = http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::OK);

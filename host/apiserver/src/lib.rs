@@ -23,6 +23,7 @@ pub mod certs;
 mod codec;
 mod computed;
 mod data_dir;
+mod decoded;
 mod discovery;
 mod discovery_v2;
 mod encryption_config;
@@ -85,6 +86,10 @@ pub struct Config {
     /// `--audit-policy-file` and `--audit-log-path`: Kubernetes' audit Policy and where the
     /// JSON-lines log goes (both needed to audit).
     pub audit: Option<(PathBuf, PathBuf)>,
+    /// Lists served from the watch cache and each object decoded and encoded once for every
+    /// list and watcher (default). Off: lists read the store and every list and watcher
+    /// decodes and encodes each object itself, as before; benchmarks compare the two.
+    pub shared_reads: bool,
 }
 
 impl Default for Config {
@@ -101,6 +106,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             encryption_provider_config: None,
             audit: None,
+            shared_reads: true,
         }
     }
 }
@@ -139,6 +145,8 @@ pub struct ApiServer {
     /// Cancelled when the server begins shutting down: listeners stop accepting and open
     /// watches end, so connections drain.
     pub(crate) stopping: tokio_util::sync::CancellationToken,
+    /// [`Config::shared_reads`].
+    pub(crate) shared_reads: std::sync::atomic::AtomicBool,
 }
 
 impl ApiServer {
@@ -171,6 +179,7 @@ impl ApiServer {
             kubelet_client: Default::default(),
             node_token: Default::default(),
             stopping: Default::default(),
+            shared_reads: std::sync::atomic::AtomicBool::new(true),
         })
     }
 

@@ -85,6 +85,8 @@ pub async fn start(
         &creds.admin_token,
     )?;
     let api = ApiServer::new(store, auth, chain, plugin_host, config.data_dir.clone());
+    api.shared_reads
+        .store(config.shared_reads, std::sync::atomic::Ordering::Relaxed);
     if let Some((policy, log)) = &config.audit {
         let _ = api.audit.set(crate::audit::Audit::open(policy, log)?);
     }

@@ -8,11 +8,17 @@
 //! and rebuilt.
 //!
 //! Loading an entry maps native code from disk: the cache directory must be
-//! writable only by the server (it is created with mode 0700).
+//! writable only by the server (it is created with mode 0700). A freshly
+//! compiled component is written, dropped and mapped back from its file, so
+//! its code is file-backed (the page cache, not the server's heap), and the
+//! compiler's freed heap goes back to the kernel. The most recently loaded
+//! components stay mapped: loading the same digest again (five WasmPlugins of
+//! one component, a new generation with only a new config) maps nothing new.
 
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
@@ -20,9 +26,14 @@ use wasmtime::Engine;
 
 use crate::Error;
 
+/// Components kept mapped for reuse by digest.
+const MAPPED: usize = 16;
+
 /// The precompiled cache of one engine.
 pub(crate) struct Cache {
     dir: PathBuf,
+    /// Recently loaded components by digest, most recent last (at most [`MAPPED`]).
+    mapped: Mutex<Vec<(String, Component)>>,
 }
 
 /// How a component was obtained, for logs and tests.
@@ -42,11 +53,43 @@ impl Cache {
         let engine_key = hex(&hasher.0.finalize()[..12]);
         let dir = root.join(engine_key);
         create_private_dir(&dir)?;
-        Ok(Cache { dir })
+        Ok(Cache {
+            dir,
+            mapped: Mutex::new(Vec::new()),
+        })
     }
 
     /// The component for `bytes` (whose sha256 is `digest`), from disk or compiled.
     pub(crate) fn component(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+        digest: &str,
+    ) -> Result<(Component, CacheOutcome), Error> {
+        if let Some(component) = self.recent(digest) {
+            return Ok((component, CacheOutcome::Hit));
+        }
+        let (component, outcome) = self.load(engine, bytes, digest)?;
+        let mut mapped = self.mapped.lock().unwrap_or_else(|e| e.into_inner());
+        mapped.retain(|(d, _)| d != digest);
+        if mapped.len() >= MAPPED {
+            mapped.remove(0);
+        }
+        mapped.push((digest.to_string(), component.clone()));
+        Ok((component, outcome))
+    }
+
+    /// A component loaded recently, moved to the most recent place.
+    fn recent(&self, digest: &str) -> Option<Component> {
+        let mut mapped = self.mapped.lock().unwrap_or_else(|e| e.into_inner());
+        let at = mapped.iter().position(|(d, _)| d == digest)?;
+        let entry = mapped.remove(at);
+        let component = entry.1.clone();
+        mapped.push(entry);
+        Some(component)
+    }
+
+    fn load(
         &self,
         engine: &Engine,
         bytes: &[u8],
@@ -65,17 +108,41 @@ impl Cache {
                 }
             }
         }
-        let component =
-            Component::new(engine, bytes).map_err(|e| Error::Compile(format!("{e:#}")))?;
-        match component.serialize() {
-            Ok(image) => {
-                if let Err(err) = write_atomically(&path, &image) {
-                    tracing::warn!(path = %path.display(), error = %err, "cannot write precompiled component");
+        let compiled = Component::new(engine, bytes);
+        let component = compiled.map_err(|e| Error::Compile(format!("{e:#}")));
+        let written = match &component {
+            Ok(c) => match c.serialize() {
+                Ok(image) => write_atomically(&path, &image)
+                    .map_err(|err| tracing::warn!(path = %path.display(), error = %err, "cannot write precompiled component"))
+                    .is_ok(),
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot serialize component");
+                    false
                 }
-            }
-            Err(err) => tracing::warn!(error = %err, "cannot serialize component"),
-        }
-        Ok((component, CacheOutcome::Miss))
+            },
+            Err(_) => false,
+        };
+        // Map the written file instead of keeping the compiled code on the heap.
+        let component = match written {
+            // SAFETY: as above; the file was just written by this engine.
+            true => match unsafe { Component::deserialize_file(engine, &path) } {
+                Ok(mapped) => Ok(mapped),
+                Err(_) => component,
+            },
+            false => component,
+        };
+        release_compiler_memory();
+        Ok((component?, CacheOutcome::Miss))
+    }
+}
+
+/// Gives the heap the compiler freed back to the kernel: glibc keeps freed
+/// memory in its arenas, and compiling a component churns megabytes.
+fn release_compiler_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

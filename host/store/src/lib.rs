@@ -37,7 +37,7 @@ pub use error::Error;
 pub use etcd::EtcdBackend;
 pub use snapshot::SnapshotInfo;
 pub use sqlite::SqliteBackend;
-pub use watch_cache::{WatchCache, WatchStream};
+pub use watch_cache::{CachedEvent, WatchCache, WatchStream};
 
 /// Result type of the store.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -198,6 +198,36 @@ impl Store {
     /// Reads every key under a prefix, with the revision of the read.
     pub async fn list(&self, prefix: &str) -> Result<(Vec<KeyValue>, i64)> {
         self.backend.list(prefix).await
+    }
+    /// Reads every key under a prefix from the watch cache, with the revision it reflects.
+    /// `min_revision`: `None` for a consistent read (the cache first catches up with the
+    /// backend's current revision, as Kubernetes 1.33's consistent reads from cache do),
+    /// `Some(0)` for whatever the cache holds (`resourceVersion=0`), `Some(n)` for at least
+    /// revision `n`. Reads the backend instead when the cache does not catch up in time.
+    pub async fn list_cached(
+        &self,
+        prefix: &str,
+        min_revision: Option<i64>,
+    ) -> Result<(Vec<Arc<CachedEvent>>, i64)> {
+        let min = match min_revision {
+            Some(n) => n,
+            None => self.backend.current_revision().await?,
+        };
+        if let Some(hit) = self.cache.list(prefix, min).await {
+            return Ok(hit);
+        }
+        let (kvs, rev) = self.backend.list(prefix).await?;
+        let items = kvs
+            .into_iter()
+            .map(|kv| {
+                Arc::new(CachedEvent::new(Event {
+                    kind: EventKind::Created,
+                    kv,
+                    prev: None,
+                }))
+            })
+            .collect();
+        Ok((items, rev))
     }
     /// Creates a key.
     pub async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue> {

@@ -39,6 +39,21 @@ async fn suite(store: Store) {
         ["/registry/t/a", "/registry/t/b"]
     );
     assert!(rev >= a2.mod_revision);
+    // The watch cache serves the same list once it has caught up (a consistent read), and
+    // shares one value per key version with the watchers.
+    let (cached, cached_rev) = store.list_cached("/registry/t/", None).await.unwrap();
+    assert_eq!(
+        cached
+            .iter()
+            .map(|e| (e.kv().key.as_str(), e.kv().value.as_slice()))
+            .collect::<Vec<_>>(),
+        [("/registry/t/a", &b"2"[..]), ("/registry/t/b", &b"b"[..])]
+    );
+    assert_eq!(cached_rev, rev);
+    let (again, _) = store.list_cached("/registry/t/", Some(0)).await.unwrap();
+    assert!(Arc::ptr_eq(&cached[0], &again[0]));
+    assert_eq!(cached[0].memo(|| 7u8), Some(&7));
+    assert_eq!(again[0].memo(|| 9u8), Some(&7));
     assert_eq!(
         store.get("/registry/t/a").await.unwrap().unwrap().value,
         b"2"
@@ -133,6 +148,11 @@ async fn embedded_survives_reopen() {
     assert_eq!(items.len(), 1);
     assert_eq!(items[0].mod_revision, rev);
     assert_eq!(now, rev + 1);
+    // The watch cache starts from the reopened state.
+    let (cached, at) = store.list_cached("/registry/x/", Some(0)).await.unwrap();
+    assert_eq!(cached.len(), 1);
+    assert_eq!(cached[0].kv().value, b"two");
+    assert_eq!(at, now);
 }
 
 #[tokio::test]

@@ -6,7 +6,10 @@
 //! an [`Admission`] trait with allow-everything defaults, the
 //! [`export_admission!`] macro, a JSON [`Patch`] builder and typed access to
 //! the request's object ([`Request::object`], [`Request::config`],
-//! [`k8s::pod_specs`]).
+//! [`k8s::pod_specs`]), plus typed accessors for the hot paths that read only
+//! what they return ([`Request::containers`], [`Request::labels`],
+//! [`Request::annotations`]). The host leaves `metadata.managedFields` out of
+//! the objects unless the WasmPlugin sets `spec.includeManagedFields`.
 //!
 //! ```ignore
 //! use keelson_plugin_sdk::{export_admission, Admission, Request, Verdict};
@@ -32,10 +35,12 @@ pub mod k8s;
 mod patch;
 mod request;
 pub mod scheduler;
+mod typed;
 mod verdict;
 
 pub use patch::{escape_pointer_token, Patch};
 pub use serde_json;
+pub use typed::ContainerImage;
 pub use wit_bindgen;
 
 /// Generated bindings of world `keelson:plugin/admission`. Use the re-exports

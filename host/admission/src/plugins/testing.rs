@@ -35,6 +35,7 @@ pub(crate) fn attrs(
         .unwrap_or_default()
         .to_string();
     Attributes {
+        encoded: Default::default(),
         operation,
         group: group.into(),
         version: version.into(),

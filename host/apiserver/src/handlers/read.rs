@@ -1,12 +1,15 @@
 //! GET of one object and of lists: selectors, `limit`/`continue` paging, and the Table and
 //! PartialObjectMetadata representations.
 
+use std::sync::Arc;
+
 use axum::response::Response;
 use base64::Engine;
 use serde_json::{json, Value};
 
 use super::{respond, Ctx};
 use crate::codec::{representation, Representation};
+use crate::decoded::Decoded;
 use crate::error::{ApiError, ApiResult};
 use crate::objects::{self, from_store};
 use crate::selector::{FieldSelector, LabelSelector};
@@ -48,10 +51,23 @@ impl Filter {
     }
 }
 
-/// Reads every matching object of the request's scope, with the list revision.
-pub(crate) async fn list_objects(ctx: &Ctx) -> ApiResult<(Vec<(String, Value)>, i64)> {
+/// Reads every matching object of the request's scope, with the list revision: from the watch
+/// cache, as Kubernetes 1.33 serves lists ([`list_revision`] says how fresh).
+pub(crate) async fn list_objects(ctx: &Ctx) -> ApiResult<(Vec<(String, Arc<Decoded>)>, i64)> {
     let filter = Filter::from_ctx(ctx)?;
-    crate::rest::list(ctx, &|obj| filter.matches(obj)).await
+    crate::rest::list(ctx, list_revision(ctx), &|obj| filter.matches(obj)).await
+}
+
+/// How fresh a list must be: `resourceVersion` unset (or a `continue` token) is a consistent
+/// read, `0` any state the cache holds, `n` at least revision `n` (NotOlderThan).
+fn list_revision(ctx: &Ctx) -> Option<i64> {
+    if ctx.query.get("continue").is_some_and(|t| !t.is_empty()) {
+        return None;
+    }
+    match ctx.query.get("resourceVersion").unwrap_or_default() {
+        "" => None,
+        rv => rv.parse::<i64>().ok().filter(|n| *n >= 0),
+    }
 }
 
 pub(crate) async fn list(ctx: Ctx) -> ApiResult<Response> {
@@ -74,10 +90,12 @@ pub(crate) async fn list(ctx: Ctx) -> ApiResult<Response> {
             metadata["remainingItemCount"] = json!(remaining);
         }
     }
-    let objs: Vec<Value> = items.into_iter().map(|(_, o)| o).collect();
+    let objs: Vec<Arc<Decoded>> = items.into_iter().map(|(_, o)| o).collect();
     let out = match rep {
         Representation::Table => {
-            let mut t = table::to_table(&ctx.def, &objs, &list_rv, ctx.query.get("includeObject"));
+            let values: Vec<Value> = objs.iter().map(|o| o.value.clone()).collect();
+            let mut t =
+                table::to_table(&ctx.def, &values, &list_rv, ctx.query.get("includeObject"));
             t["metadata"] = metadata;
             t
         }
@@ -85,19 +103,42 @@ pub(crate) async fn list(ctx: Ctx) -> ApiResult<Response> {
             "kind": "PartialObjectMetadataList",
             "apiVersion": "meta.k8s.io/v1",
             "metadata": metadata,
-            "items": objs.iter().map(objects::partial_metadata).collect::<Vec<_>>(),
+            "items": objs.iter().map(|o| objects::partial_metadata(&o.value)).collect::<Vec<_>>(),
         }),
         Representation::Object => {
-            let list = json!({
-                "kind": objects::list_kind(&ctx.def),
-                "apiVersion": ctx.def.api_version(),
-                "metadata": metadata,
-                "items": objs,
-            });
-            return Ok(crate::codec::json_response_as_stored(200, &list));
+            let body = list_json(
+                &objects::list_kind(&ctx.def),
+                &ctx.def.api_version(),
+                &metadata,
+                &objs,
+            );
+            return Ok(crate::codec::json_bytes_response(200, body));
         }
     };
     Ok(respond(200, &out))
+}
+
+/// A list in JSON, its items spliced in from their shared encodings: the bytes
+/// `serde_json` writes for `{"kind","apiVersion","metadata","items"}`, without re-encoding
+/// any item.
+fn list_json(kind: &str, api_version: &str, metadata: &Value, items: &[Arc<Decoded>]) -> Vec<u8> {
+    let size: usize = items.iter().map(|o| o.json.len() + 1).sum();
+    let mut body = Vec::with_capacity(size + 256);
+    body.extend_from_slice(b"{\"kind\":");
+    let _ = serde_json::to_writer(&mut body, kind);
+    body.extend_from_slice(b",\"apiVersion\":");
+    let _ = serde_json::to_writer(&mut body, api_version);
+    body.extend_from_slice(b",\"metadata\":");
+    let _ = serde_json::to_writer(&mut body, metadata);
+    body.extend_from_slice(b",\"items\":[");
+    for (i, o) in items.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&o.json);
+    }
+    body.extend_from_slice(b"]}\n");
+    body
 }
 
 fn encode_continue(rv: &str, start: &str) -> String {

@@ -3,20 +3,21 @@
 //! `sendInitialEvents`, `timeoutSeconds`, selectors, Table rows, and an ERROR event with
 //! 410 Expired when the requested revision is gone.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::response::Response;
 use futures::StreamExt;
-use keelson_store::EventKind;
+use keelson_store::{CachedEvent, EventKind};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::read::{list_objects, Filter};
 use super::Ctx;
 use crate::codec::{representation, Representation};
+use crate::decoded::{self, Decoded};
 use crate::error::{ApiError, ApiResult};
-use crate::objects::from_store;
 use crate::registry::ResourceDef;
 use crate::table;
 
@@ -32,28 +33,36 @@ fn event(kind: &str, mut object: Value) -> bytes::Bytes {
     line.into()
 }
 
+/// An event line around an object's shared JSON encoding (stored objects are in Kubernetes'
+/// field order already): the same bytes [`event`] writes, without re-encoding the object.
+fn event_as_stored(kind: &str, object: &Decoded) -> bytes::Bytes {
+    let mut line = Vec::with_capacity(object.json.len() + 32);
+    line.extend_from_slice(b"{\"type\":\"");
+    line.extend_from_slice(kind.as_bytes());
+    line.extend_from_slice(b"\",\"object\":");
+    line.extend_from_slice(&object.json);
+    line.extend_from_slice(b"}\n");
+    line.into()
+}
+
 /// What a watcher with selectors sees of a store event, as Kubernetes' watch cache decides it:
 /// an update that brings an object into the selection is ADDED, one that takes it out is
-/// DELETED (with the previous content at the new resourceVersion); `None` when unseen.
+/// DELETED (with the previous content at the new resourceVersion); `None` when unseen. The
+/// decoded objects are the event's shared ones: each is decoded once for all watchers.
 fn selected(
     def: &ResourceDef,
-    ev: &keelson_store::Event,
+    ev: &CachedEvent,
+    shared: bool,
     keep: &impl Fn(&Value) -> bool,
-) -> Option<(&'static str, Value)> {
-    let obj = from_store(def, &ev.kv).ok()?;
-    let now = keep(&obj);
-    match ev.kind {
+) -> Option<(&'static str, Arc<Decoded>)> {
+    let obj = decoded::current(def, ev, shared).ok()?;
+    let now = keep(&obj.value);
+    match ev.event.kind {
         EventKind::Created => now.then_some(("ADDED", obj)),
         EventKind::Deleted => now.then_some(("DELETED", obj)),
         EventKind::Updated => {
-            let before = ev.prev.as_ref().and_then(|p| {
-                let kv = keelson_store::KeyValue {
-                    value: p.clone(),
-                    ..ev.kv.clone()
-                };
-                from_store(def, &kv).ok()
-            });
-            match (before.as_ref().map(keep).unwrap_or(now), now) {
+            let before = decoded::previous(def, ev, shared);
+            match (before.as_ref().map(|b| keep(&b.value)).unwrap_or(now), now) {
                 (true, true) => Some(("MODIFIED", obj)),
                 (false, true) => Some(("ADDED", obj)),
                 (true, false) => before.map(|b| ("DELETED", b)),
@@ -87,16 +96,19 @@ pub(crate) async fn watch(ctx: Ctx) -> ApiResult<Response> {
         .min(MAX_WATCH);
     let (tx, rx) = mpsc::channel::<bytes::Bytes>(64);
     let def = ctx.def.clone();
-    let render = move |obj: Value| -> Value {
+    let render = move |kind: &str, obj: &Decoded| -> bytes::Bytes {
         match rep {
-            Representation::Object => obj,
-            Representation::Table => table::to_table(
-                &def,
-                std::slice::from_ref(&obj),
-                crate::objects::meta_str(&obj, "resourceVersion").unwrap_or_default(),
-                None,
+            Representation::Object => event_as_stored(kind, obj),
+            Representation::Table => event(
+                kind,
+                table::to_table(
+                    &def,
+                    std::slice::from_ref(&obj.value),
+                    crate::objects::meta_str(&obj.value, "resourceVersion").unwrap_or_default(),
+                    None,
+                ),
             ),
-            Representation::Metadata => crate::objects::partial_metadata(&obj),
+            Representation::Metadata => event(kind, crate::objects::partial_metadata(&obj.value)),
         }
     };
     let keep = move |obj: &Value| {
@@ -122,7 +134,7 @@ pub(crate) async fn watch(ctx: Ctx) -> ApiResult<Response> {
         initial = items
             .into_iter()
             .map(|(_, o)| o)
-            .filter(|o| keep(o))
+            .filter(|o| keep(&o.value))
             .collect();
         after = rev;
     }
@@ -131,11 +143,15 @@ pub(crate) async fn watch(ctx: Ctx) -> ApiResult<Response> {
     let stream = crate::rest::watch(&ctx, after).await;
     let def = ctx.def.clone();
     let stopping = ctx.api.stopping.clone();
+    let shared = ctx
+        .api
+        .shared_reads
+        .load(std::sync::atomic::Ordering::Relaxed);
     tokio::spawn(async move {
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         for obj in initial {
-            if tx.send(event("ADDED", render(obj))).await.is_err() {
+            if tx.send(render("ADDED", &obj)).await.is_err() {
                 return;
             }
         }
@@ -166,7 +182,7 @@ pub(crate) async fn watch(ctx: Ctx) -> ApiResult<Response> {
                     b["metadata"]["resourceVersion"] = json!(last_rv.to_string());
                     if tx.send(event("BOOKMARK", b)).await.is_err() { return; }
                 }
-                next = stream.next() => {
+                next = stream.next_shared() => {
                     let ev = match next {
                         None => return,
                         Some(Err(e)) => {
@@ -175,9 +191,9 @@ pub(crate) async fn watch(ctx: Ctx) -> ApiResult<Response> {
                         }
                         Some(Ok(ev)) => ev,
                     };
-                    last_rv = ev.kv.mod_revision;
-                    let Some((kind, obj)) = selected(&def, &ev, &keep) else { continue };
-                    if tx.send(event(kind, render(obj))).await.is_err() { return; }
+                    last_rv = ev.kv().mod_revision;
+                    let Some((kind, obj)) = selected(&def, &ev, shared, &keep) else { continue };
+                    if tx.send(render(kind, &obj)).await.is_err() { return; }
                 }
             }
         }

@@ -235,7 +235,7 @@ pub(crate) async fn delete_collection(
     opts: &DeleteOptions,
     user: &UserInfo,
 ) -> ApiResult<(Vec<Value>, i64)> {
-    let (items, rev) = super::list(ctx, keep).await?;
+    let (items, rev) = super::list(ctx, None, keep).await?;
     let mut deleted = Vec::new();
     for (key, _) in items {
         let Some(kv) = ctx.api.store.get(&key).await? else {

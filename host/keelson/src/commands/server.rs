@@ -237,6 +237,7 @@ impl ServerCommand {
                 anonymous_auth: self.anonymous_auth,
                 service_account_issuer: self.service_account_issuer,
             },
+            shared_reads: true,
         };
         let shared_store = config.store != "embedded";
         let data_dir = config.data_dir.clone();

@@ -93,6 +93,18 @@ fn deny_latest_tag_checks_every_image() {
     let v = plugin.validate(&create(deployment, json!({}))).unwrap();
     assert!(!v.allowed && v.message.contains("\"init\""), "{v:?}");
 
+    // The SDK's typed accessor follows each kind's pod spec path.
+    let cronjob = json!({
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": "nightly", "namespace": "default", "managedFields": [{"manager": "x"}]},
+        "spec": {"schedule": "@daily", "jobTemplate": {"spec": {"template": {"spec": {
+            "containers": [{"name": "job", "image": "busybox", "env": [{"name": "A", "value": "1"}]}]
+        }}}}}
+    });
+    let v = plugin.validate(&create(cronjob, json!({}))).unwrap();
+    assert!(!v.allowed && v.message.contains("\"job\""), "{v:?}");
+
     let other = plugin
         .validate(&create(configmap(json!({})), json!({})))
         .unwrap();

@@ -2,7 +2,7 @@
 //! container images use the `:latest` tag or no tag at all (which means
 //! `latest`). Images pinned by digest (`name@sha256:…`) are allowed.
 
-use keelson_plugin_sdk::{export_admission, k8s, Admission, Operation, Request, Verdict};
+use keelson_plugin_sdk::{export_admission, Admission, Operation, Request, Verdict};
 
 struct DenyLatestTag;
 
@@ -13,18 +13,13 @@ impl Admission for DenyLatestTag {
         {
             return Verdict::allow();
         }
-        let Some(object) = req.object() else {
-            return Verdict::allow();
-        };
-        let problems: Vec<String> = k8s::containers(&req.kind, &object)
+        // The typed accessor reads only the containers' names and images.
+        let problems: Vec<String> = req
+            .containers()
             .iter()
             .filter_map(|c| {
-                let why = unpinned(c.image())?;
-                Some(format!(
-                    "container {:?} image {:?} {why}",
-                    c.name(),
-                    c.image()
-                ))
+                let why = unpinned(&c.image)?;
+                Some(format!("container {:?} image {:?} {why}", c.name, c.image))
             })
             .collect();
         if problems.is_empty() {

@@ -21,6 +21,7 @@ fn attrs(
     old: Option<Value>,
 ) -> Attributes {
     Attributes {
+        encoded: Default::default(),
         operation: op,
         group: String::new(),
         version: "v1".into(),

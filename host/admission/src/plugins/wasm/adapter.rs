@@ -32,6 +32,9 @@ pub(super) struct WasmAdmission {
     config: String,
     /// `failurePolicy: Ignore`.
     fail_open: bool,
+    /// `includeManagedFields: true`: the objects keep `metadata.managedFields` (left out by
+    /// default: no plugin needs them on the hot path and they are often half the object).
+    managed_fields: bool,
     permits: Arc<Semaphore>,
 }
 
@@ -64,6 +67,7 @@ impl WasmAdmission {
             matcher,
             config: spec.get("config").map(Value::to_string).unwrap_or_default(),
             fail_open: spec.get("failurePolicy").and_then(Value::as_str) == Some("Ignore"),
+            managed_fields: spec.get("includeManagedFields").and_then(Value::as_bool) == Some(true),
             permits,
         }
     }
@@ -75,8 +79,9 @@ impl WasmAdmission {
             .unwrap_or(false)
     }
 
+    /// The request for one call. The objects' JSON is encoded once per admission pass and
+    /// shared by every plugin ([`crate::Encoded`]).
     fn request(&self, a: &Attributes) -> AdmissionRequest {
-        let json = |v: &Option<Value>| v.as_ref().map(|o| o.to_string()).unwrap_or_default();
         AdmissionRequest {
             uid: uuid::Uuid::new_v4().to_string(),
             operation: match a.operation {
@@ -97,8 +102,8 @@ impl WasmAdmission {
                 uid: String::new(),
                 groups: a.user.groups.clone(),
             },
-            object: json(&a.object),
-            old_object: json(&a.old_object),
+            object: a.encoded.object(a, self.managed_fields).to_string(),
+            old_object: a.encoded.old_object(a, self.managed_fields).to_string(),
             dry_run: a.dry_run,
             config: self.config.clone(),
         }

@@ -12,6 +12,7 @@ use crate::{Attributes, Operation, Plugin, UserInfo};
 
 fn cm_create(labels: Value) -> Attributes {
     Attributes {
+        encoded: Default::default(),
         operation: Operation::Create,
         group: String::new(),
         version: "v1".into(),
@@ -176,6 +177,7 @@ async fn failure_policies_against_a_closed_port() {
         json!([hook("fail.example.com", closed, "Fail")]),
     );
     plugin.observe(&Attributes {
+        encoded: Default::default(),
         group: "admissionregistration.k8s.io".into(),
         resource: "validatingwebhookconfigurations".into(),
         ..cm_create(json!({}))
@@ -236,6 +238,7 @@ async fn configurations_are_cached_until_one_is_written() {
     );
     assert!(plugin.hooks(&api).await.unwrap().is_empty(), "cached");
     let write = Attributes {
+        encoded: Default::default(),
         group: "admissionregistration.k8s.io".into(),
         resource: "validatingwebhookconfigurations".into(),
         ..cm_create(json!({}))

@@ -9,6 +9,10 @@
 //! the chain's cost from the round trip. The added latency per plugin is held to the DESIGN
 //! target. Beforehand, [`AdmissionPlugin::bench`] gives each example plugin's raw instantiate
 //! and call costs outside the server.
+//!
+//! First of all ([`super::admission_cpu`]): the plugin-added server CPU per request and the
+//! resident memory of loaded plugins, with dry-run creates of a 4.9 kB Pod (`--cpu-only` stops
+//! there).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,7 +35,7 @@ use super::report::{self, latency, Metric, Report, Target, Unit};
 /// DESIGN.md: "admission: Wasm plugin added latency p99 ≤ 200 µs".
 const ADDED_P99_TARGET_US: f64 = 200.0;
 /// Where WasmPlugin objects are served.
-const WASMPLUGINS: &str = "/apis/keelson.dev/v1alpha1/wasmplugins";
+pub(super) const WASMPLUGINS: &str = "/apis/keelson.dev/v1alpha1/wasmplugins";
 /// Upper bound on waiting for a plugin to load or unload (compiling is slow in debug builds).
 const LOAD_TIMEOUT: Duration = Duration::from_secs(300);
 /// Upper bound on each closed-loop phase.
@@ -49,6 +53,14 @@ pub(crate) struct AdmissionBench {
     /// Small counts, for a smoke run.
     #[arg(long)]
     quick: bool,
+    /// Only the plugin-added CPU and memory phase (Pod dry-run creates), not the raw plugin
+    /// costs and the ConfigMap chain phases.
+    #[arg(long)]
+    cpu_only: bool,
+    /// Dry-run Pod creates per phase and client count in the CPU phase [default: 3000; quick
+    /// 300].
+    #[arg(long)]
+    cpu_requests: Option<usize>,
     /// Measured ConfigMap creates per phase and path [default: 3000; quick 300].
     #[arg(long)]
     requests: Option<usize>,
@@ -312,6 +324,32 @@ impl AdmissionBench {
         println!("   plugins: {} ({how})", dir.display());
         let components = Arc::new(Components::read(&dir)?);
 
+        eprintln!("bench: starting the server on the embedded store");
+        let started = match backend::start(Backend::Embedded, &base).await {
+            Ok(started) => started,
+            Err(StartError::Skip(why)) => anyhow::bail!("the server did not start: {why}"),
+            Err(StartError::Failed(e)) => return Err(e.context("the server did not start")),
+        };
+        let cpu_requests = self
+            .cpu_requests
+            .unwrap_or(if self.quick { 300 } else { 3000 })
+            .max(1);
+        eprintln!("bench: plugin-added CPU, {cpu_requests} dry-run Pod creates per phase");
+        let clients: Arc<[Client]> = started.endpoint.clients(16)?.into();
+        for c in clients.iter() {
+            c.warm_up().await.map_err(anyhow::Error::msg)?;
+        }
+        let cpu = super::admission_cpu::measure(
+            clients,
+            components.bytes("deny_latest_tag"),
+            cpu_requests,
+        )
+        .await;
+        print!("{}", report::table(&cpu));
+        if self.cpu_only {
+            return Ok(());
+        }
+
         eprintln!("bench: raw plugin costs, {} calls per plugin", s.iterations);
         let raw = {
             let components = components.clone();
@@ -321,12 +359,6 @@ impl AdmissionBench {
         };
         print!("{}", report::table(&raw));
 
-        eprintln!("bench: starting the server on the embedded store");
-        let started = match backend::start(Backend::Embedded, &base).await {
-            Ok(started) => started,
-            Err(StartError::Skip(why)) => anyhow::bail!("the server did not start: {why}"),
-            Err(StartError::Failed(e)) => return Err(e.context("the server did not start")),
-        };
         let measured = measure(&started, &components, s).await;
         let (latencies, added) = chain_reports(measured, s);
         print!("{}", report::table(&latencies));
@@ -637,7 +669,7 @@ async fn install(
 }
 
 /// Waits until `status.loaded` and `status.observedGeneration == metadata.generation`.
-async fn wait_loaded(admin: &Client, name: &str) -> Result<(), String> {
+pub(super) async fn wait_loaded(admin: &Client, name: &str) -> Result<(), String> {
     let deadline = Instant::now() + LOAD_TIMEOUT;
     loop {
         let obj = admin.get_json(&format!("{WASMPLUGINS}/{name}")).await?;

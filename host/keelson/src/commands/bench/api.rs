@@ -17,6 +17,10 @@ use super::watch::{self, FanOutSize};
 const PACED_P99_TARGET_MS: f64 = 20.0;
 /// DESIGN.md: cold start to serving.
 const COLD_START_TARGET_MS: f64 = 1000.0;
+/// Issue 16: a list of 1,000 objects, p50, embedded store.
+const LIST_P50_TARGET_MS: f64 = 10.0;
+/// DESIGN.md: watch fan-out, 1,000 watchers × 100 events, delivery p99.
+const WATCH_P99_TARGET_MS: f64 = 100.0;
 /// Upper bound on each closed-loop phase.
 const PHASE_BUDGET: Duration = Duration::from_secs(300);
 
@@ -173,6 +177,9 @@ impl ApiBench {
         match (find("embedded"), find("etcd")) {
             (Some(ours), Some(baseline)) => print!("{}", report::comparison(ours, baseline)),
             _ => println!("\n(no embedded vs etcd comparison: both backends are needed)"),
+        }
+        if let (Some(ours), Some(baseline)) = (find("embedded"), find("embedded-unshared")) {
+            print!("{}", report::comparison(ours, baseline));
         }
         if keep.iter().any(|s| s.has_etcd()) {
             eprintln!(
@@ -362,8 +369,13 @@ pub(super) async fn measure(
         lists.throughput(),
         Unit::PerSec,
     ));
-    r.metrics
-        .push(latency("list_p50", format!("{label}: p50"), &lists, 50.0));
+    r.metrics.push(
+        latency("list_p50", format!("{label}: p50"), &lists, 50.0).with_target(embedded.then_some(
+            Target {
+                max: LIST_P50_TARGET_MS,
+            },
+        )),
+    );
     r.metrics
         .push(latency("list_p99", format!("{label}: p99"), &lists, 99.0));
     r.notes.extend(lists.error_note("list"));
@@ -400,12 +412,17 @@ pub(super) async fn measure(
         p50,
         Unit::Millis,
     ));
-    r.metrics.push(Metric::new(
-        "watch_p99",
-        format!("{label}: delivery p99"),
-        p99,
-        Unit::Millis,
-    ));
+    r.metrics.push(
+        Metric::new(
+            "watch_p99",
+            format!("{label}: delivery p99"),
+            p99,
+            Unit::Millis,
+        )
+        .with_target(embedded.then_some(Target {
+            max: WATCH_P99_TARGET_MS,
+        })),
+    );
     r.metrics.push(Metric::new(
         "watch_total",
         format!("{label}: all delivered"),

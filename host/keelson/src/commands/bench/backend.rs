@@ -19,6 +19,10 @@ pub(crate) enum Backend {
     Embedded,
     /// A real etcd started from PATH on free loopback ports.
     Etcd,
+    /// The embedded store with shared reads off (lists read the store, every list and watcher
+    /// decodes and encodes each object itself): the baseline for the watch cache's lists and
+    /// shared watch encoding.
+    EmbeddedUnshared,
 }
 
 impl Backend {
@@ -27,6 +31,7 @@ impl Backend {
         match self {
             Backend::Embedded => "embedded",
             Backend::Etcd => "etcd",
+            Backend::EmbeddedUnshared => "embedded-unshared",
         }
     }
 }
@@ -102,7 +107,7 @@ async fn launch(
         .tempdir_in(base)
         .context("creating the data dir")?;
     let etcd = match backend {
-        Backend::Embedded => None,
+        Backend::Embedded | Backend::EmbeddedUnshared => None,
         Backend::Etcd => Some(start_etcd().await?),
     };
     let store = etcd.as_ref().map_or_else(
@@ -117,6 +122,7 @@ async fn launch(
         store,
         write_kubeconfig: None,
         auth,
+        shared_reads: backend != Backend::EmbeddedUnshared,
         // Everything else (admission plugins, …) as `keelson server` defaults it.
         ..keelson_apiserver::Config::default()
     };

@@ -15,8 +15,11 @@
 //!
 //! `keelson bench proxy` times the service proxy's nftables syncs in a namespace of its own
 //! ([`proxy`]); `keelson bench dns` measures the cluster DNS server's answers/s ([`dns`]).
+//! `keelson bench store` drives the store layer directly with 1,000 concurrent writers, on the
+//! embedded store and on etcd in the same run ([`store`]).
 
 mod admission;
+mod admission_cpu;
 mod api;
 mod authz;
 mod backend;
@@ -29,6 +32,7 @@ mod plugins;
 mod proxy;
 mod report;
 mod scheduler;
+mod store;
 mod watch;
 
 use clap::{Args, Subcommand};
@@ -65,6 +69,9 @@ enum BenchWhat {
     Proxy(proxy::ProxyBench),
     /// Cluster DNS: answers/s and latency from the cache and from the zone, on one core.
     Dns(dns::DnsBench),
+    /// Store layer: 1,000 concurrent writers creating keys, durable writes/s and p50/p99, on
+    /// the embedded store and etcd in one run (like `etcdctl check perf`).
+    Store(store::StoreBench),
 }
 
 impl BenchCommand {
@@ -78,6 +85,7 @@ impl BenchCommand {
             BenchWhat::Authz(bench) => bench.execute().await,
             BenchWhat::Proxy(bench) => bench.execute().await,
             BenchWhat::Dns(bench) => bench.execute().await,
+            BenchWhat::Store(bench) => bench.execute().await,
         }
     }
 }

@@ -14,6 +14,8 @@ pub(crate) enum Unit {
     Millis,
     /// Microseconds (lower is better).
     Micros,
+    /// Mebibytes of memory (lower is better).
+    Mebibytes,
 }
 
 impl Unit {
@@ -25,6 +27,7 @@ impl Unit {
             Unit::Millis => format!("{v:.0} ms"),
             Unit::Micros if v.abs() < 100.0 => format!("{v:.1} µs"),
             Unit::Micros => format!("{v:.0} µs"),
+            Unit::Mebibytes => format!("{v:.1} MiB"),
         }
     }
 }
@@ -148,7 +151,7 @@ pub(crate) fn comparison(ours: &Report, baseline: &Report) -> String {
                 let ratio = x / y;
                 let better = match m.unit {
                     Unit::PerSec => ratio >= 1.0,
-                    Unit::Millis | Unit::Micros => ratio <= 1.0,
+                    Unit::Millis | Unit::Micros | Unit::Mebibytes => ratio <= 1.0,
                 };
                 let factor = if ratio >= 1.0 { ratio } else { 1.0 / ratio };
                 let verdict = if factor < 1.03 {
