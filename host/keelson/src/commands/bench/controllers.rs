@@ -167,18 +167,7 @@ impl ControllersBench {
         let admin = started.in_process.clone();
         let sim_client =
             keelson_client::in_process(router.clone(), keelson_client::UserInfo::admin());
-        let sim = keelson_sim::Config {
-            count: self.nodes,
-            template: keelson_sim::NodeTemplate {
-                name_prefix: "bench-".into(),
-                ..Default::default()
-            },
-            concurrency: 64,
-            ..Default::default()
-        };
-        keelson_sim::register_nodes(&sim_client, &sim)
-            .await
-            .context("registering nodes")?;
+        let sim = super::scheduler::register_sim_nodes(&sim_client, self.nodes).await?;
         // Not spawned: the simulator's future is not `Send`; it runs beside the phases below.
         let simulated = keelson_sim::run(sim_client, sim);
         let scheduler_client =

@@ -89,6 +89,32 @@ fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     Some(sorted[i.min(sorted.len() - 1)])
 }
 
+/// Registers `count` simulated nodes named `bench-<i>` (as `keelson sim nodes` does) and
+/// returns their simulator settings, for [`keelson_sim::run`] to keep them alive.
+pub(super) async fn register_sim_nodes(
+    client: &kube::Client,
+    count: usize,
+) -> anyhow::Result<keelson_sim::Config> {
+    let t = Instant::now();
+    let sim = keelson_sim::Config {
+        count,
+        template: keelson_sim::NodeTemplate {
+            name_prefix: "bench-".into(),
+            ..Default::default()
+        },
+        concurrency: 64,
+        ..Default::default()
+    };
+    keelson_sim::register_nodes(client, &sim)
+        .await
+        .context("registering nodes")?;
+    println!(
+        "   registered {count} nodes in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(sim)
+}
+
 /// An in-memory snapshot of `nodes` simulated nodes (as `keelson sim nodes` registers them).
 fn sim_snapshot(nodes: usize) -> keelson_scheduler::Snapshot {
     let template = keelson_sim::NodeTemplate::default();
@@ -180,21 +206,7 @@ impl SchedulerBench {
         };
         let client = kube_client::from_kubeconfig(&started.kubeconfig).await?;
 
-        let t = Instant::now();
-        let sim = keelson_sim::Config {
-            count: self.nodes,
-            template: keelson_sim::NodeTemplate {
-                name_prefix: "bench-".into(),
-                ..Default::default()
-            },
-            concurrency: 64,
-            ..Default::default()
-        };
-        keelson_sim::register_nodes(&client, &sim)
-            .await
-            .context("registering nodes")?;
-        let register_secs = t.elapsed().as_secs_f64();
-        println!("   registered {} nodes in {register_secs:.1} s", self.nodes);
+        register_sim_nodes(&client, self.nodes).await?;
 
         let mut builtin = self.phase(&client, NAMESPACE, None).await?;
         let algorithm = algorithm_only(self.nodes, self.pods, self.percentage_of_nodes_to_score);

@@ -47,6 +47,26 @@ fn read_object(path: &std::path::Path) -> anyhow::Result<Value> {
     serde_saphyr::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
+/// Prints one fixture's answer as `<path>: <pretty JSON>`.
+fn print_result(path: &std::path::Path, out: &Value) -> anyhow::Result<()> {
+    println!("{}: {}", path.display(), serde_json::to_string_pretty(out)?);
+    Ok(())
+}
+
+/// Prints the call counters to stderr; exits 1 unless every answer was a success.
+fn finish(m: &keelson_plugin_host::MetricsSnapshot, success: bool) -> anyhow::Result<()> {
+    eprintln!(
+        "{} call(s), {} error(s), p99 ≤ {:.0} µs",
+        m.calls,
+        m.errors,
+        m.quantile(0.99).unwrap_or(0.0) * 1e6
+    );
+    if !success {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
 /// What both worlds need: a plugin host (and its temp cache dir), the component's bytes and
 /// the limits of one call.
 fn setup(a: &TestArgs) -> anyhow::Result<(tempfile::TempDir, PluginHost, Vec<u8>, Limits)> {
@@ -142,23 +162,9 @@ pub(super) async fn run(a: TestArgs) -> anyhow::Result<()> {
             Err(e) => json!({"allowed": false, "error": e.kind(), "message": e.to_string()}),
         };
         all_allowed &= out["allowed"] == true;
-        println!(
-            "{}: {}",
-            path.display(),
-            serde_json::to_string_pretty(&out)?
-        );
+        print_result(path, &out)?;
     }
-    let m = plugin.metrics();
-    eprintln!(
-        "{} call(s), {} error(s), p99 ≤ {:.0} µs",
-        m.calls,
-        m.errors,
-        m.quantile(0.99).unwrap_or(0.0) * 1e6
-    );
-    if !all_allowed {
-        std::process::exit(1);
-    }
-    Ok(())
+    finish(&plugin.metrics(), all_allowed)
 }
 
 /// `--world scheduler`: each fixture is a Pod, filtered and then scored over the `--nodes`.
@@ -171,7 +177,7 @@ mod scheduler {
     use keelson_scheduler::{PodInfo, Snapshot};
     use serde_json::{json, Value};
 
-    use super::{read_object, setup, TestArgs};
+    use super::{finish, print_result, read_object, setup, TestArgs};
 
     /// The Node objects of the `--nodes` files, in order.
     fn nodes(a: &TestArgs) -> anyhow::Result<Vec<Node>> {
@@ -249,22 +255,8 @@ mod scheduler {
                 }
             };
             failed |= out.get("error").is_some() || out["scores"].get("error").is_some();
-            println!(
-                "{}: {}",
-                path.display(),
-                serde_json::to_string_pretty(&out)?
-            );
+            print_result(path, &out)?;
         }
-        let m = plugin.metrics();
-        eprintln!(
-            "{} call(s), {} error(s), p99 ≤ {:.0} µs",
-            m.calls,
-            m.errors,
-            m.quantile(0.99).unwrap_or(0.0) * 1e6
-        );
-        if failed {
-            std::process::exit(1);
-        }
-        Ok(())
+        finish(&plugin.metrics(), !failed)
     }
 }
