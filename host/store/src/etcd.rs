@@ -5,8 +5,8 @@
 //! compaction error to [`Error::Expired`].
 
 use etcd_client::{
-    Client, Compare, CompareOp, DeleteOptions, EventType, GetOptions, KvClient, Txn, TxnOp,
-    TxnOpResponse, WatchOptions,
+    Client, Compare, CompareOp, DeleteOptions, EventType, GetOptions, KvClient, SortOrder,
+    SortTarget, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use std::path::Path;
 
@@ -16,6 +16,21 @@ use crate::{Backend, Error, Event, EventKind, KeyValue, Result};
 
 /// Keys of every object live under this prefix.
 const PREFIX: &str = "/registry/";
+
+/// Keys per range request of a list.
+const LIST_PAGE: i64 = 1000;
+
+/// The end of the key range holding every key that starts with `prefix` (etcd's `GetPrefix`).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0] // every key
+}
 
 /// The etcd v3 backend.
 pub struct EtcdBackend {
@@ -55,13 +70,34 @@ impl Backend for EtcdBackend {
     }
 
     async fn list(&self, prefix: &str) -> Result<(Vec<KeyValue>, i64)> {
-        let resp = self
-            .kv()
-            .get(prefix, Some(GetOptions::new().with_prefix()))
-            .await?;
-        let mut items: Vec<KeyValue> = resp.kvs().iter().map(convert).collect();
-        items.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok((items, header_revision(resp.header())))
+        // In pages at one revision (as Kubernetes' etcd3 store lists), so a large prefix never
+        // exceeds gRPC's 4 MiB message limit.
+        let end = prefix_end(prefix.as_bytes());
+        let mut from = prefix.as_bytes().to_vec();
+        let mut items: Vec<KeyValue> = Vec::new();
+        let mut revision = 0;
+        loop {
+            let mut options = GetOptions::new()
+                .with_range(end.clone())
+                .with_limit(LIST_PAGE)
+                .with_sort(SortTarget::Key, SortOrder::Ascend);
+            if revision > 0 {
+                options = options.with_revision(revision);
+            }
+            let resp = self.kv().get(from.clone(), Some(options)).await?;
+            if revision == 0 {
+                revision = header_revision(resp.header());
+            }
+            items.extend(resp.kvs().iter().map(convert));
+            match resp.kvs().last() {
+                Some(last) if resp.more() => {
+                    from = last.key().to_vec();
+                    from.push(0);
+                }
+                _ => break,
+            }
+        }
+        Ok((items, revision))
     }
 
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue> {
