@@ -63,6 +63,7 @@ mod loaded;
 mod metrics;
 mod output;
 pub mod scheduler;
+pub mod spec;
 mod store;
 
 pub use admission::{

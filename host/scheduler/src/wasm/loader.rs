@@ -11,11 +11,9 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 
-use base64::Engine as _;
 use futures::StreamExt;
-use keelson_plugin_host::{Limits, PluginHost};
+use keelson_plugin_host::PluginHost;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::Value;
@@ -101,8 +99,10 @@ pub(crate) async fn load(
     name: &str,
     spec: &Value,
 ) -> Result<WasmScheduler, Error> {
-    let wasm = component(spec).await?;
-    let limits = limits(spec);
+    let wasm = keelson_plugin_host::spec::component_bytes(spec)
+        .await
+        .map_err(Error::Plugin)?;
+    let limits = keelson_plugin_host::spec::limits(spec);
     let (host, owned) = (host.clone(), name.to_string());
     let plugin = tokio::task::spawn_blocking(move || host.load_scheduler(&owned, &wasm, limits))
         .await
@@ -128,36 +128,4 @@ pub(crate) async fn load(
     let config = spec.get("config").map(Value::to_string).unwrap_or_default();
     let ignore = spec.get("failurePolicy").and_then(Value::as_str) == Some("Ignore");
     Ok(WasmScheduler::new(plugin, weight, profiles, config, ignore))
-}
-
-/// The component bytes: inline base64 or a path readable by the scheduler.
-async fn component(spec: &Value) -> Result<Vec<u8>, Error> {
-    match (
-        spec.pointer("/component/base64").and_then(Value::as_str),
-        spec.pointer("/component/path").and_then(Value::as_str),
-    ) {
-        (Some(b64), _) => base64::engine::general_purpose::STANDARD
-            .decode(b64.trim())
-            .map_err(|e| Error::Plugin(format!("spec.component.base64 is not base64: {e}"))),
-        (None, Some(path)) => tokio::fs::read(path)
-            .await
-            .map_err(|e| Error::Plugin(format!("reading {path}: {e}"))),
-        (None, None) => Err(Error::Plugin("spec.component needs base64 or path".into())),
-    }
-}
-
-/// `memoryLimitBytes` and `timeoutMillis`, else the host's defaults.
-fn limits(spec: &Value) -> Limits {
-    let defaults = Limits::default();
-    Limits {
-        memory_bytes: spec
-            .get("memoryLimitBytes")
-            .and_then(Value::as_u64)
-            .map_or(defaults.memory_bytes, |b| b as usize),
-        timeout: spec
-            .get("timeoutMillis")
-            .and_then(Value::as_u64)
-            .map_or(defaults.timeout, Duration::from_millis),
-        fuel: None,
-    }
 }

@@ -9,10 +9,8 @@ mod adapter;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
-use base64::Engine as _;
-use keelson_plugin_host::{Limits, MetricsSnapshot, PluginHost};
+use keelson_plugin_host::{MetricsSnapshot, PluginHost};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
@@ -106,8 +104,10 @@ impl WasmPlugins {
         let plugin_type = spec.get("type").and_then(Value::as_str);
         let role = role(plugin_type)
             .ok_or_else(|| LoadError::NotAdmission(plugin_type.map(String::from)))?;
-        let bytes = component(spec).await?;
-        let limits = limits(spec);
+        let bytes = keelson_plugin_host::spec::component_bytes(spec)
+            .await
+            .map_err(LoadError::Component)?;
+        let limits = keelson_plugin_host::spec::limits(spec);
         let (host, owned) = (self.host.clone(), name.to_string());
         let plugin = tokio::task::spawn_blocking(move || host.load(&owned, &bytes, limits))
             .await
@@ -153,41 +153,5 @@ fn role(plugin_type: Option<&str>) -> Option<Role> {
         Some("admission-validate") => Some(Role::Validate),
         Some("admission-mutate") => Some(Role::Mutate),
         _ => None,
-    }
-}
-
-/// The component bytes: inline base64 or a path on the server.
-async fn component(spec: &Value) -> Result<Vec<u8>, LoadError> {
-    match (
-        spec.pointer("/component/base64").and_then(Value::as_str),
-        spec.pointer("/component/path").and_then(Value::as_str),
-    ) {
-        (Some(b64), _) => base64::engine::general_purpose::STANDARD
-            .decode(b64.trim())
-            .map_err(|e| LoadError::Component(format!("spec.component.base64 is not base64: {e}"))),
-        (None, Some(path)) => tokio::fs::read(path)
-            .await
-            .map_err(|e| LoadError::Component(format!("reading {path}: {e}"))),
-        (None, None) => Err(LoadError::Component(
-            "spec.component needs base64 or path".into(),
-        )),
-    }
-}
-
-/// `memoryLimitBytes` and `timeoutMillis`, else the host's defaults.
-fn limits(spec: &Value) -> Limits {
-    let defaults = Limits::default();
-    Limits {
-        memory_bytes: spec
-            .get("memoryLimitBytes")
-            .and_then(Value::as_u64)
-            .map(|m| m as usize)
-            .unwrap_or(defaults.memory_bytes),
-        timeout: spec
-            .get("timeoutMillis")
-            .and_then(Value::as_u64)
-            .map(Duration::from_millis)
-            .unwrap_or(defaults.timeout),
-        fuel: None,
     }
 }
