@@ -83,6 +83,12 @@ impl Server {
         s
     }
 
+    /// Starts a server on `store` with its scheduler and controllers running and extra flags
+    /// (one of several servers sharing an etcd).
+    pub(crate) fn start_ha(store: &str, args: &[&str]) -> Self {
+        Self::start_inner(store, args, true)
+    }
+
     fn start_full(store: &str, args: &[&str]) -> Self {
         Self::start_inner(store, args, false)
     }
@@ -295,6 +301,11 @@ fn unsafe_kill_group(pid: u32) {
 /// A real etcd on free loopback ports, killed on drop.
 pub(crate) fn etcd() -> keelson_store::local_etcd::LocalEtcd {
     keelson_store::local_etcd::LocalEtcd::start().expect("etcd (apt install etcd-server)")
+}
+
+/// A real etcd cluster of `n` members on loopback, killed on drop.
+pub(crate) fn etcd_cluster(n: usize) -> keelson_store::local_etcd::LocalEtcdCluster {
+    keelson_store::local_etcd::LocalEtcdCluster::start(n).expect("etcd (apt install etcd-server)")
 }
 
 /// Runs `keelson <args…>` (the binary under test) to completion.

@@ -17,6 +17,7 @@ mod disruption;
 mod endpoints;
 mod fidelity;
 mod guest_languages;
+mod ha;
 mod harness;
 mod kube_rs;
 mod kubectl;

@@ -121,6 +121,8 @@ async fn ensure(
 }
 
 /// The kubernetes Endpoints follow the real secure port, which may change between starts.
+/// Servers sharing a store race on it: a write that loses re-reads (a few times; then the
+/// other server's stands — every server of a cluster serves the same API).
 async fn upsert_endpoints(
     api: &Arc<ApiServer>,
     endpoints: Value,
@@ -131,18 +133,26 @@ async fn upsert_endpoints(
         .lookup("", "v1", "endpoints")
         .ok_or_else(|| failed("endpoints", "not registered"))?;
     let key = def.key(Some("default"), "kubernetes");
-    if let Some(kv) = api.store.get(&key).await? {
+    for _ in 0..5 {
+        let Some(kv) = api.store.get(&key).await? else {
+            return ensure(api, "", "v1", "endpoints", Some("default"), endpoints, opts).await;
+        };
         let mut current: Value = serde_json::from_slice(&kv.value)
             .map_err(|e| failed("endpoints/kubernetes", &e.to_string()))?;
-        if current["subsets"] != endpoints["subsets"] {
-            current["subsets"] = endpoints["subsets"].clone();
-            api.store
-                .update(&key, crate::objects::to_store(&current), kv.mod_revision)
-                .await?;
+        if current["subsets"] == endpoints["subsets"] {
+            return Ok(());
         }
-        return Ok(());
+        current["subsets"] = endpoints["subsets"].clone();
+        match api
+            .store
+            .update(&key, crate::objects::to_store(&current), kv.mod_revision)
+            .await
+        {
+            Err(keelson_store::Error::Conflict(_)) => continue,
+            done => return done.map(|_| ()).map_err(Into::into),
+        }
     }
-    ensure(api, "", "v1", "endpoints", Some("default"), endpoints, opts).await
+    Ok(())
 }
 
 fn failed(what: &str, message: &str) -> StartError {

@@ -20,6 +20,7 @@ mod audit;
 mod auth;
 mod bootstrap;
 pub mod certs;
+mod cluster_secrets;
 mod codec;
 mod computed;
 mod data_dir;
@@ -90,6 +91,10 @@ pub struct Config {
     /// list and watcher (default). Off: lists read the store and every list and watcher
     /// decodes and encodes each object itself, as before; benchmarks compare the two.
     pub shared_reads: bool,
+    /// `--token`: the secret the servers of one cluster share. With a shared store (etcd), the
+    /// first server publishes its CA, keys and tokens in the store sealed under it, and the
+    /// others adopt them (see `cluster_secrets`), so every server answers alike.
+    pub cluster_token: Option<String>,
 }
 
 impl Default for Config {
@@ -107,10 +112,12 @@ impl Default for Config {
             encryption_provider_config: None,
             audit: None,
             shared_reads: true,
+            cluster_token: None,
         }
     }
 }
 
+pub use cluster_secrets::SecretsError;
 pub use keelson_apimachinery::UserInfo;
 
 /// The shared state behind every request.

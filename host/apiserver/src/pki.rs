@@ -55,13 +55,20 @@ pub(crate) fn ensure(data_dir: &Path) -> std::io::Result<Credentials> {
         dir.join("server.key"),
         data_dir.join("token"),
     );
+    let ca_key = dir.join("ca.key");
+    if ca.exists() && ca_key.exists() && !(cert.exists() && key.exists()) {
+        // The CA came from elsewhere (another server of the cluster, see `cluster_secrets`):
+        // this server's own serving certificate is signed by it.
+        const TEN_YEARS: std::time::Duration = std::time::Duration::from_secs(3650 * 86_400);
+        crate::certs::rotate(data_dir, TEN_YEARS).map_err(std::io::Error::other)?;
+    }
     if !(ca.exists() && cert.exists() && key.exists()) {
         let made = generate().map_err(std::io::Error::other)?;
         write_private(&ca, &made.0)?;
         write_private(&cert, &made.1)?;
         write_private(&key, &made.2)?;
         // Kept so `keelson certificate rotate` can renew under the same CA.
-        write_private(&dir.join("ca.key"), &made.3)?;
+        write_private(&ca_key, &made.3)?;
     }
     let node_token = data_dir.join("node-token");
     for path in [&token, &node_token] {

@@ -76,6 +76,23 @@ pub async fn start(
     let store =
         keelson_store::Store::open_encrypted(&config.store, &config.data_dir, encryption).await?;
     store.spawn_compactor(config.compaction_interval);
+    if let Some(token) = config
+        .cluster_token
+        .as_deref()
+        .filter(|_| store.backend().kind() == "etcd")
+    {
+        let (data_dir, issuer) = (&config.data_dir, &config.auth.service_account_issuer);
+        crate::cluster_secrets::sync(&store, data_dir, token, |dir| {
+            pki::ensure(dir)?;
+            keelson_auth::authn::serviceaccount::ServiceAccountTokens::ensure(
+                &dir.join("tls"),
+                issuer,
+            )
+            .map(|_| ())
+            .map_err(std::io::Error::other)
+        })
+        .await?;
+    }
     let creds = pki::ensure(&config.data_dir).context(|| format!("credentials in {dir}"))?;
     let chain = keelson_admission::Chain::new(&config.admission)?;
     tracing::info!(plugins = ?chain.enabled(), "admission chain");

@@ -27,6 +27,9 @@ pub enum StartError {
     /// The audit policy or log could not be used.
     #[error(transparent)]
     Audit(#[from] crate::AuditError),
+    /// The cluster's shared credentials could not be adopted or published.
+    #[error("cluster credentials: {0}")]
+    ClusterSecrets(#[from] crate::SecretsError),
     /// A built-in object could not be created.
     #[error("bootstrapping {what}: {message}")]
     Bootstrap {

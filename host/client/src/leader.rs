@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, PostParams};
 
 /// Timing, with Kubernetes components' defaults (15 s, 10 s, 2 s).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Timing {
     /// How long a Lease holds without renewal.
     pub lease_duration: Duration,
@@ -64,13 +64,28 @@ impl LeaderElector {
     /// Runs `work` whenever this candidate leads: waits for the Lease, runs `work()` while
     /// renewing, and when leadership is lost drops (cancels) the work and campaigns again.
     /// Never returns unless `work` itself completes.
-    pub async fn run<F, Fut>(mut self, mut work: F)
+    pub async fn run<F, Fut>(self, work: F)
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = ()>,
     {
+        self.run_until(work, std::future::pending()).await
+    }
+
+    /// [`Self::run`] until `stop` completes: then the work is dropped and a held Lease given
+    /// up at once (client-go's `ReleaseOnCancel`), so another candidate leads within one
+    /// retry period instead of waiting out the lease duration.
+    pub async fn run_until<F, Fut>(mut self, mut work: F, stop: impl Future<Output = ()>)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        tokio::pin!(stop);
         loop {
-            self.acquire().await;
+            tokio::select! {
+                () = self.acquire() => {}
+                () = &mut stop => return,
+            }
             tracing::info!(lease = %self.name, identity = %self.identity, "became leader");
             tokio::select! {
                 () = work() => {
@@ -79,6 +94,11 @@ impl LeaderElector {
                 }
                 () = self.keep() => {
                     tracing::warn!(lease = %self.name, identity = %self.identity, "leadership lost");
+                }
+                () = &mut stop => {
+                    self.release().await;
+                    tracing::info!(lease = %self.name, identity = %self.identity, "stopping: lease released");
+                    return;
                 }
             }
         }

@@ -112,8 +112,11 @@ pub async fn run_elected(
     identity: &str,
     timing: Timing,
     options: Options,
+    stop: impl std::future::Future<Output = ()>,
 ) {
     let elector =
         LeaderElector::new(lease_client, "kube-system", LEASE_NAME, identity).with_timing(timing);
-    elector.run(|| run(creds.clone(), options)).await;
+    elector
+        .run_until(|| run(creds.clone(), options), stop)
+        .await;
 }

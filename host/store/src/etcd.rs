@@ -2,7 +2,9 @@
 //!
 //! Creates, updates and deletes are etcd transactions that compare the key's create or
 //! modification revision, so optimistic concurrency is etcd's own. Watches map etcd's
-//! compaction error to [`Error::Expired`].
+//! compaction error to [`Error::Expired`]. With several endpoints, a request that could not
+//! reach a member (its endpoint's member is down) is sent again, so losing one member of a
+//! three-member cluster costs no failed request.
 
 use etcd_client::{
     Client, Compare, CompareOp, DeleteOptions, EventType, GetOptions, KvClient, SortOrder,
@@ -47,6 +49,66 @@ impl EtcdBackend {
     fn kv(&self) -> KvClient {
         self.client.kv_client()
     }
+
+    /// A range request, retried while it cannot reach a member (see [`unreached`]).
+    async fn range(
+        &self,
+        key: impl Into<Vec<u8>>,
+        options: Option<GetOptions>,
+    ) -> std::result::Result<etcd_client::GetResponse, etcd_client::Error> {
+        let key = key.into();
+        retry(|| {
+            let (key, options, mut kv) = (key.clone(), options.clone(), self.kv());
+            async move { kv.get(key, options).await }
+        })
+        .await
+    }
+
+    /// A transaction, retried while it cannot reach a member (see [`unreached`]).
+    async fn txn(
+        &self,
+        txn: Txn,
+    ) -> std::result::Result<etcd_client::TxnResponse, etcd_client::Error> {
+        retry(|| {
+            let (txn, mut kv) = (txn.clone(), self.kv());
+            async move { kv.txn(txn).await }
+        })
+        .await
+    }
+}
+
+/// Did the request fail before any member saw it? With several endpoints, the balancer may
+/// still pick one whose member just died: its connection is refused, so sending the request
+/// again (to another member) is safe even for a write — the first never left this process.
+fn unreached(e: &etcd_client::Error) -> bool {
+    const UNAVAILABLE: i32 = 14;
+    match e {
+        etcd_client::Error::GRpcStatus(s) => {
+            s.code() as i32 == UNAVAILABLE && s.message().contains("connect")
+        }
+        _ => false,
+    }
+}
+
+/// Runs `request` until it reaches a member, a few times with a growing pause (the balancer
+/// drops a dead endpoint after a failed connect).
+async fn retry<T, F, Fut>(mut request: F) -> std::result::Result<T, etcd_client::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+{
+    let mut pause = std::time::Duration::from_millis(10);
+    for _ in 0..8 {
+        match request().await {
+            Err(e) if unreached(&e) => {
+                tracing::debug!(error = %e, "etcd endpoint unreachable; trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            done => return done,
+        }
+    }
+    request().await
 }
 
 fn convert(kv: &etcd_client::KeyValue) -> KeyValue {
@@ -65,7 +127,7 @@ fn header_revision(h: Option<&etcd_client::ResponseHeader>) -> i64 {
 #[async_trait::async_trait]
 impl Backend for EtcdBackend {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        let resp = self.kv().get(key, None).await?;
+        let resp = self.range(key, None).await?;
         Ok(resp.kvs().first().map(convert))
     }
 
@@ -84,7 +146,7 @@ impl Backend for EtcdBackend {
             if revision > 0 {
                 options = options.with_revision(revision);
             }
-            let resp = self.kv().get(from.clone(), Some(options)).await?;
+            let resp = self.range(from.clone(), Some(options)).await?;
             if revision == 0 {
                 revision = header_revision(resp.header());
             }
@@ -104,7 +166,7 @@ impl Backend for EtcdBackend {
         let txn = Txn::new()
             .when(vec![Compare::create_revision(key, CompareOp::Equal, 0)])
             .and_then(vec![TxnOp::put(key, value.clone(), None)]);
-        let resp = self.kv().txn(txn).await?;
+        let resp = self.txn(txn).await?;
         if !resp.succeeded() {
             return Err(Error::AlreadyExists(key.to_string()));
         }
@@ -130,7 +192,7 @@ impl Backend for EtcdBackend {
                 TxnOp::get(key, None),
             ])
             .or_else(vec![TxnOp::get(key, None)]);
-        let resp = self.kv().txn(txn).await?;
+        let resp = self.txn(txn).await?;
         let current = resp.op_responses().into_iter().find_map(|r| match r {
             TxnOpResponse::Get(g) => g.kvs().first().map(convert),
             _ => None,
@@ -155,7 +217,7 @@ impl Backend for EtcdBackend {
                 Some(DeleteOptions::new().with_prev_key()),
             )])
             .or_else(vec![TxnOp::get(key, None)]);
-        let resp = self.kv().txn(txn).await?;
+        let resp = self.txn(txn).await?;
         let rev = header_revision(resp.header());
         let succeeded = resp.succeeded();
         let found = resp.op_responses().into_iter().find_map(|r| match r {
@@ -175,8 +237,7 @@ impl Backend for EtcdBackend {
 
     async fn current_revision(&self) -> Result<i64> {
         let resp = self
-            .kv()
-            .get(
+            .range(
                 PREFIX,
                 Some(GetOptions::new().with_prefix().with_count_only()),
             )

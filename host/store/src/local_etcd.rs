@@ -1,5 +1,6 @@
-//! A throwaway etcd for tests and benchmarks: started from `PATH` on free loopback ports with its
-//! data in a temp dir, ready once `/health` reports a leader, killed on drop.
+//! Throwaway etcds for tests and benchmarks — one member or a cluster of several — started
+//! from `PATH` on free loopback ports with their
+//! data in temp dirs, ready once `/health` reports a leader, killed on drop.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -32,18 +33,29 @@ fn healthy(endpoint: &str) -> bool {
     answer.contains("\"health\":\"true\"")
 }
 
-impl LocalEtcd {
-    /// Starts etcd and waits (up to 20 s) until it is healthy. An error of kind `NotFound`
-    /// means etcd is not installed (Debian: `apt install etcd-server`).
-    pub fn start() -> std::io::Result<Self> {
-        let dir = tempfile::Builder::new().prefix("keelson-etcd-").tempdir()?;
+/// The ports and URLs of one member.
+struct Member {
+    name: String,
+    endpoint: String,
+    peer_url: String,
+}
+
+impl Member {
+    fn new(name: String) -> std::io::Result<Self> {
         let (client, peer) = (free_port()?, free_port()?);
-        let endpoint = format!("127.0.0.1:{client}");
-        let (client_url, peer_url) = (
-            format!("http://{endpoint}"),
-            format!("http://127.0.0.1:{peer}"),
-        );
+        Ok(Member {
+            name,
+            endpoint: format!("127.0.0.1:{client}"),
+            peer_url: format!("http://127.0.0.1:{peer}"),
+        })
+    }
+
+    /// Starts the member of `initial_cluster` (etcd's `name=peer-url,…`).
+    fn spawn(self, initial_cluster: &str) -> std::io::Result<LocalEtcd> {
+        let dir = tempfile::Builder::new().prefix("keelson-etcd-").tempdir()?;
+        let client_url = format!("http://{}", self.endpoint);
         let child = Command::new("etcd")
+            .args(["--name", &self.name])
             .arg("--data-dir")
             .arg(dir.path())
             .args([
@@ -54,22 +66,36 @@ impl LocalEtcd {
             ])
             .args([
                 "--listen-peer-urls",
-                &peer_url,
+                &self.peer_url,
                 "--initial-advertise-peer-urls",
-                &peer_url,
+                &self.peer_url,
             ])
-            .args(["--initial-cluster", &format!("default={peer_url}")])
+            .args(["--initial-cluster", initial_cluster])
+            .args(["--initial-cluster-state", "new"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
-        let mut etcd = LocalEtcd {
+        Ok(LocalEtcd {
             child,
             _dir: dir,
-            endpoint,
-        };
+            endpoint: self.endpoint,
+        })
+    }
+}
+
+impl LocalEtcd {
+    /// Starts etcd and waits (up to 20 s) until it is healthy. An error of kind `NotFound`
+    /// means etcd is not installed (Debian: `apt install etcd-server`).
+    pub fn start() -> std::io::Result<Self> {
+        let mut members = start_members(1)?;
+        Ok(members.remove(0))
+    }
+
+    /// Waits (up to 20 s) until this member reports a leader.
+    fn wait_healthy(&mut self) -> std::io::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !healthy(&etcd.endpoint) {
-            if let Ok(Some(status)) = etcd.child.try_wait() {
+        while !healthy(&self.endpoint) {
+            if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(std::io::Error::other(format!(
                     "etcd exited at start: {status}"
                 )));
@@ -79,12 +105,59 @@ impl LocalEtcd {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(etcd)
+        Ok(())
     }
 
     /// The `--store` URL for Keelson.
     pub fn store_url(&self) -> String {
         format!("etcd://{}", self.endpoint)
+    }
+
+    /// Stops this member at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `n` members of one new etcd cluster, all healthy.
+fn start_members(n: usize) -> std::io::Result<Vec<LocalEtcd>> {
+    let members = (0..n)
+        .map(|i| Member::new(format!("m{i}")))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let initial = members
+        .iter()
+        .map(|m| format!("{}={}", m.name, m.peer_url))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut running = members
+        .into_iter()
+        .map(|m| m.spawn(&initial))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    for member in &mut running {
+        member.wait_healthy()?;
+    }
+    Ok(running)
+}
+
+/// A throwaway etcd cluster of several members on loopback (for the HA tests).
+pub struct LocalEtcdCluster {
+    /// The members, each killable on its own.
+    pub members: Vec<LocalEtcd>,
+}
+
+impl LocalEtcdCluster {
+    /// Starts `n` members and waits until every one reports a leader.
+    pub fn start(n: usize) -> std::io::Result<Self> {
+        Ok(Self {
+            members: start_members(n)?,
+        })
+    }
+
+    /// The `--store` URL naming every member: `etcd://a,b,c`.
+    pub fn store_url(&self) -> String {
+        let endpoints: Vec<&str> = self.members.iter().map(|m| m.endpoint.as_str()).collect();
+        format!("etcd://{}", endpoints.join(","))
     }
 }
 

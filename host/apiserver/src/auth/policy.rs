@@ -36,8 +36,23 @@ fn merge_meta(
     changed
 }
 
-/// Creates or repairs every bootstrap ClusterRole and ClusterRoleBinding.
+/// Creates or repairs every bootstrap ClusterRole and ClusterRoleBinding. Servers sharing a
+/// store may reconcile at the same moment: a create or update that loses to another server's
+/// (409 AlreadyExists or Conflict) starts the pass again, which then finds their objects.
 pub(crate) async fn reconcile(client: &kube::Client) -> Result<(), kube::Error> {
+    const ATTEMPTS: usize = 5;
+    for _ in 1..ATTEMPTS {
+        match reconcile_once(client).await {
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                tracing::debug!(reason = %e.reason, "bootstrap policy raced another server; again");
+            }
+            done => return done,
+        }
+    }
+    reconcile_once(client).await
+}
+
+async fn reconcile_once(client: &kube::Client) -> Result<(), kube::Error> {
     let roles: Api<ClusterRole> = Api::all(client.clone());
     for want in keelson_auth::policy::cluster_roles() {
         let name = want.meta().name.clone().unwrap_or_default();

@@ -69,20 +69,20 @@ impl ControllerManagerCommand {
             .await
             .with_context(|| format!("connecting with {}", self.kubeconfig.display()))?;
         let options = self.controllers.options();
-        let controllers = self
-            .leader
-            .run(client.clone(), keelson_controllers::LEASE_NAME, || {
-                keelson_controllers::run(
-                    keelson_controllers::Credentials::shared(client.clone()),
-                    options,
-                )
-            });
-        tokio::select! {
-            () = controllers => Ok(()),
-            signal = super::shutdown_signal() => {
-                tracing::info!("shutting down");
-                signal
-            }
-        }
+        self.leader
+            .run(
+                client.clone(),
+                keelson_controllers::LEASE_NAME,
+                || {
+                    keelson_controllers::run(
+                        keelson_controllers::Credentials::shared(client.clone()),
+                        options,
+                    )
+                },
+                super::leader::stop_on_signal(),
+            )
+            .await;
+        tracing::info!("shutting down");
+        Ok(())
     }
 }

@@ -97,13 +97,15 @@ impl SchedulerCommand {
         let wasm_host = keelson_plugin_host::PluginHost::new(&cache_dir)
             .with_context(|| format!("plugin cache {}", cache_dir.display()))?;
         let options = &self.options;
-        let scheduling = self.leader.run(client.clone(), LEASE_NAME, || {
-            run_term(client.clone(), options.clone(), Some(wasm_host.clone()))
-        });
-        tokio::select! {
-            () = scheduling => Ok(()),
-            signal = super::shutdown_signal() => signal,
-        }
+        self.leader
+            .run(
+                client.clone(),
+                LEASE_NAME,
+                || run_term(client.clone(), options.clone(), Some(wasm_host.clone())),
+                super::leader::stop_on_signal(),
+            )
+            .await;
+        Ok(())
     }
 }
 

@@ -79,6 +79,16 @@ pub(crate) struct ServerCommand {
         help_heading = "Admission"
     )]
     disable_admission_plugins: Vec<String>,
+    /// The cluster's shared secret (like k3s's `--token`). With an etcd store, the first
+    /// server seals its CA, signing keys and tokens into the store under it and every other
+    /// server started with the same token adopts them, so one kubeconfig works against all.
+    #[arg(
+        long,
+        env = "KEELSON_TOKEN",
+        hide_env_values = true,
+        help_heading = "Storage"
+    )]
+    token: Option<String>,
     /// Kubernetes' static token file: CSV lines `token,user,uid,"group1,group2"`.
     #[arg(long, env = "KEELSON_TOKEN_AUTH_FILE", help_heading = "Authentication")]
     token_auth_file: Option<PathBuf>,
@@ -141,6 +151,8 @@ pub(crate) struct ServerCommand {
     dns: super::dns::DnsOptions,
     #[command(flatten)]
     controllers: super::controller_manager::ControllerOptions,
+    #[command(flatten)]
+    leader: super::leader::LeaderElectionArgs,
     /// Print the bound ports as JSON on stdout once serving (for tests and scripts).
     #[arg(long, hide = true)]
     print_ports: bool,
@@ -175,15 +187,16 @@ pub(crate) fn default_data_dir() -> PathBuf {
 fn spawn_scheduler(
     client: kube::Client,
     options: super::scheduler::SchedulerOptions,
-    elect: bool,
+    election: Option<keelson_client::leader::Timing>,
     wasm_host: keelson_plugin_host::PluginHost,
-) {
+    stop: Stop,
+) -> tokio::task::JoinHandle<()> {
     use super::scheduler::{run_term, LEASE_NAME};
     let wasm_host = Some(wasm_host);
     tokio::spawn(async move {
-        if !elect {
+        let Some(timing) = election else {
             return run_term(client, options, wasm_host).await;
-        }
+        };
         let identity = keelson_client::leader::process_identity();
         keelson_client::leader::LeaderElector::new(
             client.clone(),
@@ -191,9 +204,23 @@ fn spawn_scheduler(
             LEASE_NAME,
             &identity,
         )
-        .run(|| run_term(client.clone(), options.clone(), wasm_host.clone()))
+        .with_timing(timing)
+        .run_until(
+            || run_term(client.clone(), options.clone(), wasm_host.clone()),
+            stop.wait(),
+        )
         .await;
-    });
+    })
+}
+
+/// Tells the elected components to stop and give their Leases up before the server drains.
+#[derive(Clone)]
+struct Stop(tokio::sync::watch::Receiver<bool>);
+
+impl Stop {
+    async fn wait(mut self) {
+        let _ = self.0.wait_for(|stopped| *stopped).await;
+    }
 }
 
 /// In-process controllers: each acts as its own ServiceAccount in kube-system, with its
@@ -238,8 +265,12 @@ impl ServerCommand {
                 service_account_issuer: self.service_account_issuer,
             },
             shared_reads: true,
+            cluster_token: self.token,
         };
-        let shared_store = config.store != "embedded";
+        // Several servers may share an etcd: then components elect leaders on their Leases.
+        // The embedded store has one server, which leads without an election.
+        let election =
+            (config.store != "embedded" && self.leader.enabled()).then(|| self.leader.timing());
         let data_dir = config.data_dir.clone();
         // One wasmtime engine and precompiled cache for every part that loads plugins.
         // With an in-process agent, its Wasm containers share the engine's instance pool.
@@ -252,6 +283,8 @@ impl ServerCommand {
             host_config,
         )?;
         let running = keelson_apiserver::start(config, plugin_host.clone()).await?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut elected = Vec::new();
         if let Some(schedule) = &self.snapshot_schedule {
             super::snapshot::spawn_schedule(
                 running.api.store.clone(),
@@ -266,21 +299,21 @@ impl ServerCommand {
                 keelson_client::UserInfo::controller_manager(),
             );
             let creds = controller_credentials(&running.api);
-            // Several servers may share an etcd: then only the Lease holder runs controllers.
-            // The embedded store has one server, which leads without an election.
-            if shared_store {
+            if let Some(timing) = election {
                 let identity = keelson_client::leader::process_identity();
                 let options = self.controllers.options();
-                tokio::spawn(async move {
+                let stop = Stop(stop_rx.clone());
+                elected.push(tokio::spawn(async move {
                     keelson_controllers::run_elected(
                         client,
                         creds,
                         &identity,
-                        Default::default(),
+                        timing,
                         options,
+                        stop.wait(),
                     )
                     .await
-                });
+                }));
             } else {
                 tokio::spawn(keelson_controllers::run(creds, self.controllers.options()));
             }
@@ -292,12 +325,13 @@ impl ServerCommand {
                 keelson_client::UserInfo::scheduler(),
             );
             self.scheduler.config()?; // refuse a bad configuration at startup
-            spawn_scheduler(
+            elected.push(spawn_scheduler(
                 client,
                 self.scheduler.clone(),
-                shared_store,
+                election,
                 plugin_host.clone(),
-            );
+                Stop(stop_rx.clone()),
+            ));
             running.api.components.set_running("scheduler");
         }
         if !self.disable_agent {
@@ -354,6 +388,11 @@ impl ServerCommand {
             running.kubeconfig.display()
         );
         super::shutdown_signal().await?;
+        // Leases first, so the other servers' components take over within a retry period.
+        let _ = stop_tx.send(true);
+        let released =
+            futures::future::join_all(elected.into_iter().filter(|_| election.is_some()));
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), released).await;
         tracing::info!("shutting down: draining requests (a second signal exits at once)");
         tokio::select! {
             done = running.shutdown(DRAIN) => done?,

@@ -123,6 +123,7 @@ async fn launch(
         write_kubeconfig: None,
         auth,
         shared_reads: backend != Backend::EmbeddedUnshared,
+        cluster_token: None,
         // Everything else (admission plugins, …) as `keelson server` defaults it.
         ..keelson_apiserver::Config::default()
     };
