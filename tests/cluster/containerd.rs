@@ -1,7 +1,8 @@
 //! The containerd runtime against a real containerd that each test starts itself, with a
 //! busybox image built locally ([`crate::local_containerd`]). Pods without a RuntimeClass run
 //! there: exit codes and reasons, `kubectl logs` from the task's FIFOs, a pod IP from the CNI
-//! bridge that the test reaches over TCP, `kubectl exec` (stdin, exit codes) over WebSockets,
+//! bridge that the test reaches over TCP, `kubectl exec` (stdin, exit codes, `-it` in a
+//! terminal of the client's size) over WebSockets,
 //! `kubectl top`, an image imported without unpacking (the agent unpacks it), probes feeding
 //! readiness and Endpoints and restarting on liveness failure,
 //! and deletion with SIGTERM then SIGKILL after the grace period. Needs root, `containerd`,
@@ -177,6 +178,23 @@ spec:
         String::from_utf8_lossy(&out.stdout),
         "line one\nline two\ndone\n"
     );
+    // `exec -it` in a terminal: kubectl (under `script`, which gives it one) sends its size,
+    // the shell inside sees a pty of that size; the exit code still comes back.
+    let kubectl_tty = format!(
+        "stty rows 33 cols 101; {KUBECTL_133} exec -it web -- sh -c 'tty; stty size; exit 4'"
+    );
+    let home = server.dir.path().join("home");
+    let out = Command::new("script")
+        .args(["-qec", &kubectl_tty, "/dev/null"])
+        .env("KUBECONFIG", server.kubeconfig())
+        .env("HOME", &home)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/dev/pts/"), "{out:?}");
+    assert!(text.contains("33 101"), "{out:?}");
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
     // kubectl 1.29 speaks WebSockets when asked; 1.28 only SPDY, which is refused clearly.
     let out = server.kubectl_env(
         KUBECTL_129,

@@ -2,9 +2,10 @@
 //! &stderr=…&tty=…` (the kubelet's path and query), upgraded to a WebSocket speaking
 //! Kubernetes' channel protocol (`v5.channel.k8s.io`, or `v4.channel.k8s.io`): every binary
 //! message starts with its channel — 0 stdin, 1 stdout, 2 stderr, 3 the final `Status`
-//! (with the exit code as cause `ExitCode` when it is not 0), 255 "close channel" (v5, the
-//! client's end of stdin). The command runs through the container's runtime; runtimes that
-//! cannot exec (Wasm) and SPDY clients get a clear 400, as does `tty` (not supported yet).
+//! (with the exit code as cause `ExitCode` when it is not 0), 4 terminal resize
+//! (`{"Width":…,"Height":…}`, with `tty`), 255 "close channel" (v5, the client's end of
+//! stdin). The command runs through the container's runtime, in a terminal when `tty` asks for
+//! one (`kubectl exec -it`); runtimes that cannot exec (Wasm) and SPDY clients get a clear 400.
 
 use std::sync::Arc;
 
@@ -19,7 +20,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::pods::Agent;
-use crate::runtime::{ExecRequest, OutputSink, Runtime, Stream};
+use crate::runtime::{ExecRequest, OutputSink, Runtime, Stream, TerminalSize};
 
 /// The subprotocols served, preferred first.
 pub(crate) const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
@@ -114,9 +115,6 @@ pub(crate) async fn exec(
     if opts.command.is_empty() {
         return bad_request("you must specify at least one command for the container".into());
     }
-    if opts.tty {
-        return bad_request("a TTY (kubectl exec -t) is not supported by this node yet".into());
-    }
     let key = (ns, pod.clone(), container.clone());
     let Some((runtime, id)) = agent.running(&key) else {
         return bad_request(format!(
@@ -133,7 +131,9 @@ async fn session(socket: WebSocket, runtime: Arc<dyn Runtime>, id: String, opts:
     let (mut sink, mut incoming) = socket.split();
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<(u8, Vec<u8>)>();
     let (stdin_tx, stdin_rx) = mpsc::channel::<bytes::Bytes>(16);
+    let (resize_tx, resize_rx) = mpsc::channel::<TerminalSize>(4);
     let request = ExecRequest {
+        tty: opts.tty.then_some(resize_rx),
         command: opts.command.clone(),
         stdin: opts.stdin.then_some(stdin_rx),
         output: Arc::new(ToSocket {
@@ -157,6 +157,14 @@ async fn session(socket: WebSocket, runtime: Arc<dyn Runtime>, id: String, opts:
                     }
                 }
                 Message::Binary(data) if data.as_ref() == [255, 0] => stdin = None,
+                Message::Binary(data) if data.first() == Some(&4) => {
+                    match serde_json::from_slice::<TerminalSize>(&data[1..]) {
+                        Ok(size) => {
+                            let _ = resize_tx.try_send(size);
+                        }
+                        Err(e) => tracing::debug!(error = %e, "bad resize message"),
+                    }
+                }
                 Message::Close(_) => break,
                 _ => {}
             }

@@ -71,6 +71,7 @@ pub(crate) async fn run(
         let command = exec.command.clone().unwrap_or_default();
         let sink = Arc::new(Collect::default());
         let request = ExecRequest {
+            tty: None,
             command: command.clone(),
             stdin: None,
             output: sink.clone(),

@@ -94,8 +94,21 @@ pub struct ExecRequest {
     pub command: Vec<String>,
     /// The process' stdin, chunk by chunk (closed when the sender is dropped); `None`: none.
     pub stdin: Option<tokio::sync::mpsc::Receiver<bytes::Bytes>>,
-    /// Where its stdout and stderr go.
+    /// Where its stdout and stderr go (with a terminal, everything arrives as stdout).
     pub output: Arc<dyn OutputSink>,
+    /// A terminal for the process (`kubectl exec -t`), resized to each size received; `None`:
+    /// plain pipes.
+    pub tty: Option<tokio::sync::mpsc::Receiver<TerminalSize>>,
+}
+
+/// A terminal's size in characters (the `resize` channel's `{"Width":…,"Height":…}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TerminalSize {
+    /// Columns.
+    pub width: u16,
+    /// Rows.
+    pub height: u16,
 }
 
 /// The pod a sandbox is made for.

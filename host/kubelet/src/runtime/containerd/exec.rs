@@ -1,13 +1,15 @@
 //! Commands run inside a running container (`kubectl exec`, exec probes): a containerd exec
 //! process with the container's own process settings (environment, working directory, user)
 //! and the requested command line, stdout/stderr through FIFOs to the caller's sink, stdin
-//! pumped into a FIFO and closed (containerd `CloseIO`) when the caller's stream ends.
+//! pumped into a FIFO and closed (containerd `CloseIO`) when the caller's stream ends. With a
+//! terminal (`kubectl exec -t`) the shim makes a pty: its output comes as stdout and each size
+//! the caller sends resizes it (`ResizePty`).
 
 use std::time::Duration;
 
 use containerd_client::services::v1::{
-    CloseIoRequest, DeleteProcessRequest, ExecProcessRequest, GetContainerRequest, StartRequest,
-    WaitRequest,
+    CloseIoRequest, DeleteProcessRequest, ExecProcessRequest, GetContainerRequest,
+    ResizePtyRequest, StartRequest, WaitRequest,
 };
 use oci_spec::runtime::Spec;
 use tokio::io::AsyncWriteExt;
@@ -21,7 +23,7 @@ static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0)
 
 impl Containerd {
     /// Runs `request` in container `id`; returns the exit code.
-    pub(crate) async fn exec_in(&self, id: &str, request: ExecRequest) -> Result<i32, Error> {
+    pub(crate) async fn exec_in(&self, id: &str, mut request: ExecRequest) -> Result<i32, Error> {
         if request.command.is_empty() {
             return Err(Error::Config("exec needs a command".into()));
         }
@@ -43,7 +45,20 @@ impl Containerd {
             .ok_or_else(|| Error::Runtime(format!("container {id} has no readable spec")))?;
         let mut process = spec.process().clone().unwrap_or_default();
         process.set_args(Some(request.command.clone()));
-        process.set_terminal(Some(false));
+        process.set_terminal(Some(request.tty.is_some()));
+        if let Some(sizes) = request.tty.as_mut() {
+            // The client sends its size as soon as it connects: the terminal starts at that
+            // size (a command that asks at once sees it), later sizes resize it.
+            let first = tokio::time::timeout(Duration::from_secs(1), sizes.recv()).await;
+            if let Ok(Some(size)) = first {
+                let console = oci_spec::runtime::BoxBuilder::default()
+                    .width(size.width)
+                    .height(size.height)
+                    .build()
+                    .map_err(|e| Error::Runtime(e.to_string()))?;
+                process.set_console_size(Some(console));
+            }
+        }
         let process = serde_json::to_vec(&process).map_err(|e| Error::Runtime(e.to_string()))?;
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let exec_id = format!("exec-{}-{n}", std::process::id());
@@ -77,8 +92,9 @@ impl Containerd {
         exec_id: &str,
         process: Vec<u8>,
         fifos: &Fifos,
-        request: ExecRequest,
+        mut request: ExecRequest,
     ) -> Result<i32, Error> {
+        let terminal = request.tty.take();
         let req = ExecProcessRequest {
             container_id: id.into(),
             stdin: fifos
@@ -87,8 +103,12 @@ impl Containerd {
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
             stdout: fifos.stdout.display().to_string(),
-            stderr: fifos.stderr.display().to_string(),
-            terminal: false,
+            // A terminal has one output stream.
+            stderr: match terminal {
+                Some(_) => String::new(),
+                None => fifos.stderr.display().to_string(),
+            },
+            terminal: terminal.is_some(),
             spec: Some(prost_types::Any {
                 type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
                 value: process,
@@ -106,6 +126,24 @@ impl Containerd {
             }))
             .await
             .map_err(rpc("start exec"))?;
+        if let Some(mut sizes) = terminal {
+            fifos.without_stderr();
+            let this = self.clone();
+            let (id, exec_id) = (id.to_string(), exec_id.to_string());
+            tokio::spawn(async move {
+                while let Some(size) = sizes.recv().await {
+                    let resize = ResizePtyRequest {
+                        container_id: id.clone(),
+                        exec_id: exec_id.clone(),
+                        width: size.width.into(),
+                        height: size.height.into(),
+                    };
+                    if let Err(e) = this.tasks().resize_pty(this.request(resize)).await {
+                        tracing::debug!(error = %e, "resizing the terminal");
+                    }
+                }
+            });
+        }
         if let (Some(path), Some(mut input)) = (fifos.stdin.clone(), request.stdin) {
             let this = self.clone();
             let (id, exec_id) = (id.to_string(), exec_id.to_string());

@@ -89,18 +89,13 @@ impl Fifos {
     /// Unblocks readers whose FIFO was never opened by a writer (the task did not start): a
     /// read-write open never blocks and counts as the writer their open waits for.
     pub(crate) fn abandon(&self) {
-        let writers: Vec<_> = [&self.stdout, &self.stderr]
-            .iter()
-            .filter_map(|p| {
-                std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(p)
-                    .ok()
-            })
-            .collect();
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        drop(writers);
+        unblock(&[&self.stdout, &self.stderr]);
+    }
+
+    /// Ends the stderr reader of a process in a terminal (the terminal carries both streams).
+    pub(crate) fn without_stderr(&self) {
+        let stderr = self.stderr.clone();
+        std::thread::spawn(move || unblock(&[&stderr]));
     }
 
     /// Waits (at most `limit`) until both readers reached EOF, then removes the FIFOs.
@@ -112,4 +107,21 @@ impl Fifos {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Opens each FIFO as a writer for a moment, so a reader blocked opening it proceeds and then
+/// sees EOF.
+fn unblock(paths: &[&PathBuf]) {
+    let writers: Vec<_> = paths
+        .iter()
+        .filter_map(|p| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(p)
+                .ok()
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    drop(writers);
 }
