@@ -1,11 +1,14 @@
-//! `kubectl exec` on the agent: `GET /exec/{ns}/{pod}/{container}?command=…&stdin=…&stdout=…
-//! &stderr=…&tty=…` (the kubelet's path and query), upgraded to a WebSocket speaking
+//! `kubectl exec` and `kubectl attach` on the agent: `GET /exec/{ns}/{pod}/{container}?command=…
+//! &stdin=…&stdout=…&stderr=…&tty=…` and `/attach/{ns}/{pod}/{container}?…` (the kubelet's
+//! paths and queries), upgraded to a WebSocket speaking
 //! Kubernetes' channel protocol (`v5.channel.k8s.io`, or `v4.channel.k8s.io`): every binary
 //! message starts with its channel — 0 stdin, 1 stdout, 2 stderr, 3 the final `Status`
 //! (with the exit code as cause `ExitCode` when it is not 0), 4 terminal resize
 //! (`{"Width":…,"Height":…}`, with `tty`), 255 "close channel" (v5, the client's end of
 //! stdin). The command runs through the container's runtime, in a terminal when `tty` asks for
 //! one (`kubectl exec -it`); runtimes that cannot exec (Wasm) and SPDY clients get a clear 400.
+//! An attached client gets the container's output from then on (through its log writer) until
+//! the container ends, and feeds its stdin and terminal size when the container has them.
 
 use std::sync::Arc;
 
@@ -19,8 +22,8 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use crate::pods::Agent;
-use crate::runtime::{ExecRequest, OutputSink, Runtime, Stream, TerminalSize};
+use crate::pods::{Agent, RunningContainer};
+use crate::runtime::{AttachInput, ExecRequest, OutputSink, Stream, TerminalSize};
 
 /// The subprotocols served, preferred first.
 pub(crate) const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
@@ -93,8 +96,47 @@ impl OutputSink for ToSocket {
     }
 }
 
+/// What a session was opened for.
+#[derive(Clone, Copy, PartialEq)]
+enum Verb {
+    Exec,
+    Attach,
+}
+
+impl Verb {
+    fn name(self) -> &'static str {
+        match self {
+            Verb::Exec => "exec",
+            Verb::Attach => "attach",
+        }
+    }
+}
+
 /// Serves `/exec/{ns}/{pod}/{container}`.
 pub(crate) async fn exec(
+    state: State<Arc<Agent>>,
+    path: Path<(String, String, String)>,
+    query: RawQuery,
+    headers: http::HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    open(Verb::Exec, state, path, query, headers, ws)
+}
+
+/// Serves `/attach/{ns}/{pod}/{container}`: the container's output from now on, and its
+/// stdin and terminal when it has them (`stdin`, `tty` in its spec).
+pub(crate) async fn attach(
+    state: State<Arc<Agent>>,
+    path: Path<(String, String, String)>,
+    query: RawQuery,
+    headers: http::HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    open(Verb::Attach, state, path, query, headers, ws)
+}
+
+fn open(
+    verb: Verb,
     State(agent): State<Arc<Agent>>,
     Path((ns, pod, container)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
@@ -108,34 +150,94 @@ pub(crate) async fn exec(
             .and_then(|v| v.to_str().ok())
             .unwrap_or("none");
         return bad_request(format!(
-            "exec needs a WebSocket upgrade with subprotocol {} (got upgrade {upgrade:?}); SPDY is not supported",
+            "{} needs a WebSocket upgrade with subprotocol {} (got upgrade {upgrade:?}); SPDY is not supported",
+            verb.name(),
             PROTOCOLS.join(" or ")
         ));
     };
-    if opts.command.is_empty() {
+    if verb == Verb::Exec && opts.command.is_empty() {
         return bad_request("you must specify at least one command for the container".into());
     }
     let key = (ns, pod.clone(), container.clone());
-    let Some((runtime, id)) = agent.running(&key) else {
+    let Some(running) = agent.running(&key) else {
         return bad_request(format!(
-            "container {container} is not running in pod {pod}; cannot exec into it"
+            "container {container} is not running in pod {pod}; cannot {} it",
+            match verb {
+                Verb::Exec => "exec into",
+                Verb::Attach => "attach to",
+            }
         ));
     };
-    let span = tracing::info_span!("exec", pod = %pod, container = %container);
-    span.in_scope(|| tracing::info!(command = ?opts.command, "exec"));
+    let span =
+        tracing::info_span!("stream", verb = verb.name(), pod = %pod, container = %container);
+    span.in_scope(|| tracing::info!(command = ?opts.command, tty = opts.tty, "session"));
     ws.protocols(PROTOCOLS)
-        .on_upgrade(move |socket| session(socket, runtime, id, opts).instrument(span))
+        .on_upgrade(move |socket| session(socket, verb, running, opts).instrument(span))
 }
 
-async fn session(socket: WebSocket, runtime: Arc<dyn Runtime>, id: String, opts: ExecOptions) {
+/// What the client sends and where the output goes, for one session.
+struct Streams {
+    stdin: Option<mpsc::Receiver<bytes::Bytes>>,
+    resize: Option<mpsc::Receiver<TerminalSize>>,
+    output: Arc<ToSocket>,
+}
+
+/// Runs the exec'd command, or follows the attached container until it ends or the client
+/// goes away; the exit code for the final Status.
+async fn run(
+    verb: Verb,
+    running: RunningContainer,
+    command: Vec<String>,
+    streams: Streams,
+) -> Result<i32, String> {
+    let RunningContainer {
+        runtime,
+        id,
+        output,
+    } = running;
+    if verb == Verb::Exec {
+        let request = ExecRequest {
+            command,
+            stdin: streams.stdin,
+            output: streams.output,
+            tty: streams.resize,
+        };
+        return runtime.exec(&id, request).await.map_err(|e| e.to_string());
+    }
+    let mut from_container = output.subscribe();
+    drop(output); // the subscription ends with the run, not with this session
+    if streams.stdin.is_some() || streams.resize.is_some() {
+        let input = AttachInput {
+            stdin: streams.stdin,
+            resize: streams.resize,
+        };
+        if let Err(e) = runtime.attach(&id, input).await {
+            tracing::debug!(error = %e, "attached without input");
+        }
+    }
+    let to_client = streams.output;
+    loop {
+        tokio::select! {
+            got = from_container.recv() => match got {
+                Ok((stream, bytes)) => to_client.write(stream, &bytes),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::debug!(missed, "attached client fell behind");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(0),
+            },
+            () = to_client.tx.closed() => return Ok(0),
+        }
+    }
+}
+
+async fn session(socket: WebSocket, verb: Verb, running: RunningContainer, opts: ExecOptions) {
     let (mut sink, mut incoming) = socket.split();
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<(u8, Vec<u8>)>();
     let (stdin_tx, stdin_rx) = mpsc::channel::<bytes::Bytes>(16);
     let (resize_tx, resize_rx) = mpsc::channel::<TerminalSize>(4);
-    let request = ExecRequest {
-        tty: opts.tty.then_some(resize_rx),
-        command: opts.command.clone(),
+    let streams = Streams {
         stdin: opts.stdin.then_some(stdin_rx),
+        resize: opts.tty.then_some(resize_rx),
         output: Arc::new(ToSocket {
             tx: out_tx,
             stdout: opts.stdout,
@@ -143,7 +245,8 @@ async fn session(socket: WebSocket, runtime: Arc<dyn Runtime>, id: String, opts:
         }),
     };
     let command = opts.command.clone();
-    let run = tokio::spawn(async move { runtime.exec(&id, request).await });
+    let run = tokio::spawn(run(verb, running, command.clone(), streams));
+
     // The client's messages: stdin (channel 0) until it closes it (255, 0) or goes away.
     let reader = tokio::spawn(async move {
         let mut stdin = Some(stdin_tx);
@@ -181,7 +284,7 @@ async fn session(socket: WebSocket, runtime: Arc<dyn Runtime>, id: String, opts:
                     break Err("the client went away".to_string());
                 }
             }
-            r = &mut run => break r.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())),
+            r = &mut run => break r.map_err(|e| e.to_string()).and_then(|r| r),
         }
     };
     // Output still queued when the process ended.

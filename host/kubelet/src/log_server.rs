@@ -292,6 +292,10 @@ pub(crate) async fn serve(
             axum::routing::get(crate::exec_server::exec).post(crate::exec_server::exec),
         )
         .route(
+            "/attach/{ns}/{pod}/{container}",
+            axum::routing::get(crate::exec_server::attach).post(crate::exec_server::attach),
+        )
+        .route(
             "/stats/summary",
             axum::routing::get(|State(agent): State<Arc<crate::pods::Agent>>| async move {
                 let body = crate::stats::summary(&agent).await.to_string();

@@ -78,6 +78,7 @@ impl LogStore {
         );
         Ok(LogWriter {
             file: Mutex::new((file, Vec::new(), Vec::new())),
+            attached: tokio::sync::broadcast::channel(ATTACH_BACKLOG).0,
         })
     }
 
@@ -162,11 +163,17 @@ pub(crate) fn run_file(dir: &Path, restart: i32) -> PathBuf {
     dir.join(format!("{restart}.log"))
 }
 
-/// Writes one container run's output as CRI log lines.
+/// Writes one container run's output as CRI log lines, and passes it on to the clients
+/// attached to the container (`kubectl attach`) as it comes.
 pub(crate) struct LogWriter {
     /// The file and the unfinished line of stdout and of stderr.
     file: Mutex<(std::fs::File, Vec<u8>, Vec<u8>)>,
+    /// Output as it comes, for attached clients; closed when the run ends (the writer drops).
+    attached: tokio::sync::broadcast::Sender<(Stream, bytes::Bytes)>,
 }
+
+/// Chunks an attached client may fall behind by before it misses output.
+const ATTACH_BACKLOG: usize = 256;
 
 /// Longest partial line kept before it is written as a `P` record.
 const MAX_PARTIAL: usize = 16 * 1024;
@@ -186,6 +193,11 @@ fn record(file: &mut std::fs::File, stream: Stream, tag: char, line: &[u8]) {
 }
 
 impl LogWriter {
+    /// The output from now on, until the run ends.
+    pub(crate) fn subscribe(&self) -> tokio::sync::broadcast::Receiver<(Stream, bytes::Bytes)> {
+        self.attached.subscribe()
+    }
+
     /// Writes out unfinished lines (at the end of a run).
     pub(crate) fn close(&self) {
         let mut guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
@@ -201,6 +213,11 @@ impl LogWriter {
 
 impl OutputSink for LogWriter {
     fn write(&self, stream: Stream, bytes: &[u8]) {
+        if self.attached.receiver_count() > 0 {
+            let _ = self
+                .attached
+                .send((stream, bytes::Bytes::copy_from_slice(bytes)));
+        }
         let mut guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
         let (file, out, err) = &mut *guard;
         let buf = match stream {

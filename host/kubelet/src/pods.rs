@@ -19,8 +19,16 @@ use crate::logs::{ContainerKey, LogStore};
 use crate::runtime::{Runtime, Runtimes};
 use crate::{Config, Error};
 
-/// A running container: its runtime and its id there.
-pub(crate) type RunningContainer = (Arc<dyn Runtime>, String);
+/// A running container: what `exec` and `attach` reach.
+#[derive(Clone)]
+pub(crate) struct RunningContainer {
+    /// Its runtime.
+    pub(crate) runtime: Arc<dyn Runtime>,
+    /// Its id there.
+    pub(crate) id: String,
+    /// Its output (and log) of this run.
+    pub(crate) output: Arc<crate::logs::LogWriter>,
+}
 
 /// What every pod worker shares.
 pub(crate) struct Agent {
@@ -57,19 +65,14 @@ impl Agent {
     }
 
     /// Records a started container, or (`None`) forgets it if its id is still `id`.
-    pub(crate) fn set_running(
-        &self,
-        key: &ContainerKey,
-        id: &str,
-        runtime: Option<Arc<dyn Runtime>>,
-    ) {
+    pub(crate) fn set_running(&self, key: &ContainerKey, id: &str, run: Option<RunningContainer>) {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        match runtime {
+        match run {
             Some(r) => {
-                running.insert(key.clone(), (r, id.to_string()));
+                running.insert(key.clone(), r);
             }
             None => {
-                if running.get(key).is_some_and(|(_, i)| i == id) {
+                if running.get(key).is_some_and(|r| r.id == id) {
                     running.remove(key);
                 }
             }

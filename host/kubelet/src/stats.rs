@@ -108,7 +108,7 @@ fn sample(agent: &Agent) -> Vec<(String, Option<(u64, u64)>)> {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .iter()
-        .map(|(k, (runtime, id))| (k.clone(), runtime.clone(), id.clone()))
+        .map(|(k, r)| (k.clone(), r.runtime.clone(), r.id.clone()))
         .collect();
     let mut out = vec![("node".to_string(), node_usage())];
     for ((ns, pod, container), runtime, id) in running {

@@ -1,6 +1,7 @@
-//! `pods/{name}/exec`: proxied to the agent of the pod's node, as kube-apiserver proxies it to
-//! the kubelet. The client's WebSocket upgrade (kubectl ≥ 1.30 speaks `v5.channel.k8s.io`) is
-//! forwarded to the agent's `/exec/{ns}/{pod}/{container}` with the query as sent (repeated
+//! `pods/{name}/exec` and `pods/{name}/attach`: proxied to the agent of the pod's node, as
+//! kube-apiserver proxies them to the kubelet. The client's WebSocket upgrade (kubectl ≥ 1.30
+//! speaks `v5.channel.k8s.io`) is forwarded to the agent's `/exec/{ns}/{pod}/{container}` (or
+//! `/attach/…`) with the query as sent (repeated
 //! `command` parameters); once the agent answers 101 Switching Protocols, the client gets the
 //! agent's 101 (subprotocol, `Sec-WebSocket-Accept`) and the two upgraded connections are
 //! spliced byte for byte, so the channel protocol runs end to end between kubectl and the
@@ -35,10 +36,11 @@ const RETURNED: &[&str] = &[
     "x-stream-protocol-version",
 ];
 
-/// Serves `pods/exec`.
-pub(crate) async fn exec(mut ctx: Ctx) -> ApiResult<Response> {
+/// Serves `pods/exec` and `pods/attach` (`verb`). Wasm containers can be attached to (their
+/// output), not exec'd into.
+pub(crate) async fn exec(mut ctx: Ctx, verb: &str) -> ApiResult<Response> {
     let pod = from_store(&ctx.def, &ctx.stored().await?)?;
-    if pod["spec"]["runtimeClassName"] == "wasm" {
+    if verb == "exec" && pod["spec"]["runtimeClassName"] == "wasm" {
         return Err(not_streamed(&ctx, "exec").await);
     }
     let container = container_name(&pod, ctx.query.get("container"))?;
@@ -47,7 +49,7 @@ pub(crate) async fn exec(mut ctx: Ctx) -> ApiResult<Response> {
         percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
     };
     let url = format!(
-        "{base}/exec/{}/{}/{}?{}",
+        "{base}/{verb}/{}/{}/{}?{}",
         enc(ctx.namespace().unwrap_or_default()),
         enc(ctx.name()),
         enc(&container),
@@ -80,9 +82,9 @@ pub(crate) async fn exec(mut ctx: Ctx) -> ApiResult<Response> {
         });
     }
     let Some(client_upgrade) = ctx.upgrade.take() else {
-        return Err(ApiError::bad_request(
-            "exec needs a connection upgrade (WebSocket, v5.channel.k8s.io)",
-        ));
+        return Err(ApiError::bad_request(format!(
+            "{verb} needs a connection upgrade (WebSocket, v5.channel.k8s.io)"
+        )));
     };
     let mut response = http::StatusCode::SWITCHING_PROTOCOLS.into_response();
     for name in RETURNED {

@@ -70,8 +70,8 @@ pub(crate) fn container_name(pod: &Value, requested: Option<&str>) -> ApiResult<
     }
 }
 
-/// The answer to `pods/attach` and `portforward`, which agents do not serve yet, and to
-/// `exec` into a Wasm pod: a clear 400 (Wasm containers have no processes at all).
+/// The answer to `pods/portforward`, which agents do not serve yet, and to `exec` into a Wasm
+/// pod: a clear 400 (Wasm containers have no processes at all).
 pub(crate) async fn not_streamed(ctx: &Ctx, what: &str) -> ApiError {
     let name = ctx.name().to_string();
     let wasm = match ctx.stored().await {
@@ -85,7 +85,7 @@ pub(crate) async fn not_streamed(ctx: &Ctx, what: &str) -> ApiError {
             "pod \"{name}\" runs WebAssembly components (RuntimeClass wasm), which have no processes to {what}"
         )),
         false => ApiError::bad_request(format!(
-            "pods/{what} is not served yet: Keelson's agent streams only logs so far"
+            "pods/{what} is not served yet: Keelson's agent streams logs, exec and attach so far"
         )),
     }
 }

@@ -147,6 +147,9 @@ impl Worker {
             cpu_limit_millis: limit("cpu").map(|m| m.max(1) as u64),
             output: writer.clone(),
             mounts,
+            stdin: spec.stdin.unwrap_or(false),
+            stdin_once: spec.stdin_once.unwrap_or(false),
+            tty: spec.tty.unwrap_or(false),
         };
         let mut container = match runtime.start(config).await {
             Ok(c) => c,
@@ -164,8 +167,12 @@ impl Worker {
         let started = Timestamp::now();
         let id = container_id.clone();
         let runtime_id = format!("{}-{}-{restart}", self.uid, spec.name);
-        self.agent
-            .set_running(&ckey, &runtime_id, Some(runtime.clone()));
+        let run_entry = crate::pods::RunningContainer {
+            runtime: runtime.clone(),
+            id: runtime_id.clone(),
+            output: writer.clone(),
+        };
+        self.agent.set_running(&ckey, &runtime_id, Some(run_entry));
         let agent = self.agent.clone();
         tokio::spawn(async move {
             let exited = tokio::select! {

@@ -44,6 +44,12 @@ pub struct ContainerConfig {
     pub output: Arc<dyn OutputSink>,
     /// Volume mounts.
     pub mounts: Vec<Mount>,
+    /// `stdin`: the process keeps a stdin that attached clients write to.
+    pub stdin: bool,
+    /// `stdinOnce`: that stdin closes when the first attached client closes it.
+    pub stdin_once: bool,
+    /// `tty`: the process runs in a terminal (its output arrives as stdout).
+    pub tty: bool,
 }
 
 /// A pod volume mounted into a container.
@@ -111,6 +117,14 @@ pub struct TerminalSize {
     pub height: u16,
 }
 
+/// What an attached client (`kubectl attach`) sends to a running container.
+pub struct AttachInput {
+    /// Its stdin, for a container with `stdin: true`; `None`: the client sends none.
+    pub stdin: Option<tokio::sync::mpsc::Receiver<bytes::Bytes>>,
+    /// Sizes of its terminal, for a container with `tty: true`.
+    pub resize: Option<tokio::sync::mpsc::Receiver<TerminalSize>>,
+}
+
 /// The pod a sandbox is made for.
 #[derive(Debug, Clone)]
 pub struct PodSandbox {
@@ -141,6 +155,14 @@ pub trait Runtime: Send + Sync {
     async fn exec(&self, _container_id: &str, _request: ExecRequest) -> Result<i32, Error> {
         Err(Error::Unsupported(format!(
             "the {} runtime cannot run commands in a container",
+            self.handler()
+        )))
+    }
+    /// Connects an attached client's stdin and terminal size to the running container
+    /// `container_id` (its output reaches the client through the container's log writer).
+    async fn attach(&self, _container_id: &str, _input: AttachInput) -> Result<(), Error> {
+        Err(Error::Unsupported(format!(
+            "the {} runtime cannot pass input to a container",
             self.handler()
         )))
     }

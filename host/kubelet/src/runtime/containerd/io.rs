@@ -32,12 +32,8 @@ fn mkfifo(path: &Path) -> std::io::Result<()> {
 }
 
 impl Fifos {
-    /// Makes the FIFOs in `dir` and starts reading them into `sink`.
-    pub(crate) fn open(dir: PathBuf, sink: Arc<dyn OutputSink>) -> std::io::Result<Self> {
-        Self::open_with_stdin(dir, sink, false)
-    }
-
-    /// Like [`Fifos::open`], with a stdin FIFO too when `stdin`.
+    /// Makes the FIFOs in `dir` (a stdin FIFO too when `stdin`) and starts reading stdout and
+    /// stderr into `sink`.
     pub(crate) fn open_with_stdin(
         dir: PathBuf,
         sink: Arc<dyn OutputSink>,

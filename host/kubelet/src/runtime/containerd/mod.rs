@@ -8,6 +8,7 @@
 //! Containers left by an earlier agent are removed at start (their pods restart them per
 //! `restartPolicy`, as for Wasm pods).
 
+mod attach;
 mod exec;
 mod image;
 mod io;
@@ -33,7 +34,7 @@ use tonic::transport::Channel;
 pub(crate) use image::rpc;
 
 use super::network::{netns_path, NetworkConfig};
-use super::{Container, ContainerConfig, ExecRequest, Exited, PodSandbox, Runtime};
+use super::{AttachInput, Container, ContainerConfig, ExecRequest, Exited, PodSandbox, Runtime};
 use crate::Error;
 
 /// Label marking the containers an agent made, with its node name.
@@ -62,6 +63,7 @@ pub struct Containerd {
     channel: Channel,
     config: Arc<ContainerdConfig>,
     images: Arc<Mutex<HashMap<String, image::Image>>>,
+    interactive: attach::Attachable,
 }
 
 impl Containerd {
@@ -79,6 +81,7 @@ impl Containerd {
             channel,
             config: Arc::new(config),
             images: Default::default(),
+            interactive: Default::default(),
         };
         runtime.remove_leftovers().await?;
         Ok(runtime)
@@ -233,18 +236,24 @@ impl Containerd {
             }))
             .await
             .map_err(rpc("create container"))?;
+        self.prepare_interactive(config, fifos.stdin.as_ref())?;
+        let path = |p: Option<&PathBuf>| p.map(|p| p.display().to_string()).unwrap_or_default();
         self.tasks()
             .create(self.request(CreateTaskRequest {
                 container_id: id.clone(),
                 rootfs: mounts,
-                stdin: String::new(),
-                stdout: fifos.stdout.display().to_string(),
-                stderr: fifos.stderr.display().to_string(),
-                terminal: false,
+                stdin: path(fifos.stdin.as_ref()),
+                stdout: path(Some(&fifos.stdout)),
+                // A terminal has one output stream.
+                stderr: path(Some(&fifos.stderr).filter(|_| !config.tty)),
+                terminal: config.tty,
                 ..Default::default()
             }))
             .await
             .map_err(rpc("create task"))?;
+        if config.tty {
+            fifos.without_stderr();
+        }
         self.tasks()
             .start(self.request(StartRequest {
                 container_id: id.clone(),
@@ -343,15 +352,20 @@ impl Runtime for Containerd {
         self.exec_in(container_id, request).await
     }
 
+    async fn attach(&self, container_id: &str, input: AttachInput) -> Result<(), Error> {
+        self.attach_to(container_id, input).await
+    }
+
     fn usage(&self, pod_uid: &str, container_id: &str) -> Option<(u64, u64)> {
         crate::stats::cgroup_usage(pod_uid, container_id)
     }
 
     async fn start(&self, config: ContainerConfig) -> Result<Box<dyn Container>, Error> {
         let dir = self.config.state_dir.join(&config.id);
-        let fifos = io::Fifos::open(dir, config.output.clone())?;
+        let fifos = io::Fifos::open_with_stdin(dir, config.output.clone(), config.stdin)?;
         if let Err(e) = self.create(&config, &fifos).await {
             self.remove(&config.id, true).await;
+            self.forget_interactive(&config.id);
             let _ = tokio::task::spawn_blocking(move || {
                 fifos.abandon();
                 fifos
@@ -367,6 +381,7 @@ impl Runtime for Containerd {
             let exited = this.wait_task(&id, &pod_uid).await;
             // Output written just before the exit is still in the FIFOs: drain it first.
             fifos.finish(Duration::from_secs(2)).await;
+            this.forget_interactive(&id);
             this.remove(&id, false).await;
             let _ = tx.send(Some(exited));
         });

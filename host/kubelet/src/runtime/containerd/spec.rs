@@ -78,6 +78,7 @@ pub(crate) fn build(
     let mut spec = Spec::default();
     let mut process = spec.process().clone().unwrap_or_default();
     process.set_args(Some(args));
+    process.set_terminal(Some(config.tty));
     process.set_env(Some(environment(config, image)));
     process.set_cwd(PathBuf::from(
         image.working_dir.clone().unwrap_or_else(|| "/".into()),
@@ -180,6 +181,9 @@ mod tests {
             cpu_limit_millis: Some(500),
             output: Arc::new(Sink),
             mounts: vec![],
+            stdin: false,
+            stdin_once: false,
+            tty: false,
         }
     }
 
