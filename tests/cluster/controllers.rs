@@ -18,7 +18,8 @@ fn lease_holder(server: &Server) -> String {
     holder_of(server, "kube-controller-manager")
 }
 
-fn holder_of(server: &Server, lease: &str) -> String {
+/// The holder identity of Lease `kube-system/<lease>` (`<hostname>_<pid>_<random>`).
+pub(crate) fn holder_of(server: &Server, lease: &str) -> String {
     let out = server.kubectl(
         KUBECTL_133,
         &[

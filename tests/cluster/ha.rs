@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::controllers::holder_of;
 use crate::harness::{etcd_cluster, eventually, ok, Component, Server, KUBECTL_133};
 
 const TOKEN: &str = "ha-test-cluster-token";
@@ -23,37 +24,17 @@ fn kubectl_at(kubeconfig_of: &Server, port: u16, args: &[&str]) -> Output {
     kubeconfig_of.kubectl(KUBECTL_133, &all)
 }
 
-/// The pid in a Lease's holder identity (`<hostname>_<pid>_<random>`), asked of `port`.
-fn holder_pid(kubeconfig_of: &Server, port: u16, lease: &str) -> Option<u32> {
-    let out = kubectl_at(
-        kubeconfig_of,
-        port,
-        &[
-            "get",
-            "lease",
-            lease,
-            "-n",
-            "kube-system",
-            "-o",
-            "jsonpath={.spec.holderIdentity}",
-        ],
-    );
-    let identity = String::from_utf8_lossy(&out.stdout).into_owned();
-    identity.rsplit('_').nth(1)?.parse().ok()
+/// The pid in a Lease's holder identity (`<hostname>_<pid>_<random>`), asked of `server`.
+fn holder_pid(server: &Server, lease: &str) -> Option<u32> {
+    holder_of(server, lease).rsplit('_').nth(1)?.parse().ok()
 }
 
-/// Waits until `lease` is held by one of `pids` (asked of `port`); returns the holder and
+/// Waits until `lease` is held by one of `pids` (asked of `server`); returns the holder and
 /// how long it took.
-fn wait_holder(
-    kubeconfig_of: &Server,
-    port: u16,
-    lease: &str,
-    pids: &[u32],
-    limit: Duration,
-) -> (u32, Duration) {
+fn wait_holder(server: &Server, lease: &str, pids: &[u32], limit: Duration) -> (u32, Duration) {
     let started = Instant::now();
     while started.elapsed() < limit {
-        if let Some(pid) = holder_pid(kubeconfig_of, port, lease).filter(|p| pids.contains(p)) {
+        if let Some(pid) = holder_pid(server, lease).filter(|p| pids.contains(p)) {
             return (pid, started.elapsed());
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -103,21 +84,8 @@ fn three_servers_on_three_etcd_members_act_as_one_cluster() {
 
     // One leader each for the controller manager and the scheduler.
     let pids: Vec<u32> = servers.iter().map(|s| s.pid()).collect();
-    let port0 = servers[0].port;
-    let (cm_leader, _) = wait_holder(
-        &servers[0],
-        port0,
-        LEASES[0],
-        &pids,
-        Duration::from_secs(30),
-    );
-    wait_holder(
-        &servers[0],
-        port0,
-        LEASES[1],
-        &pids,
-        Duration::from_secs(30),
-    );
+    let (cm_leader, _) = wait_holder(&servers[0], LEASES[0], &pids, Duration::from_secs(30));
+    wait_holder(&servers[0], LEASES[1], &pids, Duration::from_secs(30));
 
     // Writers keep creating ConfigMaps through every live server while the leader dies.
     let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -159,21 +127,10 @@ fn three_servers_on_three_etcd_members_act_as_one_cluster() {
     servers[victim].kill();
     let mut dead = servers.remove(victim);
     let survivors: Vec<u32> = servers.iter().map(|s| s.pid()).collect();
-    let port = servers[0].port;
-    let (new_cm, killed_handover) = wait_holder(
-        &servers[0],
-        port,
-        LEASES[0],
-        &survivors,
-        Duration::from_secs(25),
-    );
-    let (_, killed_sched) = wait_holder(
-        &servers[0],
-        port,
-        LEASES[1],
-        &survivors,
-        Duration::from_secs(25),
-    );
+    let (new_cm, killed_handover) =
+        wait_holder(&servers[0], LEASES[0], &survivors, Duration::from_secs(25));
+    let (_, killed_sched) =
+        wait_holder(&servers[0], LEASES[1], &survivors, Duration::from_secs(25));
     eprintln!("handover after SIGKILL: controller manager {killed_handover:?}, scheduler {killed_sched:?}");
     // Kubernetes' timing: a 15 s lease, renewed and retried every 2 s.
     assert!(
@@ -190,13 +147,7 @@ fn three_servers_on_three_etcd_members_act_as_one_cluster() {
     let left = servers.remove(leaving);
     drop(left);
     let last = servers.pop().unwrap();
-    let (_, term_handover) = wait_holder(
-        &last,
-        last.port,
-        LEASES[0],
-        &[last.pid()],
-        Duration::from_secs(25),
-    );
+    let (_, term_handover) = wait_holder(&last, LEASES[0], &[last.pid()], Duration::from_secs(25));
     eprintln!("handover after SIGTERM: {term_handover:?}");
     assert!(term_handover <= Duration::from_secs(5), "{term_handover:?}");
     std::thread::sleep(Duration::from_secs(1));

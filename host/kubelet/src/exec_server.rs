@@ -112,37 +112,21 @@ impl Verb {
     }
 }
 
-/// Serves `/exec/{ns}/{pod}/{container}`.
-pub(crate) async fn exec(
-    state: State<Arc<Agent>>,
-    path: Path<(String, String, String)>,
-    query: RawQuery,
-    headers: http::HeaderMap,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Response {
-    open(Verb::Exec, state, path, query, headers, ws)
-}
-
-/// Serves `/attach/{ns}/{pod}/{container}`: the container's output from now on, and its
-/// stdin and terminal when it has them (`stdin`, `tty` in its spec).
-pub(crate) async fn attach(
-    state: State<Arc<Agent>>,
-    path: Path<(String, String, String)>,
-    query: RawQuery,
-    headers: http::HeaderMap,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Response {
-    open(Verb::Attach, state, path, query, headers, ws)
-}
-
-fn open(
-    verb: Verb,
+/// Serves `/exec/{ns}/{pod}/{container}` and `/attach/{ns}/{pod}/{container}`. An attached
+/// client gets the container's output from now on, and its stdin and terminal when it has
+/// them (`stdin`, `tty` in its spec).
+pub(crate) async fn stream(
     State(agent): State<Arc<Agent>>,
-    Path((ns, pod, container)): Path<(String, String, String)>,
+    Path((verb, ns, pod, container)): Path<(String, String, String, String)>,
     RawQuery(query): RawQuery,
     headers: http::HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let verb = match verb.as_str() {
+        "exec" => Verb::Exec,
+        "attach" => Verb::Attach,
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
     let opts = parse(query.as_deref().unwrap_or_default());
     let Ok(ws) = ws else {
         let upgrade = headers

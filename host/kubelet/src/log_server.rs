@@ -288,12 +288,9 @@ pub(crate) async fn serve(
             axum::routing::get(container_logs),
         )
         .route(
-            "/exec/{ns}/{pod}/{container}",
-            axum::routing::get(crate::exec_server::exec).post(crate::exec_server::exec),
-        )
-        .route(
-            "/attach/{ns}/{pod}/{container}",
-            axum::routing::get(crate::exec_server::attach).post(crate::exec_server::attach),
+            // `exec` and `attach`.
+            "/{verb}/{ns}/{pod}/{container}",
+            axum::routing::get(crate::exec_server::stream).post(crate::exec_server::stream),
         )
         .route(
             "/stats/summary",
