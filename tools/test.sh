@@ -21,10 +21,11 @@ fi
 # The containerd runtime suite: containerd + runc (the suite starts its own containerd),
 # ctr to import its image, busybox-static for that image, CNI plugins for pod networks.
 if ! command -v containerd >/dev/null 2>&1 || ! command -v runc >/dev/null 2>&1 \
-  || ! command -v ctr >/dev/null 2>&1 || [ ! -x /usr/bin/busybox ] || [ ! -x /usr/lib/cni/bridge ]; then
+  || ! command -v ctr >/dev/null 2>&1 || [ ! -x /usr/bin/busybox ] || [ ! -x /usr/lib/cni/bridge ] \
+  || [ ! -x /usr/sbin/iptables ]; then
   export DEBIAN_FRONTEND=noninteractive
   as_root apt-get update -qq
-  as_root apt-get install -y -qq containerd runc busybox-static containernetworking-plugins iproute2 >/dev/null
+  as_root apt-get install -y -qq containerd runc busybox-static containernetworking-plugins iproute2 iptables >/dev/null
 fi
 # kubectl: the stock binaries the suites drive.
 for v in 1.33 1.29 1.28 1.27; do

@@ -1,9 +1,8 @@
 //! The containerd runtime against a real containerd that each test starts itself, with a
 //! busybox image built locally ([`crate::local_containerd`]). Pods without a RuntimeClass run
 //! there: exit codes and reasons, `kubectl logs` from the task's FIFOs, a pod IP from the CNI
-//! bridge that the test reaches over TCP, `kubectl attach` and `run -it --rm`, `kubectl exec`
-//! (stdin, exit codes, `-it` in a
-//! terminal of the client's size) over WebSockets,
+//! bridge that the test reaches over TCP, the pod's default route and masquerading,
+//! `kubectl exec` (stdin, exit codes, `-it` in a terminal of the client's size) over WebSockets,
 //! `kubectl top`, an image imported without unpacking (the agent unpacks it), probes feeding
 //! readiness and Endpoints and restarting on liveness failure,
 //! and deletion with SIGTERM then SIGKILL after the grace period. Needs root, `containerd`,
@@ -146,6 +145,57 @@ spec:
         page.contains("hello over the pod network")
     });
     assert!(reached, "GET http://{web_ip}:8080/ gave {page:?}");
+
+    // Egress: the bridge is the pod's default gateway, and what leaves the pod CIDR is
+    // masqueraded (the CNI bridge plugin's ipMasq rule for the pod's address).
+    let routes = kubectl(&server, &["exec", "web", "--", "ip", "route"]);
+    assert!(routes.contains("default via 10.88.1.1"), "{routes}");
+    let host_ip = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("192.0.2.1:9").map(|()| s))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.ip().to_string())
+        .ok();
+    if let Some(host_ip) = host_ip.filter(|ip| !ip.starts_with("10.88.")) {
+        // An address of the node outside the bridge is reached through the default route.
+        let listener = std::net::TcpListener::bind((host_ip.as_str(), 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let served = std::thread::spawn(move || {
+            let (mut conn, peer) = listener.accept().unwrap();
+            let mut request = [0u8; 1024];
+            let _ = conn.read(&mut request);
+            let _ = conn.write_all(
+                b"HTTP/1.0 200 OK\r\nContent-Length: 14\r\nConnection: close\r\n\r\nfrom the node\n",
+            );
+            peer.ip().to_string()
+        });
+        let url = format!("http://{host_ip}:{port}/");
+        let body = kubectl(
+            &server,
+            &[
+                "exec",
+                "web",
+                "--",
+                "sh",
+                "-c",
+                &format!("wget -q -O- {url}"),
+            ],
+        );
+        assert!(body.contains("from the node"), "{body}");
+        assert_eq!(
+            served.join().unwrap(),
+            web_ip,
+            "the pod's own address, not NATed"
+        );
+    }
+    let nat = Command::new("iptables")
+        .args(["-t", "nat", "-S", "POSTROUTING"])
+        .output()
+        .unwrap();
+    let nat = String::from_utf8_lossy(&nat.stdout);
+    assert!(
+        nat.contains(&format!("-s {web_ip}/32")),
+        "no masquerade rule: {nat}"
+    );
 
     // kubectl exec over WebSocket (v5.channel.k8s.io), through the API server to the agent.
     let out = server.kubectl(KUBECTL_133, &["exec", "web", "--", "echo", "hi"]);
@@ -492,90 +542,4 @@ spec:
     let tasks = String::from_utf8_lossy(&tasks.stdout);
     assert_eq!(tasks.lines().count(), 1, "one task runs: {tasks}");
     delete_all_pods(&server);
-}
-
-#[test]
-#[ignore = "needs containerd, runc, CNI plugins and root (tools/test.sh installs them)"]
-fn attach_streams_output_feeds_stdin_and_gives_a_terminal() {
-    let (_containerd, server) = containerd_cluster(5);
-    apply(
-        &server,
-        r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: ticker}
-spec:
-  restartPolicy: Never
-  containers:
-  - {name: main, image: busybox:test, imagePullPolicy: Never,
-     command: ["sh", "-c", "sleep 2; for i in 1 2 3; do echo tick $i; sleep 1; done"]}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: reader}
-spec:
-  restartPolicy: Never
-  containers:
-  - {name: main, image: busybox:test, imagePullPolicy: Never, stdin: true, stdinOnce: true,
-     command: ["sh", "-c", "while read l; do echo got $l; done; echo eof"]}
-"#,
-    );
-    for pod in ["ticker", "reader"] {
-        wait_for(
-            &server,
-            pod,
-            "{.status.phase}",
-            "Running",
-            Duration::from_secs(60),
-        );
-    }
-    // Output from the moment of attaching until the container ends.
-    let out = server.kubectl(KUBECTL_133, &["attach", "ticker"]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("tick 3"), "{out:?}");
-    // stdin reaches the process; with stdinOnce, the client's end of stdin is the process'.
-    let out = server.kubectl_stdin(KUBECTL_133, &["attach", "-i", "reader"], "one\ntwo\n");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("got one\ngot two\neof"), "{out:?}");
-    wait_for(
-        &server,
-        "reader",
-        "{.status.phase}",
-        "Succeeded",
-        Duration::from_secs(30),
-    );
-
-    // `kubectl run -it --rm`: a terminal of the client's size, typed input, then the pod goes.
-    let home = server.dir.path().join("home");
-    let run = format!(
-        "stty rows 21 cols 77; {KUBECTL_133} run shell --image=busybox:test \
-         --image-pull-policy=Never --restart=Never -i --tty --rm -- sh -c 'sleep 1; tty; stty size; read x; echo got $x'"
-    );
-    // script(1) gives kubectl a terminal and types what it reads from its own stdin.
-    let mut child = Command::new("script")
-        .args(["-qec", &run, "/dev/null"])
-        .env("KUBECONFIG", server.kubeconfig())
-        .env("HOME", &home)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut typing = child.stdin.take().unwrap();
-    std::thread::sleep(Duration::from_secs(6));
-    typing.write_all(b"typed\n").unwrap();
-    let out = child.wait_with_output().unwrap();
-    drop(typing);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("/dev/pts/"), "{out:?}");
-    assert!(text.contains("21 77"), "{out:?}");
-    assert!(text.contains("got typed"), "{out:?}");
-    assert!(
-        eventually(Duration::from_secs(30), || {
-            !server
-                .kubectl(KUBECTL_133, &["get", "pod", "shell"])
-                .status
-                .success()
-        }),
-        "--rm deletes the pod"
-    );
 }

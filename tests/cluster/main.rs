@@ -5,6 +5,7 @@ mod admission;
 mod agent_join;
 mod api;
 mod at_rest;
+mod attach;
 mod bad_input;
 mod certificates;
 mod cleanup;

@@ -1,9 +1,11 @@
 //! Pod network sandboxes for the containerd runtime: a network namespace per pod, bind-mounted
 //! at `/var/run/netns/keelson-<pod uid>` (so `ip netns` lists it), wired by the CNI `bridge`
 //! plugin with `host-local` IPAM over the node's pod CIDR, and `lo` brought up by the CNI
-//! `loopback` plugin. The bridge is the pods' gateway on the node, but pods get no default
-//! route and no masquerading: they reach the node and each other, nothing beyond. Pods with
-//! `hostNetwork: true` get no sandbox and share the node's network.
+//! `loopback` plugin. The bridge is the pods' default gateway, and traffic from a pod to
+//! anything outside the pod CIDR is masqueraded to the node's address (the bridge plugin's
+//! `ipMasq`, which needs `iptables` on the node; without it pods reach only the node and each
+//! other, and the agent says so once). Pods with `hostNetwork: true` get no sandbox and share
+//! the node's network.
 
 use std::path::{Path, PathBuf};
 
@@ -73,11 +75,26 @@ fn remove_netns(path: &Path) {
     let _ = std::fs::remove_file(path);
 }
 
+/// Whether the bridge plugin can masquerade (it runs `iptables`); warns once when not.
+fn can_masquerade() -> bool {
+    static FOUND: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FOUND.get_or_init(|| {
+        let found = ["/usr/sbin/iptables", "/sbin/iptables", "/usr/bin/iptables"]
+            .iter()
+            .any(|p| Path::new(p).exists());
+        if !found {
+            tracing::warn!("no iptables on this node: pods reach only the node and each other");
+        }
+        found
+    })
+}
+
 impl NetworkConfig {
     fn bridge_conf(&self) -> Value {
         json!({
             "cniVersion": "1.0.0", "name": "keelson", "type": "bridge",
-            "bridge": self.bridge, "isGateway": true, "ipMasq": false, "hairpinMode": true,
+            "bridge": self.bridge, "isGateway": true, "isDefaultGateway": true,
+            "ipMasq": can_masquerade(), "hairpinMode": true,
             "ipam": {"type": "host-local", "ranges": [[{"subnet": self.pod_cidr}]],
                      "dataDir": self.ipam_dir},
         })
