@@ -9,8 +9,9 @@
 //! the volume's capacity and access modes).
 //!
 //! A bound volume whose claim is gone (or was recreated with another uid) turns `Released`;
-//! with `persistentVolumeReclaimPolicy: Delete` it is then deleted, with `Retain` it stays
-//! Released for an administrator. A volume with no claim is `Available`.
+//! with `persistentVolumeReclaimPolicy: Delete` the PersistentVolume object is then deleted
+//! (no volume plugin removes data: a `hostPath` directory stays on its node), with `Retain` it
+//! stays Released for an administrator. A volume with no claim is `Available`.
 //!
 //! Claims of a StorageClass with `volumeBindingMode: WaitForFirstConsumer` are not bound until
 //! the scheduler names their node (`volume.kubernetes.io/selected-node`); Keelson has no
