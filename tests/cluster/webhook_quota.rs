@@ -1,5 +1,6 @@
-//! ResourceQuota and admission webhooks against the real server, driven by kubectl: the third
-//! pod under `pods: 2` and a pod over a `limits.cpu` quota are refused with Kubernetes' message;
+//! ResourceQuota and admission webhooks against the real server, driven by kubectl: once the
+//! quota controller has computed a new quota's usage, the third pod under `pods: 2` and a pod
+//! over a `limits.cpu` quota are refused with Kubernetes' message;
 //! a small HTTPS webhook server started here (its own CA from rcgen, passed as caBundle) denies
 //! ConfigMaps labelled `deny=yes` and labels the others through a JSONPatch; an unreachable
 //! webhook is skipped under `failurePolicy: Ignore` and fails the request under `Fail`.
@@ -31,6 +32,25 @@ fn namespace_with_account(server: &Server, ns: &str) {
         .success()));
 }
 
+/// Waits until the quota controller has filled in `status.used` of quota `name` in `ns`.
+fn quota_computed(server: &Server, name: &str, ns: &str) {
+    assert!(eventually(std::time::Duration::from_secs(10), || {
+        let out = server.kubectl(
+            K,
+            &[
+                "get",
+                "quota",
+                name,
+                "-n",
+                ns,
+                "-o",
+                "jsonpath={.status.used}",
+            ],
+        );
+        !String::from_utf8_lossy(&out.stdout).trim().is_empty()
+    }));
+}
+
 #[test]
 fn resource_quota_with_kubectl() {
     let server = Server::start();
@@ -46,6 +66,7 @@ fn resource_quota_with_kubectl() {
         "-n",
         "q1",
     ]);
+    quota_computed(&server, "q", "q1");
     run(&["run", "p1", "--image=busybox:1.36", "-n", "q1"]);
     run(&["run", "p2", "--image=busybox:1.36", "-n", "q1"]);
     let err = fails(server.kubectl(K, &["run", "p3", "--image=busybox:1.36", "-n", "q1"]));
@@ -72,34 +93,32 @@ fn resource_quota_with_kubectl() {
             .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["pods", "2", "2"]),
         "{described}"
     );
-    // dry-run is refused the same way and charges nothing.
+    // dry-run charges nothing.
+    let configmaps = || {
+        run(&[
+            "get",
+            "quota",
+            "q",
+            "-n",
+            "q1",
+            "-o",
+            "jsonpath={.status.used.configmaps}",
+        ])
+    };
+    let before = configmaps();
     run(&["create", "configmap", "c", "-n", "q1", "--dry-run=server"]);
-    assert_eq!(
-        run(&[
-            "get",
-            "quota",
-            "q",
-            "-n",
-            "q1",
-            "-o",
-            "jsonpath={.status.used.configmaps}"
-        ]),
-        ""
-    );
-    // Deleting a pod releases its share.
+    assert_eq!(configmaps(), before);
+    // Deleting a pod releases its share (the quota controller recalculates).
     run(&["delete", "pod", "p1", "-n", "q1", "--wait=false"]);
-    assert_eq!(
-        run(&[
-            "get",
-            "quota",
-            "q",
-            "-n",
-            "q1",
-            "-o",
-            "jsonpath={.status.used.pods}"
-        ]),
-        "1"
-    );
+    assert!(eventually(std::time::Duration::from_secs(10), || run(&[
+        "get",
+        "quota",
+        "q",
+        "-n",
+        "q1",
+        "-o",
+        "jsonpath={.status.used.pods}"
+    ]) == "1"));
     run(&["run", "p3", "--image=busybox:1.36", "-n", "q1"]);
 
     // Compute resources: limits.cpu=1.
@@ -112,6 +131,7 @@ fn resource_quota_with_kubectl() {
         "-n",
         "q2",
     ]);
+    quota_computed(&server, "cpu", "q2");
     let stdin = |yaml: String| server.kubectl_stdin(K, &["apply", "-f", "-"], &yaml);
     let err = fails(stdin(pod_yaml(
         "big",

@@ -575,6 +575,49 @@ pub fn controller_roles() -> Vec<(&'static str, Vec<PolicyRule>)> {
             ),
         ),
         (
+            "resourcequota-controller",
+            with(
+                vec![rule(&["*"], &["*"], &["list", "watch"])],
+                vec![rule(&[""], &["resourcequotas/status"], &["update"])],
+            ),
+        ),
+        (
+            "event-ttl-controller",
+            with(
+                vec![rule(
+                    &["", "events.k8s.io"],
+                    &["events"],
+                    &["delete", "get", "list", "watch"],
+                )],
+                vec![],
+            ),
+        ),
+        (
+            "persistent-volume-binder",
+            with(
+                vec![
+                    rule(
+                        &[""],
+                        &["persistentvolumes"],
+                        &["create", "delete", "get", "list", "update", "watch"],
+                    ),
+                    rule(
+                        &[""],
+                        &["persistentvolumeclaims"],
+                        &["get", "list", "update", "patch", "watch"],
+                    ),
+                ],
+                vec![
+                    rule(
+                        &[""],
+                        &["persistentvolumes/status", "persistentvolumeclaims/status"],
+                        &["update", "patch"],
+                    ),
+                    rule(&["storage.k8s.io"], &["storageclasses"], READ),
+                ],
+            ),
+        ),
+        (
             "service-account-controller",
             with(
                 vec![rule(

@@ -14,6 +14,10 @@
 //! - [`endpoints`]: Services get Endpoints and EndpointSlices listing the pods they select;
 //! - [`node_lifecycle`]: silent nodes turn Unknown, are tainted, and their pods evicted;
 //! - [`disruption`]: PodDisruptionBudgets' status (what eviction and preemption read);
+//! - [`resourcequota`]: ResourceQuotas' `status.used`, recalculated from their namespace;
+//! - [`event_ttl`]: Events are deleted an hour (`--event-ttl`) after their last update;
+//! - [`volume_binder`]: PersistentVolumeClaims bind to matching PersistentVolumes, released
+//!   volumes are reclaimed;
 //! - [`clusterrole_aggregation`]: aggregated ClusterRoles (`admin`, `edit`, `view`) get the
 //!   union of the roles they select.
 //!
@@ -28,6 +32,7 @@ pub mod discovery;
 pub mod disruption;
 pub mod endpoints;
 mod error;
+pub mod event_ttl;
 mod events;
 pub mod garbage_collector;
 pub mod job;
@@ -36,10 +41,12 @@ pub mod node_lifecycle;
 mod ownership;
 pub mod pod_gc;
 pub mod replicaset;
+pub mod resourcequota;
 mod selector;
 pub mod serviceaccount;
 pub mod statefulset;
 pub mod ttl_after_finished;
+pub mod volume_binder;
 
 pub use error::Error;
 use keelson_client::leader::{LeaderElector, Timing};
@@ -54,6 +61,8 @@ pub struct Options {
     pub node_lifecycle: node_lifecycle::Config,
     /// The pod garbage collector's threshold and periods.
     pub pod_gc: pod_gc::Config,
+    /// How long Events live after their last update.
+    pub event_ttl: event_ttl::Config,
 }
 
 /// The client each controller acts through. In-process, each controller gets its own
@@ -101,6 +110,9 @@ pub async fn run(creds: Credentials, options: Options) {
         clusterrole_aggregation::run(c("clusterrole-aggregation-controller")),
         ttl_after_finished::run(c("ttl-after-finished-controller")),
         pod_gc::run(c("pod-garbage-collector"), options.pod_gc),
+        resourcequota::run(c("resourcequota-controller")),
+        event_ttl::run(c("event-ttl-controller"), options.event_ttl),
+        volume_binder::run(c("persistent-volume-binder")),
     );
 }
 

@@ -147,6 +147,10 @@ pub enum Error {
     /// A container refers to something (ConfigMap, Secret, field) that cannot be resolved.
     #[error("{0}")]
     Config(String),
+    /// A volume cannot be mounted yet (e.g. its PersistentVolumeClaim is not bound); the
+    /// container waits in ContainerCreating and is retried.
+    #[error("{0}")]
+    VolumeNotReady(String),
     /// The runtime cannot do what was asked (e.g. exec in a Wasm container).
     #[error("{0}")]
     Unsupported(String),

@@ -1,14 +1,20 @@
 //! Pod volumes on the node, under `<data-dir>/pods/<ns>_<pod>_<uid>/volumes/<name>` (removed
 //! with the pod): `emptyDir` (kept across container restarts), `configMap` and `secret` (the
 //! keys, or the listed `items`, written as files when a container starts), `downwardAPI`
-//! (fieldRef items), and `hostPath` (the host directory itself). A container's `volumeMounts`
+//! (fieldRef items), `hostPath` (the host directory itself), and `persistentVolumeClaim` (the
+//! claim's bound PersistentVolume, which must be a `hostPath` or `local` volume: its directory,
+//! created when missing; `readOnly` on the volume is honoured; while the claim is missing or
+//! unbound the container waits in ContainerCreating with a FailedMount event, as in Kubernetes).
+//! A container's `volumeMounts`
 //! become [`Mount`]s: the Wasm runtime preopens them at `mountPath` (`subPath` selects a
 //! directory inside the volume); configMap, secret and downwardAPI volumes are read-only.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, KeyToPath, Pod, Secret};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, KeyToPath, PersistentVolume, PersistentVolumeClaim, Pod, Secret,
+};
 use kube::{Api, Client};
 
 use crate::runtime::Mount;
@@ -48,6 +54,41 @@ fn write_files(
     Ok(())
 }
 
+/// The host directory of the PersistentVolume bound to claim `name` in `ns`.
+async fn claim_dir(client: &Client, ns: &str, name: &str) -> Result<PathBuf, Error> {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    let Some(pvc) = claims.get_opt(name).await? else {
+        return Err(Error::VolumeNotReady(format!(
+            "persistentvolumeclaim \"{name}\" not found"
+        )));
+    };
+    let bound = pvc.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+    let Some(volume) = pvc.spec.and_then(|s| s.volume_name).filter(|_| bound) else {
+        return Err(Error::VolumeNotReady(format!(
+            "persistentvolumeclaim \"{name}\" is not bound"
+        )));
+    };
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    let Some(pv) = volumes.get_opt(&volume).await? else {
+        return Err(Error::VolumeNotReady(format!(
+            "persistentvolume \"{volume}\" not found"
+        )));
+    };
+    let spec = pv.spec.unwrap_or_default();
+    let path = match (spec.host_path, spec.local) {
+        (Some(h), _) => h.path,
+        (None, Some(l)) => l.path,
+        _ => {
+            return Err(Error::Config(format!(
+                "persistentvolume \"{volume}\": only hostPath and local volumes are supported by this agent"
+            )))
+        }
+    };
+    let dir = PathBuf::from(path);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
 async fn prepare(
     client: &Client,
     pod: &Pod,
@@ -68,6 +109,15 @@ async fn prepare(
                 Prepared {
                     dir: PathBuf::from(&h.path),
                     read_only: false,
+                },
+            );
+            continue;
+        } else if let Some(c) = &v.persistent_volume_claim {
+            out.insert(
+                v.name.clone(),
+                Prepared {
+                    dir: claim_dir(client, &ns, &c.claim_name).await?,
+                    read_only: c.read_only == Some(true),
                 },
             );
             continue;
@@ -131,7 +181,7 @@ async fn prepare(
             true
         } else {
             return Err(Error::Config(format!(
-                "volume \"{}\": only emptyDir, configMap, secret, downwardAPI and hostPath volumes are supported by this agent",
+                "volume \"{}\": only emptyDir, configMap, secret, downwardAPI, hostPath and persistentVolumeClaim volumes are supported by this agent",
                 v.name
             )));
         };

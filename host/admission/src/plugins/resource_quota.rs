@@ -5,24 +5,24 @@
 //! resourceVersion — on a conflict the quotas are re-read and the request re-evaluated, a bounded
 //! number of times, so concurrent creates cannot both take the last unit.
 //!
-//! Differences from Kubernetes, which pairs this plugin with a quota controller:
-//! - Keelson has no quota controller yet, so this plugin also **releases** usage when a counted
-//!   object is deleted (Kubernetes' controller recalculates instead), and when a quota has no
-//!   `status.used` entry for a resource yet, the plugin counts the existing objects of that
-//!   resource in the namespace itself (Kubernetes waits for the controller to fill it in).
-//! - Released usage is not given back when the delete then fails, and pods that end (Succeeded
-//!   / Failed) keep their compute usage until they are deleted.
-//! - Updates charge only increases of usage (as Kubernetes); subresources are not evaluated.
-
-mod usage;
+//! As in Kubernetes, this plugin only charges; the ResourceQuota controller
+//! (`keelson-controllers`' `resourcequota`) recalculates `status.used` from the namespace's
+//! objects, which is how deleted objects and pods that ended (Succeeded / Failed) give their
+//! usage back. Until the controller has filled in a quota's usage of a resource, requests that
+//! would use it are refused with Kubernetes' `status unknown for quota: q, resources: pods`.
+//! (Before the controller existed this plugin released usage on delete and counted a
+//! namespace's objects itself; it no longer does either.) Updates charge only increases of
+//! usage (as Kubernetes); subresources are not evaluated. The accounting itself (evaluators,
+//! scopes) is `keelson_apimachinery::quota`, shared with the controller.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Map, Value};
 
+use keelson_apimachinery::quota::{self as usage, Usage};
+
 use crate::quantity::{self, Milli};
 use crate::{Api, Attributes, Denied, Operation, Plugin};
-use usage::Usage;
 
 /// How many times a request re-reads the quotas after a conflicting status update.
 const ATTEMPTS: usize = 8;
@@ -53,34 +53,6 @@ fn pretty(list: &BTreeMap<&str, String>) -> String {
         .join(",")
 }
 
-/// The quota's `spec.hard`: name → (amount, as written).
-fn hard(quota: &Value) -> BTreeMap<String, (Milli, String)> {
-    let mut out = BTreeMap::new();
-    for (k, v) in quota
-        .pointer("/spec/hard")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-    {
-        let text = match v {
-            Value::String(s) => s.clone(),
-            Value::Number(n) => n.to_string(),
-            _ => continue,
-        };
-        if let Ok(q) = quantity::parse(&text) {
-            out.insert(k.clone(), (q, text));
-        }
-    }
-    out
-}
-
-/// Which way a request moves usage.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Direction {
-    Charge,
-    Release,
-}
-
 /// One quota's decision: the object to write back and what it charged.
 struct Plan {
     name: String,
@@ -91,35 +63,14 @@ struct Plan {
 /// The request being accounted.
 struct Request<'a> {
     a: &'a Attributes,
-    /// The object whose scope decides which quotas apply (new for create/update, old for delete).
+    /// The object whose scope decides which quotas apply (the new object).
     obj: &'a Value,
     delta: Usage,
-    direction: Direction,
 }
 
 impl Request<'_> {
-    fn collection(&self) -> String {
-        let a = self.a;
-        if a.group.is_empty() {
-            format!(
-                "/api/{}/namespaces/{}/{}",
-                a.version, a.namespace, a.resource
-            )
-        } else {
-            format!(
-                "/apis/{}/{}/namespaces/{}/{}",
-                a.group, a.version, a.namespace, a.resource
-            )
-        }
-    }
-
     /// Evaluates one quota; `Ok(None)` when it does not constrain this request.
-    async fn plan(
-        &self,
-        quota: &Value,
-        api: &dyn Api,
-        existing: &mut Option<Vec<Value>>,
-    ) -> Result<Option<Plan>, Denied> {
+    fn plan(&self, quota: &Value) -> Result<Option<Plan>, Denied> {
         let a = self.a;
         let name = quota
             .pointer("/metadata/name")
@@ -129,7 +80,7 @@ impl Request<'_> {
         if !usage::scope_matches(quota, &a.group, &a.resource, self.obj) {
             return Ok(None);
         }
-        let hard = hard(quota);
+        let hard = usage::hard(quota);
         let restricted: BTreeSet<String> = hard
             .keys()
             .filter(|k| usage::tracks(&a.group, &a.resource, k))
@@ -159,46 +110,26 @@ impl Request<'_> {
             .flatten()
             .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
             .collect();
-        let mut used = usage::resource_list(quota.pointer("/status/used"));
-        if self.direction == Direction::Release && !requested.keys().any(|k| used.contains_key(k)) {
-            return Ok(None);
+        let used = usage::resource_list(quota.pointer("/status/used"));
+        let unknown: Vec<&str> = requested
+            .keys()
+            .filter(|k| !used.contains_key(*k))
+            .map(String::as_str)
+            .collect();
+        if !unknown.is_empty() {
+            return Err(Denied::forbidden(
+                a,
+                format!(
+                    "status unknown for quota: {name}, resources: {}",
+                    unknown.join(",")
+                ),
+            ));
         }
         let mut new_used = used.clone();
         for (k, v) in &requested {
-            match (self.direction, used.get(k)) {
-                (Direction::Release, None) => {}
-                (Direction::Release, Some(u)) => {
-                    new_used.insert(k.clone(), (u - v).max(0));
-                }
-                (Direction::Charge, Some(u)) => {
-                    new_used.insert(k.clone(), u + v);
-                }
-                (Direction::Charge, None) => {
-                    // No usage recorded yet: count what the namespace already holds.
-                    if existing.is_none() {
-                        *existing = Some(
-                            api.list(&self.collection())
-                                .await
-                                .map_err(|e| internal(e.0))?,
-                        );
-                    }
-                    let counted: Milli = existing
-                        .iter()
-                        .flatten()
-                        .filter(|o| usage::scope_matches(quota, &a.group, &a.resource, o))
-                        .map(|o| {
-                            usage::object_usage(&a.group, &a.resource, o)
-                                .get(k)
-                                .copied()
-                                .unwrap_or(0)
-                        })
-                        .sum();
-                    used.insert(k.clone(), counted);
-                    new_used.insert(k.clone(), counted + v);
-                }
-            }
+            new_used.insert(k.clone(), used[k] + v);
         }
-        if self.direction == Direction::Charge {
+        {
             let exceeded: Vec<&String> = requested
                 .keys()
                 .filter(|k| new_used[*k] > hard[*k].0)
@@ -303,46 +234,25 @@ impl Plugin for ResourceQuota {
         if a.namespace.is_empty() || !a.subresource.is_empty() {
             return Ok(());
         }
-        let (obj, delta, direction) = match (a.operation, &a.object, &a.old_object) {
-            (Operation::Create, Some(new), _) => (
-                new,
-                usage::object_usage(&a.group, &a.resource, new),
-                Direction::Charge,
-            ),
+        let (obj, delta) = match (a.operation, &a.object, &a.old_object) {
+            (Operation::Create, Some(new), _) => {
+                (new, usage::object_usage(&a.group, &a.resource, new))
+            }
             (Operation::Update, Some(new), Some(old)) => {
                 let before = usage::object_usage(&a.group, &a.resource, old);
                 let mut delta = usage::object_usage(&a.group, &a.resource, new);
                 for (k, v) in delta.iter_mut() {
                     *v = (*v - before.get(k).copied().unwrap_or(0)).max(0);
                 }
-                (new, delta, Direction::Charge)
+                (new, delta)
             }
-            // Kubernetes releases usage in its quota controller; Keelson has none yet, so the
-            // plugin gives the usage back when the object is deleted (once: not again for an
-            // object that is already terminating).
-            (Operation::Delete, _, Some(old))
-                if !a.dry_run
-                    && old
-                        .pointer("/metadata/deletionTimestamp")
-                        .is_none_or(Value::is_null) =>
-            {
-                (
-                    old,
-                    usage::object_usage(&a.group, &a.resource, old),
-                    Direction::Release,
-                )
-            }
+            // Deletes release nothing here: the quota controller recalculates.
             _ => return Ok(()),
         };
         if delta.values().all(|v| *v == 0) {
             return Ok(());
         }
-        let req = Request {
-            a,
-            obj,
-            delta,
-            direction,
-        };
+        let req = Request { a, obj, delta };
         let list_path = format!("/api/v1/namespaces/{}/resourcequotas", a.namespace);
         let mut charged: BTreeMap<String, Usage> = BTreeMap::new();
         for _ in 0..ATTEMPTS {
@@ -353,7 +263,6 @@ impl Plugin for ResourceQuota {
                     .cmp(&y.pointer("/metadata/name").and_then(Value::as_str))
             });
             let mut plans = Vec::new();
-            let mut existing = None;
             for quota in &quotas {
                 let name = quota
                     .pointer("/metadata/name")
@@ -362,7 +271,7 @@ impl Plugin for ResourceQuota {
                 if charged.contains_key(name) {
                     continue;
                 }
-                match req.plan(quota, api, &mut existing).await {
+                match req.plan(quota) {
                     Ok(Some(plan)) => plans.push(plan),
                     Ok(None) => {}
                     Err(denied) => {

@@ -45,6 +45,24 @@ pub(crate) struct ControllerOptions {
     /// Finished pods kept before the pod garbage collector deletes the oldest; 0 keeps all.
     #[arg(long, default_value_t = 12500, help_heading = "Controllers")]
     terminated_pod_gc_threshold: usize,
+    /// How long Events are kept after their last update (`1h`, `90s`, `1h30m`; Kubernetes'
+    /// `--event-ttl`).
+    #[arg(
+        long,
+        env = "KEELSON_EVENT_TTL",
+        default_value = "1h",
+        value_parser = parse_duration,
+        help_heading = "Controllers"
+    )]
+    event_ttl: Duration,
+}
+
+/// A Go-style duration (`1h`, `90s`, `1h30m`, `500ms`), as Kubernetes' flags take.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d: jiff::SignedDuration = s
+        .parse()
+        .map_err(|e| format!("invalid duration {s:?}: {e}"))?;
+    Duration::try_from(d).map_err(|_| format!("invalid duration {s:?}: negative"))
 }
 
 impl ControllerOptions {
@@ -58,6 +76,9 @@ impl ControllerOptions {
             pod_gc: keelson_controllers::pod_gc::Config {
                 terminated_threshold: self.terminated_pod_gc_threshold,
                 ..Default::default()
+            },
+            event_ttl: keelson_controllers::event_ttl::Config {
+                ttl: self.event_ttl,
             },
         }
     }

@@ -102,6 +102,21 @@ impl Worker {
         let mounts =
             match crate::volumes::mounts(&self.agent.client, &self.pod, &spec, &volumes).await {
                 Ok(m) => m,
+                Err(Error::VolumeNotReady(message)) => {
+                    // Kubernetes' FailedMount: the pod stays ContainerCreating until it mounts.
+                    self.event(
+                        true,
+                        "FailedMount",
+                        format!("Unable to attach or mount volumes: {message}"),
+                    );
+                    self.state(slot).current = Current::Waiting {
+                        reason: "ContainerCreating".into(),
+                        message: None,
+                    };
+                    self.due
+                        .insert(slot, Instant::now() + self.agent.config.backoff_base);
+                    return;
+                }
                 Err(e) => return self.wait(slot, "CreateContainerConfigError", e.to_string()),
             };
         let image = spec.image.clone().unwrap_or_default();

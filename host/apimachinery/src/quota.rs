@@ -1,7 +1,9 @@
-//! What one object uses of a quota (Kubernetes' quota evaluators): object counts for every
-//! resource, compute resources for pods, storage for PersistentVolumeClaims, node ports and load
-//! balancers for Services; which quota resources an evaluator tracks; quota scopes; and the
-//! pod rule that containers must state what a quota constrains.
+//! ResourceQuota accounting shared by the ResourceQuota admission plugin and the quota
+//! controller (Kubernetes' quota evaluators): what one object uses of a quota — object counts
+//! for every resource, compute resources for pods, storage for PersistentVolumeClaims, node
+//! ports and load balancers for Services; which quota resources an evaluator tracks and which
+//! resources a quota's `spec.hard` makes worth counting; quota scopes; and the pod rule that
+//! containers must state what a quota constrains.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,7 +12,7 @@ use serde_json::Value;
 use crate::quantity::{self, Milli};
 
 /// Resource name → amount in milli-units (present keys matter: an absent key is not tracked).
-pub(crate) type Usage = BTreeMap<String, Milli>;
+pub type Usage = BTreeMap<String, Milli>;
 
 /// The resources whose explicit requests/limits a pod must state when a quota constrains them.
 const VALIDATION_SET: [&str; 6] = [
@@ -21,6 +23,83 @@ const VALIDATION_SET: [&str; 6] = [
     "limits.cpu",
     "limits.memory",
 ];
+
+/// The core (group `""`) resources with their own evaluators and legacy count names.
+pub const CORE_EVALUATED: [&str; 7] = [
+    "pods",
+    "services",
+    "configmaps",
+    "secrets",
+    "persistentvolumeclaims",
+    "replicationcontrollers",
+    "resourcequotas",
+];
+
+/// The resources (`(group, resource)`) whose objects the quota's `spec.hard` names: the core
+/// evaluated ones it tracks and every `count/<resource>[.<group>]`.
+pub fn counted_resources(hard: &BTreeMap<String, (Milli, String)>) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for name in hard.keys() {
+        for r in CORE_EVALUATED {
+            if tracks("", r, name) {
+                out.insert((String::new(), r.to_string()));
+            }
+        }
+        if let Some(rest) = name.strip_prefix("count/") {
+            let (resource, group) = rest.split_once('.').unwrap_or((rest, ""));
+            out.insert((group.to_string(), resource.to_string()));
+        }
+    }
+    out
+}
+
+/// The quota's `spec.hard`: name → (amount, as written); unparsable values are skipped.
+pub fn hard(quota: &Value) -> BTreeMap<String, (Milli, String)> {
+    let mut out = BTreeMap::new();
+    for (k, v) in quota
+        .pointer("/spec/hard")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        let text = match v {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            _ => continue,
+        };
+        if let Ok(q) = quantity::parse(&text) {
+            out.insert(k.clone(), (q, text));
+        }
+    }
+    out
+}
+
+/// What `objects` (all of `group`/`resource`, in the quota's namespace) use of the quota's hard
+/// resources: every hard resource the evaluator tracks gets an entry, zero when unused.
+pub fn usage_of(
+    quota: &Value,
+    hard: &BTreeMap<String, (Milli, String)>,
+    group: &str,
+    resource: &str,
+    objects: &[Value],
+) -> Usage {
+    let mut out: Usage = hard
+        .keys()
+        .filter(|k| tracks(group, resource, k))
+        .map(|k| (k.clone(), 0))
+        .collect();
+    for obj in objects
+        .iter()
+        .filter(|o| scope_matches(quota, group, resource, o))
+    {
+        for (k, v) in object_usage(group, resource, obj) {
+            if let Some(total) = out.get_mut(&k) {
+                *total += v;
+            }
+        }
+    }
+    out
+}
 
 /// The object-count name of a resource: `count/pods`, `count/deployments.apps`.
 fn count_name(group: &str, resource: &str) -> String {
@@ -49,7 +128,7 @@ fn legacy_count(group: &str, resource: &str) -> Option<&'static str> {
 }
 
 /// Does the evaluator for `group`/`resource` track the quota resource `name`?
-pub(crate) fn tracks(group: &str, resource: &str, name: &str) -> bool {
+pub fn tracks(group: &str, resource: &str, name: &str) -> bool {
     if name == count_name(group, resource) || Some(name) == legacy_count(group, resource) {
         return true;
     }
@@ -72,7 +151,7 @@ pub(crate) fn tracks(group: &str, resource: &str, name: &str) -> bool {
 
 /// A `ResourceList` map (`{"cpu": "100m"}`) parsed; unparsable values are skipped (the server's
 /// validation refuses them before admission).
-pub(crate) fn resource_list(v: Option<&Value>) -> Usage {
+pub fn resource_list(v: Option<&Value>) -> Usage {
     let mut out = Usage::new();
     for (k, v) in v.and_then(Value::as_object).into_iter().flatten() {
         let q = match v {
@@ -187,7 +266,7 @@ fn compute_usage(requests: &Usage, limits: &Usage) -> Usage {
 
 /// Has the pod ended (Succeeded/Failed, or deleted past its grace period)? Such pods use no
 /// compute resources and do not count as `pods`, only as `count/pods`.
-pub(crate) fn pod_terminal(pod: &Value) -> bool {
+pub fn pod_terminal(pod: &Value) -> bool {
     if matches!(
         pod.pointer("/status/phase").and_then(Value::as_str),
         Some("Succeeded" | "Failed")
@@ -209,7 +288,7 @@ pub(crate) fn pod_terminal(pod: &Value) -> bool {
 }
 
 /// Everything `obj` (of `group`/`resource`) uses, under every name a quota may track.
-pub(crate) fn object_usage(group: &str, resource: &str, obj: &Value) -> Usage {
+pub fn object_usage(group: &str, resource: &str, obj: &Value) -> Usage {
     let mut out = Usage::new();
     out.insert(count_name(group, resource), 1000);
     if let Some(legacy) = legacy_count(group, resource) {
@@ -291,7 +370,7 @@ pub(crate) fn object_usage(group: &str, resource: &str, obj: &Value) -> Usage {
 
 /// Kubernetes' pod `Constraints`: when a quota constrains cpu/memory requests or limits, every
 /// container must state them. Returns `must specify limits.cpu for: c1; …` when some do not.
-pub(crate) fn pod_constraints(required: &BTreeSet<String>, pod: &Value) -> Option<String> {
+pub fn pod_constraints(required: &BTreeSet<String>, pod: &Value) -> Option<String> {
     let required: BTreeSet<&str> = required
         .iter()
         .map(String::as_str)
@@ -396,7 +475,7 @@ fn pod_scope(scope: &str, operator: &str, values: &[&str], pod: &Value) -> bool 
 
 /// Does the quota's scope (`spec.scopes`, `spec.scopeSelector`) cover this object? Only pods
 /// have scopes; a scoped quota never covers other kinds.
-pub(crate) fn scope_matches(quota: &Value, group: &str, resource: &str, obj: &Value) -> bool {
+pub fn scope_matches(quota: &Value, group: &str, resource: &str, obj: &Value) -> bool {
     let scopes: Vec<&str> = quota
         .pointer("/spec/scopes")
         .and_then(Value::as_array)
