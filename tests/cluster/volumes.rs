@@ -1,8 +1,9 @@
 //! PersistentVolumes with the in-process agent and kubectl 1.33: a pod whose claim does not
-//! exist waits in ContainerCreating with a FailedMount event; a claim binds to the smallest
+//! exist stays unscheduled with a FailedScheduling event naming the claim; a claim binds to the smallest
 //! matching hostPath volume (both sides Bound, `pv.kubernetes.io/bind-completed`, claimRef);
 //! a Wasm pod writes a file through the claim's mount and a second pod reads it back; deleting
-//! the claim releases the volume, which its `Delete` reclaim policy then removes.
+//! the claim releases the volume, which its `Delete` reclaim policy then removes. The default
+//! `local-path` class provisions a volume on the node of the claim's first pod.
 
 use std::time::Duration;
 
@@ -34,15 +35,8 @@ fn get(server: &Server, what: &[&str], path: &str) -> String {
 fn claims_bind_mount_and_reclaim() {
     let server = cluster();
     let t = Duration::from_secs(60);
-    // No claim yet: the pod waits for its volume.
+    // No claim yet: the scheduler leaves the pod Pending, saying why.
     apply(&server, &pod("early", "absent", "[\"--print\", \"x\"]"));
-    wait_for(
-        &server,
-        "early",
-        "{.status.containerStatuses[0].state.waiting.reason}",
-        "ContainerCreating",
-        t,
-    );
     assert!(eventually(t, || kubectl(
         &server,
         &[
@@ -52,7 +46,8 @@ fn claims_bind_mount_and_reclaim() {
             "involvedObject.name=early"
         ]
     )
-    .contains("FailedMount")));
+    .contains("persistentvolumeclaim \"absent\" not found")));
+    assert_eq!(get(&server, &["pod", "early"], "{.spec.nodeName}"), "");
 
     let small = server.dir.path().join("vol-small");
     let big = server.dir.path().join("vol-big");
@@ -125,5 +120,84 @@ fn claims_bind_mount_and_reclaim() {
             == "big"),
         "volumes left: {}",
         get(&server, &["pv"], "{.items[*].metadata.name}")
+    );
+}
+
+#[test]
+fn default_local_path_class_provisions_on_the_pods_node() {
+    let server = cluster();
+    let t = Duration::from_secs(60);
+    assert_eq!(
+        get(
+            &server,
+            &["storageclass", "local-path"],
+            "{.provisioner} {.volumeBindingMode} {.metadata.annotations.storageclass\\.kubernetes\\.io/is-default-class}"
+        ),
+        "rancher.io/local-path WaitForFirstConsumer true"
+    );
+    // No class named: the default's. It waits for its first consumer.
+    apply(
+        &server,
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: scratch}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 50Mi}}\n",
+    );
+    assert_eq!(
+        get(&server, &["pvc", "scratch"], "{.spec.storageClassName}"),
+        "local-path"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        get(&server, &["pvc", "scratch"], "{.status.phase}"),
+        "Pending"
+    );
+    apply(
+        &server,
+        &pod(
+            "first",
+            "scratch",
+            "[\"--write\", \"/data/note.txt\", \"provisioned\"]",
+        ),
+    );
+    wait_for(&server, "first", "{.status.phase}", "Succeeded", t);
+    let node = get(&server, &["pod", "first"], "{.spec.nodeName}");
+    assert_eq!(
+        get(
+            &server,
+            &["pvc", "scratch"],
+            "{.metadata.annotations.volume\\.kubernetes\\.io/selected-node}"
+        ),
+        node
+    );
+    let volume = get(&server, &["pvc", "scratch"], "{.spec.volumeName}");
+    assert!(volume.starts_with("pvc-"), "{volume}");
+    assert_eq!(
+        get(
+            &server,
+            &["pv", &volume],
+            "{.spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0].values[0]}"
+        ),
+        node
+    );
+    let path = get(&server, &["pv", &volume], "{.spec.hostPath.path}");
+    let written = std::fs::read_to_string(std::path::Path::new(&path).join("note.txt"));
+    assert!(
+        written
+            .as_deref()
+            .unwrap_or_default()
+            .contains("provisioned"),
+        "{path}: {written:?}"
+    );
+    // A second pod of the claim goes to the volume's node and reads the file.
+    apply(
+        &server,
+        &pod("second", "scratch", "[\"--cat\", \"/data/note.txt\"]"),
+    );
+    wait_for(&server, "second", "{.status.phase}", "Succeeded", t);
+    assert!(kubectl(&server, &["logs", "second"]).contains("provisioned"));
+    kubectl(&server, &["delete", "pod", "first", "second"]);
+    kubectl(&server, &["delete", "pvc", "scratch"]);
+    assert!(
+        eventually(t, || get(&server, &["pv"], "{.items[*].metadata.name}")
+            .is_empty()),
+        "the Delete reclaim policy removes the provisioned volume"
     );
 }

@@ -1,7 +1,8 @@
 //! What exists from the first start: the namespaces `default`, `kube-system`, `kube-public` and
 //! `kube-node-lease`, the `default/kubernetes` Service with its Endpoints, the RuntimeClass
-//! `wasm` (handler `wasmtime`, the agent's Wasm runtime), and the serving of
-//! every stored CustomResourceDefinition.
+//! `wasm` (handler `wasmtime`, the agent's Wasm runtime), the default StorageClass `local-path`
+//! (the built-in local-path provisioner's), and the serving of every stored
+//! CustomResourceDefinition.
 
 use std::sync::Arc;
 
@@ -65,6 +66,24 @@ pub(crate) async fn run(api: &Arc<ApiServer>, secure_port: u16) -> Result<(), St
         )
         .await?;
     }
+    // The default StorageClass, served by the built-in local-path provisioner (as k3s ships
+    // rancher.io/local-path).
+    let local_path = json!({
+        "metadata": {"name": "local-path", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}, "labels": {"app.kubernetes.io/managed-by": "keelson"}},
+        "provisioner": "rancher.io/local-path",
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "WaitForFirstConsumer",
+    });
+    ensure(
+        api,
+        "storage.k8s.io",
+        "v1",
+        "storageclasses",
+        None,
+        local_path,
+        &opts,
+    )
+    .await?;
     // Keelson's own kinds, shipped as CRDs (like k3s's HelmChart).
     let crd: Value = serde_saphyr::from_str(include_str!("wasm/wasmplugin-crd.yaml"))
         .map_err(|e| failed("the WasmPlugin CRD", &e.to_string()))?;

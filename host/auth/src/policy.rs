@@ -332,9 +332,16 @@ fn scheduler_rules() -> Vec<PolicyRule> {
             &["persistentvolumeclaims", "persistentvolumes"],
             READ,
         ),
+        // system:volume-scheduler: claims get the node of their first consumer.
+        rule(&[""], &["persistentvolumeclaims"], &["patch", "update"]),
         rule(
             &["storage.k8s.io"],
-            &["csinodes", "csidrivers", "csistoragecapacities"],
+            &[
+                "csinodes",
+                "csidrivers",
+                "csistoragecapacities",
+                "storageclasses",
+            ],
             READ,
         ),
         rule(&[""], &["namespaces"], READ),
@@ -572,6 +579,20 @@ pub fn controller_roles() -> Vec<(&'static str, Vec<PolicyRule>)> {
                     rule(&[""], &["nodes"], READ),
                 ],
                 vec![rule(&[""], &["pods/status"], &["patch"])],
+            ),
+        ),
+        (
+            "local-path-provisioner",
+            with(
+                vec![
+                    rule(
+                        &[""],
+                        &["persistentvolumes"],
+                        &["create", "delete", "get", "list", "watch"],
+                    ),
+                    rule(&[""], &["persistentvolumeclaims", "nodes"], READ),
+                ],
+                vec![rule(&["storage.k8s.io"], &["storageclasses"], READ)],
             ),
         ),
         (

@@ -18,6 +18,7 @@
 //! - [`event_ttl`]: Events are deleted an hour (`--event-ttl`) after their last update;
 //! - [`volume_binder`]: PersistentVolumeClaims bind to matching PersistentVolumes, released
 //!   volumes are reclaimed;
+//! - [`local_path`]: claims of the `local-path` StorageClass get a volume on their pod's node;
 //! - [`clusterrole_aggregation`]: aggregated ClusterRoles (`admin`, `edit`, `view`) get the
 //!   union of the roles they select.
 //!
@@ -36,6 +37,7 @@ pub mod event_ttl;
 mod events;
 pub mod garbage_collector;
 pub mod job;
+pub mod local_path;
 pub mod namespace;
 pub mod node_lifecycle;
 mod ownership;
@@ -113,6 +115,7 @@ pub async fn run(creds: Credentials, options: Options) {
         resourcequota::run(c("resourcequota-controller")),
         event_ttl::run(c("event-ttl-controller"), options.event_ttl),
         volume_binder::run(c("persistent-volume-binder")),
+        local_path::run(c("local-path-provisioner")),
     );
 }
 

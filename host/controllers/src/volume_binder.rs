@@ -14,8 +14,9 @@
 //! stays Released for an administrator. A volume with no claim is `Available`.
 //!
 //! Claims of a StorageClass with `volumeBindingMode: WaitForFirstConsumer` are not bound until
-//! the scheduler names their node (`volume.kubernetes.io/selected-node`); Keelson has no
-//! dynamic provisioner yet, so such claims then bind like any other.
+//! the scheduler names their node (`volume.kubernetes.io/selected-node`); then the
+//! provisioner of their class (the built-in [`crate::local_path`] for `local-path`) makes a
+//! volume pre-bound to them, or they bind to an existing one like any other claim.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

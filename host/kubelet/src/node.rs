@@ -99,6 +99,21 @@ fn keep_transition_times(status: &mut Value, old: &[k8s_openapi::api::core::v1::
     }
 }
 
+/// The Node annotation naming where local-path volumes of this node live (read by the
+/// local-path provisioner in the controller manager).
+const STORAGE_DIR_ANNOTATION: &str = "keelson.dev/local-path-dir";
+
+fn annotations(config: &Config) -> BTreeMap<String, String> {
+    [
+        ("node.alpha.kubernetes.io/ttl".into(), "0".into()),
+        (
+            STORAGE_DIR_ANNOTATION.into(),
+            config.data_dir.join("storage").display().to_string(),
+        ),
+    ]
+    .into()
+}
+
 /// Creates the Node (or takes over an existing one) and writes its status.
 pub(crate) async fn register(
     client: &Client,
@@ -111,7 +126,7 @@ pub(crate) async fn register(
         metadata: ObjectMeta {
             name: Some(config.node_name.clone()),
             labels: Some(labels(config)),
-            annotations: Some([("node.alpha.kubernetes.io/ttl".into(), "0".into())].into()),
+            annotations: Some(annotations(config)),
             ..Default::default()
         },
         ..Default::default()
@@ -119,7 +134,8 @@ pub(crate) async fn register(
     match nodes.create(&PostParams::default(), &node).await {
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 409 => {
-            let patch = json!({"metadata": {"labels": labels(config)}});
+            let patch =
+                json!({"metadata": {"labels": labels(config), "annotations": annotations(config)}});
             nodes
                 .patch(
                     &config.node_name,

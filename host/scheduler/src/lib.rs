@@ -48,6 +48,7 @@ mod preempt;
 mod queue;
 mod report;
 mod run;
+mod volume_binding;
 
 pub use error::Error;
 pub use run::{run, Config};

@@ -357,6 +357,9 @@ impl Scheduler {
             .unwrap_or(DEFAULT_SCHEDULER_NAME);
         let profile = &self.profiles[name];
         let plugins = self.wasm.for_profile(name);
+        // Claims bound to pinned volumes narrow the pod's nodes (VolumeBinding's filter).
+        let constrained = crate::volume_binding::constrain(&self.client, info).await?;
+        let info = &constrained;
         let (candidates, inputs) = {
             let mut cache = self.cache.lock().unwrap();
             if plugins.is_empty() {
@@ -385,6 +388,13 @@ impl Scheduler {
     }
 
     async fn bind(&self, info: Arc<PodInfo>, node: String) {
+        // VolumeBinding's PreBind: claims waiting for their first consumer learn its node.
+        if let Err(e) = crate::volume_binding::select_node(&self.client, &info.pod, &node).await {
+            tracing::info!(error = %e, "selecting the node of the pod's claims failed");
+            self.cache.lock().unwrap().forget(&info.key);
+            self.queue.backoff(&info.key);
+            return;
+        }
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), info.namespace());
         let name = info.pod.metadata.name.clone().unwrap_or_default();
         let binding = Binding {
