@@ -34,6 +34,7 @@ mod service_alloc;
 mod snapshot;
 mod statefulset;
 mod status;
+mod wasm_controllers;
 mod wasm_scheduler;
 mod webhook_quota;
 mod workloads;

@@ -202,10 +202,10 @@ pub(crate) fn controller_credentials(
     api: &std::sync::Arc<keelson_apiserver::ApiServer>,
 ) -> keelson_controllers::Credentials {
     let router = keelson_apiserver::router(api.clone());
-    keelson_controllers::Credentials::per_controller(move |name| {
+    keelson_controllers::Credentials::per_service_account(move |ns, name| {
         keelson_client::in_process(
             router.clone(),
-            keelson_client::UserInfo::service_account("kube-system", name),
+            keelson_client::UserInfo::service_account(ns, name),
         )
     })
 }
@@ -270,7 +270,10 @@ impl ServerCommand {
             // The embedded store has one server, which leads without an election.
             if shared_store {
                 let identity = keelson_client::leader::process_identity();
-                let options = self.controllers.options();
+                let options = keelson_controllers::Options {
+                    wasm: Some(plugin_host.clone()),
+                    ..self.controllers.options()
+                };
                 tokio::spawn(async move {
                     keelson_controllers::run_elected(
                         client,
@@ -282,7 +285,11 @@ impl ServerCommand {
                     .await
                 });
             } else {
-                tokio::spawn(keelson_controllers::run(creds, self.controllers.options()));
+                let options = keelson_controllers::Options {
+                    wasm: Some(plugin_host.clone()),
+                    ..self.controllers.options()
+                };
+                tokio::spawn(keelson_controllers::run(creds, options));
             }
             running.api.components.set_running("controller-manager");
         }
