@@ -3,7 +3,9 @@
 //! denies it the creates fail with 403 (reported in the WasmPlugin's status) and are retried
 //! with back-off; once a binding grants them, every new namespace gets its ConfigMap and
 //! ResourceQuota. A looping and a trapping controller run beside it the whole time and stall
-//! nothing; their failures show in their own status.
+//! nothing; their failures show in their own status. The Python `configmap-mirror` example
+//! (componentize-py, gated like the other Python tests) copies a labelled ConfigMap into
+//! namespaces and keeps the copies in step.
 
 use std::time::Duration;
 
@@ -221,4 +223,109 @@ fn namespace_defaults_is_authorized_as_its_service_account_beside_hostile_contro
         !has_defaults(&server, "team-c"),
         "a deleted controller still acts"
     );
+}
+
+const MIRROR_RBAC: &str = "apiVersion: v1
+kind: Namespace
+metadata: {name: shared}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: mirror, namespace: default}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: mirror}
+rules:
+- {apiGroups: [\"\"], resources: [namespaces], verbs: [get, list, watch]}
+- {apiGroups: [\"\"], resources: [configmaps], verbs: [get, list, watch, create, patch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: mirror}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: mirror}
+subjects:
+- {kind: ServiceAccount, name: mirror, namespace: default}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: ca-bundle, namespace: shared, labels: {keelson.dev/mirror: \"true\"}}
+data: {motd: hello}
+";
+
+#[test]
+#[ignore = "needs componentize-py and jco (plugins/build-guest-examples.sh)"]
+fn python_configmap_mirror_copies_and_follows_its_source() {
+    let wasm = crate::guest_languages::components()
+        .python_controller
+        .clone();
+    let server = Server::start();
+    apply(&server, MIRROR_RBAC);
+    ok(server.kubectl(KUBECTL_133, &["create", "namespace", "team-a"]));
+    let plugin = format!(
+        "apiVersion: keelson.dev/v1alpha1
+kind: WasmPlugin
+metadata: {{name: configmap-mirror}}
+spec:
+  type: controller
+  component: {{path: \"{}\"}}
+  timeoutMillis: 5000
+  controller:
+    serviceAccountName: mirror
+    watches:
+    - {{apiVersion: v1, kind: Namespace}}
+    - {{apiVersion: v1, kind: ConfigMap}}
+",
+        wasm.display()
+    );
+    apply(&server, &plugin);
+    let motd = |ns: &str| {
+        get(
+            &server,
+            &[
+                "get",
+                "configmap",
+                "ca-bundle",
+                "-n",
+                ns,
+                "-o",
+                "jsonpath={.data.motd}",
+            ],
+        )
+    };
+    // A debug build compiles the ~18 MB component for a minute or two.
+    let long = Duration::from_secs(300);
+    let copied = eventually(long, || motd("team-a") == "hello");
+    assert!(
+        copied,
+        "no copy in team-a: {}\n{}",
+        status(&server, "configmap-mirror", "error"),
+        server.log_text()
+    );
+    ok(server.kubectl(KUBECTL_133, &["create", "namespace", "team-b"]));
+    assert!(
+        eventually(WAIT, || motd("team-b") == "hello"),
+        "no copy in team-b"
+    );
+    ok(server.kubectl(
+        KUBECTL_133,
+        &[
+            "patch",
+            "configmap",
+            "ca-bundle",
+            "-n",
+            "shared",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"data":{"motd":"bye"}}"#,
+        ],
+    ));
+    let followed = eventually(WAIT, || motd("team-a") == "bye" && motd("team-b") == "bye");
+    assert!(
+        followed,
+        "copies did not follow: {}",
+        status(&server, "configmap-mirror", "error")
+    );
+    assert_eq!(motd("kube-system"), "", "kube-system is skipped");
 }

@@ -249,7 +249,11 @@ async fn apply(
                         serde_json::from_value(body).map_err(|e| format!("JSON Patch: {e}"))?,
                     ),
                 };
-                api.patch(&target.name, &PatchParams::apply(&manager).force(), &patch)
+                let params = PatchParams {
+                    field_manager: Some(manager.clone()),
+                    ..Default::default()
+                };
+                api.patch(&target.name, &params, &patch)
                     .await
                     .map_err(|e| format!("patching {}: {e}", target.name))?;
             }
