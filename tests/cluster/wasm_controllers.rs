@@ -3,7 +3,8 @@
 //! denies it the creates fail with 403 (reported in the WasmPlugin's status) and are retried
 //! with back-off; once a binding grants them, every new namespace gets its ConfigMap and
 //! ResourceQuota. A looping and a trapping controller run beside it the whole time and stall
-//! nothing; their failures show in their own status. The Python `configmap-mirror` example
+//! nothing; their failures show in their own status. A remote `keelson controller-manager`
+//! does the same through impersonation. The Python `configmap-mirror` example
 //! (componentize-py, gated like the other Python tests) copies a labelled ConfigMap into
 //! namespaces and keeps the copies in step.
 
@@ -125,6 +126,52 @@ fn has_defaults(server: &Server, ns: &str) -> bool {
     cm.contains("namespace-defaults") && quota == "7"
 }
 
+/// With only read rights the ServiceAccount's creates get 403 (in status, naming the
+/// ServiceAccount) and are retried; once [`WRITER`] grants them, `team-a` gets its defaults.
+fn denied_then_granted(server: &Server) {
+    // Without create rights: 403, reported in status, retried.
+    let mut error = String::new();
+    let denied = eventually(WAIT, || {
+        error = status(server, "ns-defaults", "error");
+        error.contains("forbidden")
+    });
+    assert!(denied, "no 403 in status: {error:?}\n{}", server.log_text());
+    assert!(
+        error.contains("system:serviceaccount:default:ns-defaults"),
+        "{error}"
+    );
+    let retried = eventually(WAIT, || {
+        status(server, "ns-defaults", "reconcileErrors")
+            .parse::<u64>()
+            .is_ok_and(|n| n >= 3)
+    });
+    assert!(retried, "the failing key was not retried");
+    assert!(!has_defaults(server, "team-a"));
+
+    // Granted: the retry succeeds.
+    apply(server, WRITER);
+    let served = eventually(WAIT, || has_defaults(server, "team-a"));
+    assert!(served, "team-a got no defaults\n{}", server.log_text());
+}
+
+#[test]
+fn a_remote_controller_manager_acts_as_the_service_account_by_impersonation() {
+    let server = Server::start_with_args(&["--disable-controllers"]);
+    let _manager = crate::harness::Component::start(&server, &["controller-manager"]);
+    apply(&server, READERS);
+    apply(
+        &server,
+        &controller_yaml(
+            "ns-defaults",
+            "examples/namespace-defaults",
+            "ns-defaults",
+            "{hard: {pods: \"7\"}}",
+        ),
+    );
+    ok(server.kubectl(KUBECTL_133, &["create", "namespace", "team-a"]));
+    denied_then_granted(&server);
+}
+
 #[test]
 fn namespace_defaults_is_authorized_as_its_service_account_beside_hostile_controllers() {
     let server = Server::start();
@@ -158,29 +205,7 @@ fn namespace_defaults_is_authorized_as_its_service_account_beside_hostile_contro
     );
     ok(server.kubectl(KUBECTL_133, &["create", "namespace", "team-a"]));
 
-    // Without create rights: 403, reported in status, retried.
-    let mut error = String::new();
-    let denied = eventually(WAIT, || {
-        error = status(&server, "ns-defaults", "error");
-        error.contains("forbidden")
-    });
-    assert!(denied, "no 403 in status: {error:?}\n{}", server.log_text());
-    assert!(
-        error.contains("system:serviceaccount:default:ns-defaults"),
-        "{error}"
-    );
-    let retried = eventually(WAIT, || {
-        status(&server, "ns-defaults", "reconcileErrors")
-            .parse::<u64>()
-            .is_ok_and(|n| n >= 3)
-    });
-    assert!(retried, "the failing key was not retried");
-    assert!(!has_defaults(&server, "team-a"));
-
-    // Granted: the retry succeeds, and a new namespace is served too.
-    apply(&server, WRITER);
-    let served = eventually(WAIT, || has_defaults(&server, "team-a"));
-    assert!(served, "team-a got no defaults\n{}", server.log_text());
+    denied_then_granted(&server);
     ok(server.kubectl(KUBECTL_133, &["create", "namespace", "team-b"]));
     let served = eventually(Duration::from_secs(20), || has_defaults(&server, "team-b"));
     assert!(served, "team-b got no defaults\n{}", server.log_text());
