@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds the plugin examples written in other languages than Rust, against the same
-# WIT worlds (wit/: `admission`, `scheduler`) the Rust examples use:
+# WIT worlds (wit/: `admission`, `scheduler`, `controller`) the Rust examples use:
 #
 #   plugins/python/require-labels  -> require_labels_py.wasm   (componentize-py, from PyPI)
 #   plugins/js/deny-latest-tag     -> deny_latest_tag_js.wasm  (jco + ComponentizeJS, from npm)
 #   plugins/python/prefer-nodes    -> prefer_nodes_py.wasm     (componentize-py; world `scheduler`)
+#   plugins/python/configmap-mirror -> configmap_mirror_py.wasm (componentize-py; world `controller`)
 #
 # Usage: plugins/build-guest-examples.sh [OUT_DIR]
 #   OUT_DIR defaults to ${CARGO_TARGET_DIR:-target}/guest-examples (gitignored).
@@ -14,7 +15,7 @@
 # venv and is allowed on PEP 668 "externally managed" system Pythons), and jco/ComponentizeJS
 # with `npm ci` from plugins/js/deny-latest-tag/package-lock.json into that directory's
 # node_modules/ (gitignored). Both steps are skipped when already done. Progress, timings and
-# component sizes go to stderr; stdout gets the three component paths, one a line.
+# component sizes go to stderr; stdout gets the four component paths, one a line.
 set -euo pipefail
 
 COMPONENTIZE_PY_VERSION=0.25.1
@@ -62,6 +63,14 @@ py_sched_out=$out/prefer_nodes_py.wasm
   rm -rf __pycache__
 )
 say "prefer_nodes_py.wasm: $(wc -c <"$py_sched_out") bytes, built in $((SECONDS - t)) s"
+t=$SECONDS
+py_ctl_out=$out/configmap_mirror_py.wasm
+(
+  cd "$root/plugins/python/configmap-mirror"
+  componentize_py -d ../../../wit -w controller componentize app -o "$py_ctl_out" >&2
+  rm -rf __pycache__
+)
+say "configmap_mirror_py.wasm: $(wc -c <"$py_ctl_out") bytes, built in $((SECONDS - t)) s"
 
 # --- JavaScript: jco componentize (ComponentizeJS / StarlingMonkey) -----------------------------
 t=$SECONDS
@@ -91,3 +100,4 @@ say "done in $((SECONDS - start)) s"
 echo "$py_out"
 echo "$js_out"
 echo "$py_sched_out"
+echo "$py_ctl_out"

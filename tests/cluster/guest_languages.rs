@@ -24,16 +24,18 @@ fn repo_root() -> PathBuf {
 }
 
 /// The built components: runs the build script once per test binary.
-struct Components {
+pub(crate) struct Components {
     /// `plugins/python/require-labels` (world `admission`).
     python: PathBuf,
     /// `plugins/js/deny-latest-tag` (world `admission`).
     javascript: PathBuf,
     /// `plugins/python/prefer-nodes` (world `scheduler`).
     python_scheduler: PathBuf,
+    /// `plugins/python/configmap-mirror` (world `controller`).
+    pub(crate) python_controller: PathBuf,
 }
 
-fn components() -> &'static Components {
+pub(crate) fn components() -> &'static Components {
     static BUILT: OnceLock<Components> = OnceLock::new();
     BUILT.get_or_init(|| {
         let started = Instant::now();
@@ -49,10 +51,10 @@ fn components() -> &'static Components {
         );
         let stdout = String::from_utf8_lossy(&out.stdout);
         let paths: Vec<PathBuf> = stdout.lines().map(PathBuf::from).collect();
-        let [python, javascript, python_scheduler] = paths.as_slice() else {
-            panic!("expected three component paths, got {stdout:?}\n{stderr}");
+        let [python, javascript, python_scheduler, python_controller] = paths.as_slice() else {
+            panic!("expected four component paths, got {stdout:?}\n{stderr}");
         };
-        for path in [python, javascript, python_scheduler] {
+        for path in [python, javascript, python_scheduler, python_controller] {
             let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
             assert!(size > 0, "{} is missing or empty", path.display());
             eprintln!("{}: {size} bytes", path.display());
@@ -62,6 +64,7 @@ fn components() -> &'static Components {
             python: python.clone(),
             javascript: javascript.clone(),
             python_scheduler: python_scheduler.clone(),
+            python_controller: python_controller.clone(),
         }
     })
 }

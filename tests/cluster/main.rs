@@ -39,6 +39,7 @@ mod snapshot;
 mod statefulset;
 mod status;
 mod volumes;
+mod wasm_controllers;
 mod wasm_scheduler;
 mod webhook_quota;
 mod workloads;

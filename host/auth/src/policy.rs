@@ -572,6 +572,22 @@ pub fn controller_roles() -> Vec<(&'static str, Vec<PolicyRule>)> {
             ),
         ),
         (
+            // Keelson's: runs WasmPlugins of type controller (each acts as its own
+            // ServiceAccount) and writes their status.
+            "wasmplugin-controller",
+            with(
+                vec![
+                    rule(&["keelson.dev"], &["wasmplugins"], READ),
+                    rule(
+                        &["keelson.dev"],
+                        &["wasmplugins/status"],
+                        &["patch", "update"],
+                    ),
+                ],
+                vec![],
+            ),
+        ),
+        (
             "pod-garbage-collector",
             with(
                 vec![

@@ -18,12 +18,14 @@
 //! ```
 
 mod error;
+mod impersonate;
 mod in_process;
 pub mod leader;
 mod remote;
 pub mod resources;
 
 pub use error::Error;
+pub use impersonate::impersonating;
 pub use in_process::in_process;
 pub use keelson_apimachinery::UserInfo;
 pub use kube;

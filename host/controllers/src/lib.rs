@@ -20,7 +20,8 @@
 //!   volumes are reclaimed;
 //! - [`local_path`]: claims of the `local-path` StorageClass get a volume on their pod's node;
 //! - [`clusterrole_aggregation`]: aggregated ClusterRoles (`admin`, `edit`, `view`) get the
-//!   union of the roles they select.
+//!   union of the roles they select;
+//! - [`wasm`]: Wasm controllers, WasmPlugins of type `controller`, each as its ServiceAccount.
 //!
 //! [`run_elected`] runs them only while this process holds the Lease
 //! `kube-system/kube-controller-manager`, so several managers can share one cluster.
@@ -49,6 +50,7 @@ pub mod serviceaccount;
 pub mod statefulset;
 pub mod ttl_after_finished;
 pub mod volume_binder;
+pub mod wasm;
 
 pub use error::Error;
 use keelson_client::leader::{LeaderElector, Timing};
@@ -57,7 +59,7 @@ use keelson_client::leader::{LeaderElector, Timing};
 pub const LEASE_NAME: &str = "kube-controller-manager";
 
 /// How the controllers are tuned (kube-controller-manager's flags).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Clone, Default)]
 pub struct Options {
     /// The node lifecycle controller's periods.
     pub node_lifecycle: node_lifecycle::Config,
@@ -65,29 +67,74 @@ pub struct Options {
     pub pod_gc: pod_gc::Config,
     /// How long Events live after their last update.
     pub event_ttl: event_ttl::Config,
+    /// Runs Wasm controllers (WasmPlugins of type `controller`) on this host; `None`: none.
+    pub wasm: Option<keelson_plugin_host::PluginHost>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("node_lifecycle", &self.node_lifecycle)
+            .field("pod_gc", &self.pod_gc)
+            .field("event_ttl", &self.event_ttl)
+            .field("wasm", &self.wasm.is_some())
+            .finish()
+    }
 }
 
 /// The client each controller acts through. In-process, each controller gets its own
 /// ServiceAccount identity `system:serviceaccount:kube-system:<controller>` (Kubernetes'
 /// `--use-service-account-credentials`), bound by the bootstrap policy to the role
 /// `system:controller:<controller>`; a remote manager may share its kubeconfig's client.
+/// Wasm controllers act as the ServiceAccount their WasmPlugin names
+/// ([`service_account`](Self::service_account)).
 #[derive(Clone)]
-pub struct Credentials(std::sync::Arc<dyn Fn(&str) -> kube::Client + Send + Sync>);
+pub struct Credentials {
+    controllers: std::sync::Arc<dyn Fn(&str) -> kube::Client + Send + Sync>,
+    accounts: std::sync::Arc<AccountClient>,
+}
+
+/// Makes the client of ServiceAccount (namespace, name).
+type AccountClient = dyn Fn(&str, &str) -> kube::Client + Send + Sync;
 
 impl Credentials {
-    /// One client for every controller.
+    /// One client for every built-in controller; the ServiceAccounts of Wasm controllers
+    /// are impersonated through it (`Impersonate-User`), so its user needs the
+    /// `impersonate` verb on them (a cluster admin's kubeconfig has it).
     pub fn shared(client: kube::Client) -> Self {
-        Self(std::sync::Arc::new(move |_| client.clone()))
+        let base = client.clone();
+        Self {
+            controllers: std::sync::Arc::new(move |_| client.clone()),
+            accounts: std::sync::Arc::new(move |ns, name| {
+                keelson_client::impersonating(
+                    base.clone(),
+                    &keelson_client::UserInfo::service_account(ns, name),
+                )
+            }),
+        }
     }
 
-    /// A client per controller, made from its ServiceAccount name.
-    pub fn per_controller(f: impl Fn(&str) -> kube::Client + Send + Sync + 'static) -> Self {
-        Self(std::sync::Arc::new(f))
+    /// A client per ServiceAccount, made from its namespace and name; built-in controllers
+    /// act as `kube-system/<controller>`.
+    pub fn per_service_account(
+        f: impl Fn(&str, &str) -> kube::Client + Send + Sync + 'static,
+    ) -> Self {
+        let f = std::sync::Arc::new(f);
+        let accounts = f.clone();
+        Self {
+            controllers: std::sync::Arc::new(move |name| f("kube-system", name)),
+            accounts: std::sync::Arc::new(move |ns, name| accounts(ns, name)),
+        }
     }
 
     /// The client of `controller` (its ServiceAccount name, e.g. `replicaset-controller`).
     pub fn client(&self, controller: &str) -> kube::Client {
-        (self.0)(controller)
+        (self.controllers)(controller)
+    }
+
+    /// The client acting as ServiceAccount `namespace/name` (a Wasm controller's).
+    pub fn service_account(&self, namespace: &str, name: &str) -> kube::Client {
+        (self.accounts)(namespace, name)
     }
 }
 
@@ -116,6 +163,11 @@ pub async fn run(creds: Credentials, options: Options) {
         event_ttl::run(c("event-ttl-controller"), options.event_ttl),
         volume_binder::run(c("persistent-volume-binder")),
         local_path::run(c("local-path-provisioner")),
+        async {
+            if let Some(host) = options.wasm.clone() {
+                wasm::run(creds.clone(), host).await
+            }
+        },
     );
 }
 
@@ -132,6 +184,6 @@ pub async fn run_elected(
     let elector =
         LeaderElector::new(lease_client, "kube-system", LEASE_NAME, identity).with_timing(timing);
     elector
-        .run_until(|| run(creds.clone(), options), stop)
+        .run_until(|| run(creds.clone(), options.clone()), stop)
         .await;
 }

@@ -29,3 +29,17 @@ pub(crate) mod scheduler {
         FilterCode, Resources, Taint, TaintEffect, Toleration, TolerationOperator,
     };
 }
+
+/// World `keelson:plugin/controller`: the host serves the `cache` import.
+pub(crate) mod controller {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "controller",
+        imports: { default: async },
+        exports: { default: async },
+    });
+
+    pub(crate) use keelson::plugin::cache::CacheError;
+    pub(crate) use keelson::plugin::controller_types::{ObjectRef, PatchType};
+    pub(crate) use keelson::plugin::types::GroupVersionKind;
+}

@@ -11,6 +11,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use crate::admission::AdmissionPlugin;
 use crate::cache::{self, Cache};
 use crate::command::{Command, CommandState};
+use crate::controller::ControllerPlugin;
 use crate::loaded::{Loaded, World};
 use crate::metrics::Metrics;
 use crate::scheduler::SchedulerPlugin;
@@ -31,6 +32,8 @@ pub(crate) struct Shared {
     pub(crate) engine: Engine,
     pub(crate) config: HostConfig,
     linker: Linker<State>,
+    /// WASI and the `cache` import: only controller components may read the cache.
+    controller_linker: Linker<State>,
     command_linker: Linker<CommandState>,
     cache: Cache,
     /// Dropped with the last plugin; the ticker watches it through a `Weak`.
@@ -51,6 +54,9 @@ impl PluginHost {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| Error::Limits(format!("cannot link WASI: {e:#}")))?;
+        let mut controller_linker = linker.clone();
+        crate::controller::add_cache_to_linker(&mut controller_linker)
+            .map_err(|e| Error::Limits(format!("cannot link the cache import: {e:#}")))?;
         let command_linker = crate::command::command_linker(&engine)
             .map_err(|e| Error::Limits(format!("cannot link WASI: {e:#}")))?;
         let cache = Cache::open(cache_dir.as_ref(), &engine)?;
@@ -61,6 +67,7 @@ impl PluginHost {
                 engine,
                 config,
                 linker,
+                controller_linker,
                 command_linker,
                 cache,
                 _alive: alive,
@@ -94,10 +101,34 @@ impl PluginHost {
         }))
     }
 
+    /// Like [`load`](Self::load), for a component of world `keelson:plugin/controller`;
+    /// its `cache` import is served per call (see [`ControllerPlugin::reconcile_async`]).
+    pub fn load_controller(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        limits: Limits,
+    ) -> Result<Arc<ControllerPlugin>, Error> {
+        Ok(Arc::new(ControllerPlugin {
+            inner: self.prepare_with(&self.shared.controller_linker, name, wasm, limits)?,
+        }))
+    }
+
     /// The world-independent part of loading: limits checked, compiled or
     /// cached code, WASI linked, exports checked against world `W`.
     fn prepare<W: World>(
         &self,
+        name: &str,
+        wasm: &[u8],
+        limits: Limits,
+    ) -> Result<Loaded<W>, Error> {
+        self.prepare_with(&self.shared.linker, name, wasm, limits)
+    }
+
+    /// [`prepare`](Self::prepare) with the imports of `linker`.
+    fn prepare_with<W: World>(
+        &self,
+        linker: &Linker<State>,
         name: &str,
         wasm: &[u8],
         limits: Limits,
@@ -108,9 +139,7 @@ impl PluginHost {
             self.shared
                 .cache
                 .component(&self.shared.engine, wasm, &digest)?;
-        let instance_pre = self
-            .shared
-            .linker
+        let instance_pre = linker
             .instantiate_pre(&component)
             .map_err(|e| Error::Compile(format!("{e:#}")))?;
         let pre = W::new(instance_pre)

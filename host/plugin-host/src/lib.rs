@@ -18,11 +18,13 @@
 //! semaphore sized at or below [`HostConfig::max_instances`]. The blocking
 //! `validate`/`mutate` are for tools and tests.
 //!
-//! Two worlds are served: `admission` ([`PluginHost::load`] → [`AdmissionPlugin`])
-//! and `scheduler` ([`PluginHost::load_scheduler`] → [`SchedulerPlugin`], filter
-//! and score batched over candidate nodes). Both are thin layers over one
-//! world-generic core (`loaded.rs`: pre-linked component, per-call store with
-//! limits, metrics); `controller` is defined in `wit/` for later work.
+//! Three worlds are served: `admission` ([`PluginHost::load`] → [`AdmissionPlugin`]),
+//! `scheduler` ([`PluginHost::load_scheduler`] → [`SchedulerPlugin`], filter
+//! and score batched over candidate nodes) and `controller`
+//! ([`PluginHost::load_controller`] → [`ControllerPlugin`], `reconcile(key)` reading a
+//! [`ControllerCache`](controller::ControllerCache) the caller supplies). All are thin
+//! layers over one world-generic core (`loaded.rs`: pre-linked component, per-call store
+//! with limits, metrics).
 //!
 //! [`PluginHost::load_command`] runs WASI command components (the kubelet's `wasm` runtime)
 //! on the same engine: see [`Command`].
@@ -57,6 +59,7 @@ mod bindings;
 mod cache;
 mod command;
 mod config;
+pub mod controller;
 mod error;
 mod host;
 mod loaded;
@@ -72,6 +75,7 @@ pub use admission::{
 pub use bench::{BenchReport, Percentiles};
 pub use command::{Command, CommandRun, Exit, OutputSink, Preopen, Stream, Usage};
 pub use config::{HostConfig, Limits};
+pub use controller::ControllerPlugin;
 pub use error::Error;
 pub use host::PluginHost;
 pub use metrics::{MetricsSnapshot, LATENCY_BUCKETS_MICROS};

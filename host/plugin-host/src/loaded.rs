@@ -1,6 +1,7 @@
 //! What every world's plugin shares: a pre-linked component of one world, its
 //! limits and metrics, fresh instances per call under those limits, and timed
-//! calls. The world bindings ([`crate::admission`], [`crate::scheduler`]) are
+//! calls. The world bindings ([`crate::admission`], [`crate::scheduler`],
+//! [`crate::controller`]) are
 //! thin layers over [`Loaded`].
 
 use std::future::Future;
@@ -48,6 +49,20 @@ impl World for crate::bindings::AdmissionPre<State> {
 impl World for crate::bindings::scheduler::SchedulerPre<State> {
     type Instance = crate::bindings::scheduler::Scheduler;
     const NAME: &'static str = "scheduler";
+    fn new(pre: InstancePre<State>) -> wasmtime::Result<Self> {
+        Self::new(pre)
+    }
+    fn instantiate<'a>(
+        &'a self,
+        store: &'a mut Store<State>,
+    ) -> impl Future<Output = wasmtime::Result<Self::Instance>> + Send + 'a {
+        self.instantiate_async(store)
+    }
+}
+
+impl World for crate::bindings::controller::ControllerPre<State> {
+    type Instance = crate::bindings::controller::Controller;
+    const NAME: &'static str = "controller";
     fn new(pre: InstancePre<State>) -> wasmtime::Result<Self> {
         Self::new(pre)
     }

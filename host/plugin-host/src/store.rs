@@ -17,6 +17,8 @@ pub(crate) struct State {
     table: ResourceTable,
     limiter: MemoryCap,
     output: CapturedOutput,
+    /// What a controller's `cache` import reads; `None` outside controller calls.
+    pub(crate) cache: Option<std::sync::Arc<dyn crate::controller::ControllerCache>>,
 }
 
 impl WasiView for State {
@@ -118,6 +120,7 @@ pub(crate) fn new_store(
             table: ResourceTable::new(),
             limiter,
             output,
+            cache: None,
         },
     );
     store.limiter(|state| &mut state.limiter);

@@ -28,9 +28,13 @@
 //! export_admission!(DenyDefaultNamespace);
 //! ```
 //!
+//! Scheduler plugins use [`scheduler`] ([`export_scheduler!`]); controller plugins use
+//! [`controller`] ([`export_controller!`]).
+//!
 //! Build with `cargo build --release` in `plugins/`; the component is
 //! `target/wasm32-wasip2/release/<crate_name>.wasm`.
 
+pub mod controller;
 pub mod k8s;
 mod patch;
 mod request;

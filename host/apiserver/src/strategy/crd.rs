@@ -256,6 +256,54 @@ fn required(schema: &Value, obj: &Map<String, Value>, path: &str, errors: &mut V
     }
 }
 
+/// `minimum`/`maximum`, `minLength`/`maxLength` and `minItems`/`maxItems`, with Kubernetes'
+/// messages.
+fn bounds(schema: &Value, v: &Value, path: &str, errors: &mut Vec<FieldError>) {
+    let bound = |key: &str| schema.get(key).and_then(Value::as_f64);
+    let mut fail = |reason: &'static str, message: String| {
+        errors.push(FieldError {
+            field: path.into(),
+            reason,
+            message,
+        })
+    };
+    if let Some(n) = v.as_f64() {
+        if let Some(min) = bound("minimum").filter(|m| n < *m) {
+            fail(
+                "FieldValueInvalid",
+                format!(
+                    "Invalid value: {v}: {path} in body should be greater than or equal to {min}"
+                ),
+            );
+        }
+        if let Some(max) = bound("maximum").filter(|m| n > *m) {
+            fail(
+                "FieldValueInvalid",
+                format!("Invalid value: {v}: {path} in body should be less than or equal to {max}"),
+            );
+        }
+    }
+    let len = match v {
+        Value::String(s) => Some((s.chars().count() as f64, "Length", "chars long")),
+        Value::Array(a) => Some((a.len() as f64, "Items", "items")),
+        _ => None,
+    };
+    if let Some((n, key, unit)) = len {
+        if let Some(min) = bound(&format!("min{key}")).filter(|m| n < *m) {
+            fail(
+                "FieldValueInvalid",
+                format!("Invalid value: {v}: {path} in body should be at least {min} {unit}"),
+            );
+        }
+        if let Some(max) = bound(&format!("max{key}")).filter(|m| n > *m) {
+            fail(
+                "FieldValueTooLong",
+                format!("Too long: {path} in body should be at most {max} {unit}"),
+            );
+        }
+    }
+}
+
 fn walk(
     schema: &Value,
     v: &mut Value,
@@ -314,6 +362,7 @@ fn walk(
             });
         }
     }
+    bounds(schema, v, path, errors);
     match v {
         Value::Object(map) => {
             let preserve = schema.get("x-kubernetes-preserve-unknown-fields") == Some(&json!(true));
@@ -350,5 +399,46 @@ fn walk(
             }
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_are_checked() {
+        let mut errors = Vec::new();
+        let schema =
+            json!({"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0}});
+        walk(
+            &schema,
+            &mut json!([]),
+            "spec.w",
+            &mut errors,
+            &mut Vec::new(),
+        );
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].message.contains("at least 1 items"),
+            "{}",
+            errors[0].message
+        );
+        errors.clear();
+        walk(
+            &schema,
+            &mut json!([3, -1]),
+            "spec.w",
+            &mut errors,
+            &mut Vec::new(),
+        );
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field, "spec.w[1]");
+        errors.clear();
+        let name = json!({"type": "string", "minLength": 1, "maxLength": 3});
+        walk(&name, &mut json!("abcd"), "n", &mut errors, &mut Vec::new());
+        walk(&name, &mut json!("ab"), "n", &mut errors, &mut Vec::new());
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].reason, "FieldValueTooLong");
     }
 }

@@ -5,7 +5,7 @@
 //! (loaded, error, digest, observedGeneration, calls, errors, timeouts) through the status
 //! subresource. Counters are copied into status within a second of changing (at most once a
 //! second per plugin), so `kubectl get wasmplugins` does not lag `/metrics`. Scheduler plugins
-//! are left to the scheduler.
+//! are left to the scheduler, controller plugins to the controller manager.
 
 mod metrics;
 
@@ -96,9 +96,10 @@ impl Reconciler {
         let spec = obj.data.get("spec").cloned().unwrap_or(json!({}));
         let plugin_type = spec.get("type").and_then(Value::as_str);
         if !WasmPlugins::handles(plugin_type) {
-            // Another world's plugin (the scheduler loads its own); not this reconciler's.
-            if !matches!(plugin_type, Some("scheduler")) {
-                let error = format!("plugin type {plugin_type:?} is not served (admission-validate, admission-mutate and scheduler are)");
+            // Another world's plugin (the scheduler and the controller manager load their
+            // own); not this reconciler's.
+            if !matches!(plugin_type, Some("scheduler" | "controller")) {
+                let error = format!("plugin type {plugin_type:?} is not served (admission-validate, admission-mutate, scheduler and controller are)");
                 self.set_status(
                     &name,
                     json!({"loaded": false, "error": error, "observedGeneration": generation}),

@@ -19,6 +19,9 @@ pub(crate) struct ControllerManagerCommand {
     leader: super::leader::LeaderElectionArgs,
     #[command(flatten)]
     controllers: ControllerOptions,
+    /// Where Wasm controllers' precompiled components are cached (mode 0700).
+    #[arg(long, default_value_os_t = std::env::temp_dir().join("keelson-controller-manager-plugins"))]
+    plugin_cache_dir: PathBuf,
 }
 
 /// Tuning of the built-in controllers (kube-controller-manager's flag names), shared by
@@ -80,6 +83,7 @@ impl ControllerOptions {
             event_ttl: keelson_controllers::event_ttl::Config {
                 ttl: self.event_ttl,
             },
+            wasm: None,
         }
     }
 }
@@ -89,7 +93,14 @@ impl ControllerManagerCommand {
         let client = keelson_client::from_kubeconfig(&self.kubeconfig)
             .await
             .with_context(|| format!("connecting with {}", self.kubeconfig.display()))?;
-        let options = self.controllers.options();
+        // Wasm controllers act as their ServiceAccounts through impersonation, so the
+        // kubeconfig's user needs the `impersonate` verb on serviceaccounts.
+        let plugin_host = keelson_plugin_host::PluginHost::new(&self.plugin_cache_dir)
+            .with_context(|| format!("plugin cache {}", self.plugin_cache_dir.display()))?;
+        let options = keelson_controllers::Options {
+            wasm: Some(plugin_host),
+            ..self.controllers.options()
+        };
         self.leader
             .run(
                 client.clone(),
@@ -97,7 +108,7 @@ impl ControllerManagerCommand {
                 || {
                     keelson_controllers::run(
                         keelson_controllers::Credentials::shared(client.clone()),
-                        options,
+                        options.clone(),
                     )
                 },
                 super::leader::stop_on_signal(),

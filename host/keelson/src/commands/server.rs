@@ -229,10 +229,10 @@ pub(crate) fn controller_credentials(
     api: &std::sync::Arc<keelson_apiserver::ApiServer>,
 ) -> keelson_controllers::Credentials {
     let router = keelson_apiserver::router(api.clone());
-    keelson_controllers::Credentials::per_controller(move |name| {
+    keelson_controllers::Credentials::per_service_account(move |ns, name| {
         keelson_client::in_process(
             router.clone(),
-            keelson_client::UserInfo::service_account("kube-system", name),
+            keelson_client::UserInfo::service_account(ns, name),
         )
     })
 }
@@ -299,9 +299,12 @@ impl ServerCommand {
                 keelson_client::UserInfo::controller_manager(),
             );
             let creds = controller_credentials(&running.api);
+            let options = keelson_controllers::Options {
+                wasm: Some(plugin_host.clone()),
+                ..self.controllers.options()
+            };
             if let Some(timing) = election {
                 let identity = keelson_client::leader::process_identity();
-                let options = self.controllers.options();
                 let stop = Stop(stop_rx.clone());
                 elected.push(tokio::spawn(async move {
                     keelson_controllers::run_elected(
@@ -315,7 +318,7 @@ impl ServerCommand {
                     .await
                 }));
             } else {
-                tokio::spawn(keelson_controllers::run(creds, self.controllers.options()));
+                tokio::spawn(keelson_controllers::run(creds, options));
             }
             running.api.components.set_running("controller-manager");
         }

@@ -4,6 +4,7 @@
 mod bench;
 mod cache;
 mod command;
+mod controller;
 mod examples;
 mod hostile;
 mod support;

@@ -96,8 +96,8 @@ fn credentials(
     qps: Option<u32>,
 ) -> keelson_controllers::Credentials {
     let router = keelson_apiserver::router(api.clone());
-    keelson_controllers::Credentials::per_controller(move |name| {
-        let user = keelson_client::UserInfo::service_account("kube-system", name);
+    keelson_controllers::Credentials::per_service_account(move |ns, name| {
+        let user = keelson_client::UserInfo::service_account(ns, name);
         match qps {
             None => keelson_client::in_process(router.clone(), user),
             Some(qps) => {

@@ -27,9 +27,17 @@ pub(crate) struct InstallArgs {
     /// WasmPlugin name.
     #[arg(long)]
     name: String,
-    /// admission-validate or admission-mutate.
+    /// admission-validate, admission-mutate or controller.
     #[arg(long = "type", default_value = "admission-validate")]
     kind: String,
+    /// For `--type controller`: a kind it watches, as `v1/Namespace` or `apps/v1/Deployment`
+    /// (repeatable; at least one).
+    #[arg(long = "watch")]
+    watches: Vec<String>,
+    /// For `--type controller`: the ServiceAccount it acts as, `NAMESPACE/NAME` or `NAME` (in
+    /// `default`).
+    #[arg(long)]
+    service_account: Option<String>,
     /// Resources the plugin sees, as `group/resource` or `resource` (repeatable; default: all).
     #[arg(long = "resource")]
     resources: Vec<String>,
@@ -79,19 +87,51 @@ fn manifest(a: &InstallArgs, wasm: &[u8]) -> anyhow::Result<Value> {
             })
             .collect()
     };
+    let mut spec = json!({
+        "type": a.kind,
+        "component": {"base64": base64::engine::general_purpose::STANDARD.encode(wasm)},
+        "config": config,
+        "failurePolicy": a.failure_policy,
+        "timeoutMillis": a.timeout_millis,
+    });
+    if a.kind == "controller" {
+        spec["controller"] = controller(a)?;
+    } else {
+        spec["rules"] = json!(rules);
+    }
     Ok(json!({
         "apiVersion": "keelson.dev/v1alpha1",
         "kind": "WasmPlugin",
         "metadata": {"name": a.name},
-        "spec": {
-            "type": a.kind,
-            "component": {"base64": base64::engine::general_purpose::STANDARD.encode(wasm)},
-            "rules": rules,
-            "config": config,
-            "failurePolicy": a.failure_policy,
-            "timeoutMillis": a.timeout_millis,
-        },
+        "spec": spec,
     }))
+}
+
+/// `spec.controller` from `--watch` and `--service-account`.
+fn controller(a: &InstallArgs) -> anyhow::Result<Value> {
+    anyhow::ensure!(
+        !a.watches.is_empty(),
+        "--type controller needs --watch (e.g. v1/Namespace)"
+    );
+    let watches = a
+        .watches
+        .iter()
+        .map(|w| {
+            let (api_version, kind) = w
+                .rsplit_once('/')
+                .filter(|(v, k)| !v.is_empty() && !k.is_empty())
+                .with_context(|| format!("--watch {w:?} is not apiVersion/Kind"))?;
+            Ok(json!({"apiVersion": api_version, "kind": kind}))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let sa = a
+        .service_account
+        .as_deref()
+        .context("--type controller needs --service-account")?;
+    let (namespace, name) = sa.split_once('/').unwrap_or(("default", sa));
+    Ok(
+        json!({"watches": watches, "serviceAccountName": name, "serviceAccountNamespace": namespace}),
+    )
 }
 
 pub(super) async fn install(a: InstallArgs) -> anyhow::Result<()> {
@@ -142,4 +182,61 @@ pub(super) async fn rm(a: RmArgs) -> anyhow::Result<()> {
         .await?;
     println!("wasmplugin.keelson.dev/{} deleted", a.name);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        install: InstallArgs,
+    }
+
+    fn args(extra: &[&str]) -> Result<InstallArgs, clap::Error> {
+        let base = [
+            "keelson",
+            "x.wasm",
+            "--name",
+            "ns-defaults",
+            "--type",
+            "controller",
+        ];
+        Cli::try_parse_from(base.iter().chain(extra)).map(|c| c.install)
+    }
+
+    #[test]
+    fn controller_manifest() {
+        let a = args(&[
+            "--watch",
+            "v1/Namespace",
+            "--watch",
+            "apps/v1/Deployment",
+            "--service-account",
+            "ops/bot",
+        ])
+        .unwrap();
+        let m = manifest(&a, b"\0asm").unwrap();
+        let c = &m["spec"]["controller"];
+        assert_eq!(
+            c["watches"][1],
+            json!({"apiVersion": "apps/v1", "kind": "Deployment"})
+        );
+        assert_eq!(
+            (
+                c["serviceAccountNamespace"].as_str(),
+                c["serviceAccountName"].as_str()
+            ),
+            (Some("ops"), Some("bot"))
+        );
+        assert!(m["spec"].get("rules").is_none());
+        assert!(manifest(&args(&["--service-account", "bot"]).unwrap(), b"").is_err());
+        assert!(manifest(
+            &args(&["--watch", "Namespace", "--service-account", "bot"]).unwrap(),
+            b""
+        )
+        .is_err());
+    }
 }
