@@ -3,13 +3,13 @@
 
 use serde_json::json;
 
-use crate::support::{create, load, pod};
+use crate::support::{bench_limits, create, load_with, pod};
 
 #[test]
 #[ignore = "benchmark: run with --release -- --ignored --nocapture"]
 fn bench_admission_calls() {
     for name in ["require-labels", "deny-latest-tag"] {
-        let plugin = load(name);
+        let plugin = load_with(name, bench_limits());
         let req = create(pod(&["nginx:1.27"]), json!({"labels": ["app"]}));
         let report = plugin.bench(&req, 5_000).unwrap();
         println!("{name}: {report}");
@@ -18,7 +18,7 @@ fn bench_admission_calls() {
 
 #[test]
 fn bench_runs() {
-    let plugin = load("require-labels");
+    let plugin = load_with("require-labels", bench_limits());
     let req = create(pod(&["nginx:1.27"]), json!({"labels": ["app"]}));
     let report = plugin.bench(&req, 20).unwrap();
     assert_eq!(report.iterations, 20);
@@ -54,12 +54,12 @@ fn bench_resident_memory() {
     let after_host = rss_kib();
     let wasm = crate::support::wasm("deny-latest-tag");
     let compiled = host
-        .load("a", &wasm, crate::support::test_limits())
+        .load("a", &wasm, crate::support::bench_limits())
         .unwrap();
     let after_compile = rss_kib();
     let plugins: Vec<_> = (0..5)
         .map(|i| {
-            host.load(&format!("p{i}"), &wasm, crate::support::test_limits())
+            host.load(&format!("p{i}"), &wasm, crate::support::bench_limits())
                 .unwrap()
         })
         .collect();
