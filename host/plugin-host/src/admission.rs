@@ -147,29 +147,11 @@ impl AdmissionPlugin {
         block_on(self.mutate_async(req))
     }
 
-    /// Name given at load.
-    pub fn name(&self) -> &str {
-        &self.inner.name
-    }
-
-    /// Lowercase hex sha256 of the component bytes.
-    pub fn digest(&self) -> &str {
-        &self.inner.digest
-    }
-
-    /// Limits applied to each call.
-    pub fn limits(&self) -> Limits {
-        self.inner.limits
-    }
+    crate::loaded::plugin_accessors!();
 
     /// True when the compiled code came from the on-disk cache.
     pub fn from_cache(&self) -> bool {
         self.inner.cache_hit()
-    }
-
-    /// Counters and latency histogram since load.
-    pub fn metrics(&self) -> MetricsSnapshot {
-        self.inner.metrics()
     }
 }
 

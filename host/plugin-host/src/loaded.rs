@@ -32,47 +32,67 @@ pub(crate) trait World: Sized + Send + Sync + 'static {
     ) -> impl Future<Output = wasmtime::Result<Self::Instance>> + Send + 'a;
 }
 
-impl World for crate::bindings::AdmissionPre<State> {
-    type Instance = crate::bindings::Admission;
-    const NAME: &'static str = "admission";
-    fn new(pre: InstancePre<State>) -> wasmtime::Result<Self> {
-        Self::new(pre)
-    }
-    fn instantiate<'a>(
-        &'a self,
-        store: &'a mut Store<State>,
-    ) -> impl Future<Output = wasmtime::Result<Self::Instance>> + Send + 'a {
-        self.instantiate_async(store)
-    }
+/// Implements [`World`] for a generated `*Pre` type.
+macro_rules! world {
+    ($pre:ty, $instance:ty, $name:literal) => {
+        impl World for $pre {
+            type Instance = $instance;
+            const NAME: &'static str = $name;
+            fn new(pre: InstancePre<State>) -> wasmtime::Result<Self> {
+                Self::new(pre)
+            }
+            fn instantiate<'a>(
+                &'a self,
+                store: &'a mut Store<State>,
+            ) -> impl Future<Output = wasmtime::Result<Self::Instance>> + Send + 'a {
+                self.instantiate_async(store)
+            }
+        }
+    };
 }
 
-impl World for crate::bindings::scheduler::SchedulerPre<State> {
-    type Instance = crate::bindings::scheduler::Scheduler;
-    const NAME: &'static str = "scheduler";
-    fn new(pre: InstancePre<State>) -> wasmtime::Result<Self> {
-        Self::new(pre)
-    }
-    fn instantiate<'a>(
-        &'a self,
-        store: &'a mut Store<State>,
-    ) -> impl Future<Output = wasmtime::Result<Self::Instance>> + Send + 'a {
-        self.instantiate_async(store)
-    }
-}
+world!(
+    crate::bindings::AdmissionPre<State>,
+    crate::bindings::Admission,
+    "admission"
+);
+world!(
+    crate::bindings::scheduler::SchedulerPre<State>,
+    crate::bindings::scheduler::Scheduler,
+    "scheduler"
+);
+world!(
+    crate::bindings::controller::ControllerPre<State>,
+    crate::bindings::controller::Controller,
+    "controller"
+);
 
-impl World for crate::bindings::controller::ControllerPre<State> {
-    type Instance = crate::bindings::controller::Controller;
-    const NAME: &'static str = "controller";
-    fn new(pre: InstancePre<State>) -> wasmtime::Result<Self> {
-        Self::new(pre)
-    }
-    fn instantiate<'a>(
-        &'a self,
-        store: &'a mut Store<State>,
-    ) -> impl Future<Output = wasmtime::Result<Self::Instance>> + Send + 'a {
-        self.instantiate_async(store)
-    }
+/// The accessors every world's plugin type has over its `inner: Arc<Loaded<_>>`: name,
+/// digest, limits and metrics.
+macro_rules! plugin_accessors {
+    () => {
+        /// Name given at load.
+        pub fn name(&self) -> &str {
+            &self.inner.name
+        }
+
+        /// Lowercase hex sha256 of the component bytes.
+        pub fn digest(&self) -> &str {
+            &self.inner.digest
+        }
+
+        /// Limits applied to each call.
+        pub fn limits(&self) -> Limits {
+            self.inner.limits
+        }
+
+        /// Counters and latency histogram since load.
+        pub fn metrics(&self) -> MetricsSnapshot {
+            self.inner.metrics()
+        }
+    };
 }
+pub(crate) use plugin_accessors;
 
 /// One loaded version of a component of world `W`.
 pub(crate) struct Loaded<W> {

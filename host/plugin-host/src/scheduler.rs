@@ -176,25 +176,7 @@ impl SchedulerPlugin {
         .await
     }
 
-    /// Name given at load.
-    pub fn name(&self) -> &str {
-        &self.inner.name
-    }
-
-    /// Lowercase hex sha256 of the component bytes.
-    pub fn digest(&self) -> &str {
-        &self.inner.digest
-    }
-
-    /// Limits applied to each call.
-    pub fn limits(&self) -> Limits {
-        self.inner.limits
-    }
-
-    /// Counters and latency histogram since load.
-    pub fn metrics(&self) -> MetricsSnapshot {
-        self.inner.metrics()
-    }
+    crate::loaded::plugin_accessors!();
 }
 
 fn check_filter(raw: Vec<wit::FilterResult>, n: usize) -> Result<Vec<FilterResult>, Error> {
