@@ -14,6 +14,7 @@ mod containerd;
 mod controllers;
 mod crash;
 mod cronjob;
+mod deploy;
 mod disruption;
 mod endpoints;
 mod event_ttl;
