@@ -209,16 +209,8 @@ impl Worker {
                     "startup" => c.startup_probe.as_ref(),
                     _ => c.liveness_probe.as_ref(),
                 });
-                let grace = probe_grace
-                    .and_then(|p| p.termination_grace_period_seconds)
-                    .or_else(|| {
-                        self.pod
-                            .spec
-                            .as_ref()
-                            .and_then(|s| s.termination_grace_period_seconds)
-                    })
-                    .unwrap_or(30)
-                    .max(0) as u64;
+                let grace = self
+                    .grace_seconds(probe_grace.and_then(|p| p.termination_grace_period_seconds));
                 let _ = stop.send(Stop {
                     pre_stop: Duration::ZERO,
                     deadline: Instant::now() + Duration::from_secs(grace),

@@ -16,10 +16,10 @@ use crate::status::Current;
 
 impl Worker {
     /// Graceful termination; true once the object is deleted.
-    pub(super) async fn terminate(&mut self) -> bool {
-        let meta = &self.pod.metadata;
-        let grace = meta
-            .deletion_grace_period_seconds
+    /// Seconds a stop may take: `first` (the deletion's or a probe's grace period), else the
+    /// pod's `terminationGracePeriodSeconds`, else Kubernetes' 30.
+    pub(super) fn grace_seconds(&self, first: Option<i64>) -> u64 {
+        first
             .or_else(|| {
                 self.pod
                     .spec
@@ -27,7 +27,12 @@ impl Worker {
                     .and_then(|s| s.termination_grace_period_seconds)
             })
             .unwrap_or(30)
-            .max(0) as u64;
+            .max(0) as u64
+    }
+
+    pub(super) async fn terminate(&mut self) -> bool {
+        let meta = &self.pod.metadata;
+        let grace = self.grace_seconds(meta.deletion_grace_period_seconds);
         if self.deleting.is_none() {
             let deadline = Instant::now() + Duration::from_secs(grace);
             self.deleting = Some(deadline);
