@@ -17,7 +17,8 @@ use crate::harness::{eventually, KUBECTL_128, KUBECTL_129, KUBECTL_133};
 use crate::kubelet::{apply, jsonpath, kubectl, wait_for};
 use crate::local_containerd::{containerd_cluster, containerd_cluster_with, delete_all_pods};
 
-fn http_get(ip: &str, port: u16) -> String {
+/// The body and headers of `GET /index.html` from `ip:port` (panics when nothing answers).
+pub(crate) fn http_get(ip: &str, port: u16) -> String {
     let mut s = std::net::TcpStream::connect_timeout(
         &format!("{ip}:{port}").parse().unwrap(),
         Duration::from_secs(3),

@@ -72,7 +72,7 @@ impl Server {
             "1",
             "--disable-proxy",
         ];
-        if !args.contains(&"--containerd") {
+        if !args.contains(&"--containerd") && !args.contains(&"--container-runtime-endpoint") {
             // Never a system containerd: suites that want one start their own.
             all.extend(["--containerd", "none"]);
         }

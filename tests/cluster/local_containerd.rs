@@ -198,12 +198,13 @@ pub(crate) fn containerd_cluster_with(n: u8, unpack: bool) -> (LocalContainerd, 
     let mut containerd = LocalContainerd::start();
     let image = busybox_image(containerd.dir.path(), "docker.io/library/busybox:test");
     containerd.import(&image, unpack);
-    let socket = containerd.socket().display().to_string();
+    // The kubelet's flag and URL form, which `--containerd` also answers to.
+    let socket = format!("unix://{}", containerd.socket().display());
     let cidr = format!("10.88.{n}.0/24");
     let bridge = format!("kt{n}-{}", std::process::id() % 10_000);
     containerd.bridge = Some(bridge.clone());
     let server = Server::start_with_agent(&[
-        "--containerd",
+        "--container-runtime-endpoint",
         &socket,
         "--pod-cidr",
         &cidr,

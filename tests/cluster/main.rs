@@ -22,6 +22,7 @@ mod fidelity;
 mod guest_languages;
 mod ha;
 mod harness;
+mod host_port;
 mod kube_rs;
 mod kubectl;
 mod kubelet;

@@ -67,9 +67,11 @@ pub(crate) struct AgentOptions {
         help_heading = "Agent"
     )]
     pub(crate) cluster_domain: String,
-    /// containerd's socket, for pods without a RuntimeClass ("none": Wasm pods only).
+    /// containerd's socket, for pods without a RuntimeClass ("none": Wasm pods only); a
+    /// `unix://` URL is accepted, as the kubelet's `--container-runtime-endpoint` takes it.
     #[arg(
         long,
+        alias = "container-runtime-endpoint",
         env = "KEELSON_CONTAINERD",
         default_value = "/run/containerd/containerd.sock",
         help_heading = "Agent"
@@ -148,8 +150,10 @@ impl AgentOptions {
         config.cluster_dns = self.cluster_dns.clone();
         config.cluster_domain = self.cluster_domain.clone();
         config.backoff_base = Duration::from_secs_f64(self.crash_loop_backoff.clamp(0.01, 300.0));
-        config.containerd_socket =
-            (self.containerd != "none").then(|| self.containerd.clone().into());
+        config.containerd_socket = (self.containerd != "none").then(|| {
+            let path = self.containerd.strip_prefix("unix://");
+            path.unwrap_or(&self.containerd).into()
+        });
         config.containerd_namespace = self.containerd_namespace.clone();
         config.pod_cidr = (self.pod_cidr != "none").then(|| self.pod_cidr.clone());
         config.cni_bin_dir = self.cni_bin_dir.clone();

@@ -294,14 +294,13 @@ impl Worker {
     }
 
     fn sandbox_spec(&self) -> crate::runtime::PodSandbox {
+        let spec = self.pod.spec.as_ref();
         crate::runtime::PodSandbox {
             uid: self.uid.clone(),
-            host_network: self
-                .pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.host_network)
-                .unwrap_or(false),
+            host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
+            port_mappings: spec
+                .map(crate::runtime::PortMapping::of)
+                .unwrap_or_default(),
         }
     }
 

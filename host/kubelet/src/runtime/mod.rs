@@ -132,6 +132,43 @@ pub struct PodSandbox {
     pub uid: String,
     /// `hostNetwork`.
     pub host_network: bool,
+    /// The `hostPort`s of its containers' ports (those with one), as the kubelet hands them to
+    /// the CRI's port mappings.
+    pub port_mappings: Vec<PortMapping>,
+}
+
+/// A container port published on the node (`hostPort`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortMapping {
+    /// The port on the node.
+    pub host_port: i32,
+    /// The port in the pod.
+    pub container_port: i32,
+    /// `tcp`, `udp` or `sctp`, lower-case as the CNI `portmap` plugin takes it.
+    pub protocol: String,
+    /// The node address it is bound to; empty: all of them.
+    #[serde(rename = "hostIP")]
+    pub host_ip: String,
+}
+
+impl PortMapping {
+    /// The mappings of a pod's containers' ports that set `hostPort`.
+    pub fn of(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<PortMapping> {
+        spec.containers
+            .iter()
+            .flat_map(|c| c.ports.iter().flatten())
+            .filter_map(|p| {
+                let host_port = p.host_port.filter(|&h| h > 0)?;
+                Some(PortMapping {
+                    host_port,
+                    container_port: p.container_port,
+                    protocol: p.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase(),
+                    host_ip: p.host_ip.clone().unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
 }
 
 /// A container runtime.
@@ -196,5 +233,36 @@ impl Runtimes {
         let mut h: Vec<_> = self.by_handler.keys().copied().collect();
         h.sort();
         h
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PortMapping;
+
+    #[test]
+    fn only_ports_with_a_host_port_are_mapped_with_lower_case_protocols() {
+        let spec: k8s_openapi::api::core::v1::PodSpec = serde_json::from_value(serde_json::json!({
+            "containers": [
+                {"name": "a", "ports": [
+                    {"containerPort": 80, "hostPort": 8080},
+                    {"containerPort": 53, "hostPort": 5353, "protocol": "UDP", "hostIP": "10.0.0.1"},
+                    {"containerPort": 9090},
+                ]},
+                {"name": "b"},
+            ]
+        }))
+        .unwrap();
+        let got = PortMapping::of(&spec);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!((got[0].host_port, got[0].container_port), (8080, 80));
+        assert_eq!(got[0].protocol, "tcp");
+        assert_eq!(
+            (got[1].protocol.as_str(), got[1].host_ip.as_str()),
+            ("udp", "10.0.0.1")
+        );
+        let wire = serde_json::to_value(&got[1]).unwrap();
+        assert_eq!(wire["hostIP"], "10.0.0.1", "{wire}");
+        assert_eq!(wire["containerPort"], 53, "{wire}");
     }
 }

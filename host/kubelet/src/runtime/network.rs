@@ -5,12 +5,15 @@
 //! anything outside the pod CIDR is masqueraded to the node's address (the bridge plugin's
 //! `ipMasq`, which needs `iptables` on the node; without it pods reach only the node and each
 //! other, and the agent says so once). Pods with `hostNetwork: true` get no sandbox and share
-//! the node's network.
+//! the node's network. A pod whose containers publish `hostPort`s gets them from the CNI
+//! `portmap` plugin, chained after `bridge` as a conflist would (DNAT on the node's addresses,
+//! hairpin SNAT), and removed with the pod's sandbox.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
+use super::{PodSandbox, PortMapping};
 use crate::Error;
 
 /// How pod networks are made.
@@ -100,6 +103,20 @@ impl NetworkConfig {
         })
     }
 
+    /// The `portmap` plugin's configuration for `mappings`, chained after the bridge's
+    /// `result` (absent on DEL).
+    fn portmap_conf(mappings: &[PortMapping], result: Option<&Value>) -> Value {
+        let mut conf = json!({
+            "cniVersion": "1.0.0", "name": "keelson", "type": "portmap",
+            "capabilities": {"portMappings": true}, "snat": true,
+            "runtimeConfig": {"portMappings": mappings},
+        });
+        if let Some(result) = result {
+            conf["prevResult"] = result.clone();
+        }
+        conf
+    }
+
     async fn cni(
         &self,
         command: &str,
@@ -144,12 +161,14 @@ impl NetworkConfig {
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
-    /// Makes the pod's network namespace and its `eth0` on the bridge; returns the pod IP.
-    pub(crate) async fn setup(&self, pod_uid: &str) -> Result<String, Error> {
+    /// Makes the pod's network namespace and its `eth0` on the bridge, and publishes its host
+    /// ports; returns the pod IP.
+    pub(crate) async fn setup(&self, pod: &PodSandbox) -> Result<String, Error> {
+        let pod_uid = pod.uid.as_str();
         let path = netns_path(pod_uid);
         if path.exists() {
             // Left by an earlier agent (its containers are gone): start afresh.
-            self.teardown(pod_uid).await;
+            self.teardown(pod).await;
         }
         {
             let p = path.clone();
@@ -166,12 +185,24 @@ impl NetworkConfig {
         let ip = result["ips"][0]["address"]
             .as_str()
             .and_then(|a| a.split('/').next())
-            .ok_or_else(|| Error::Runtime(format!("CNI bridge gave no address: {result}")))?;
-        Ok(ip.to_string())
+            .ok_or_else(|| Error::Runtime(format!("CNI bridge gave no address: {result}")))?
+            .to_string();
+        if !pod.port_mappings.is_empty() {
+            let conf = Self::portmap_conf(&pod.port_mappings, Some(&result));
+            self.cni("ADD", &conf, pod_uid, "eth0").await?;
+        }
+        Ok(ip)
     }
 
-    /// Releases the pod's address and removes its namespace.
-    pub(crate) async fn teardown(&self, pod_uid: &str) {
+    /// Removes the pod's host ports, releases its address and removes its namespace.
+    pub(crate) async fn teardown(&self, pod: &PodSandbox) {
+        let pod_uid = pod.uid.as_str();
+        if !pod.port_mappings.is_empty() {
+            let conf = Self::portmap_conf(&pod.port_mappings, None);
+            if let Err(e) = self.cni("DEL", &conf, pod_uid, "eth0").await {
+                tracing::warn!(pod.uid = pod_uid, error = %e, "CNI portmap teardown");
+            }
+        }
         if let Err(e) = self.cni("DEL", &self.bridge_conf(), pod_uid, "eth0").await {
             tracing::warn!(pod.uid = pod_uid, error = %e, "CNI teardown");
         }

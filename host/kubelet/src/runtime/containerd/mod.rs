@@ -327,14 +327,14 @@ impl Runtime for Containerd {
 
     async fn create_sandbox(&self, pod: &PodSandbox) -> Result<Option<String>, Error> {
         match (&self.config.network, pod.host_network) {
-            (Some(net), false) => net.setup(&pod.uid).await.map(Some),
+            (Some(net), false) => net.setup(pod).await.map(Some),
             _ => Ok(None),
         }
     }
 
     async fn remove_sandbox(&self, pod: &PodSandbox) {
         if let (Some(net), false) = (&self.config.network, pod.host_network) {
-            net.teardown(&pod.uid).await;
+            net.teardown(pod).await;
         }
         // runc removes each container's cgroup; the pod's parent stays behind otherwise.
         let mut dirs = vec![format!("/sys/fs/cgroup/keelson/{}", pod.uid)];
