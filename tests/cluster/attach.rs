@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::harness::{eventually, KUBECTL_133};
-use crate::kubelet::{apply, wait_for};
+use crate::kubelet::{apply, wait_for, wait_running};
 use crate::local_containerd::containerd_cluster;
 
 #[test]
@@ -36,15 +36,7 @@ spec:
      command: ["sh", "-c", "while read l; do echo got $l; done; echo eof"]}
 "#,
     );
-    for pod in ["ticker", "reader"] {
-        wait_for(
-            &server,
-            pod,
-            "{.status.phase}",
-            "Running",
-            Duration::from_secs(60),
-        );
-    }
+    wait_running(&server, &["ticker", "reader"]);
     // Output from the moment of attaching until the container ends.
     let out = server.kubectl(KUBECTL_133, &["attach", "ticker"]);
     let text = String::from_utf8_lossy(&out.stdout);

@@ -37,6 +37,12 @@ pub(crate) fn wasi_demo() -> PathBuf {
 /// A server with its agent, and `demo:1` imported.
 pub(crate) fn cluster() -> Server {
     let server = Server::start_with_agent(&[]);
+    import_demo(&server);
+    server
+}
+
+/// Imports the wasi demo as image `demo:1` into `server`'s agent.
+pub(crate) fn import_demo(server: &Server) {
     let out = Command::new(env!("CARGO_BIN_EXE_keelson"))
         .args(["image", "import"])
         .arg(wasi_demo())
@@ -45,7 +51,19 @@ pub(crate) fn cluster() -> Server {
         .output()
         .unwrap();
     assert!(ok(out).starts_with("demo:1 demo@sha256:"));
-    server
+}
+
+/// Waits until each of `pods` is Running.
+pub(crate) fn wait_running(server: &Server, pods: &[&str]) {
+    for pod in pods {
+        wait_for(
+            server,
+            pod,
+            "{.status.phase}",
+            "Running",
+            Duration::from_secs(60),
+        );
+    }
 }
 
 pub(crate) fn kubectl(server: &Server, args: &[&str]) -> String {

@@ -33,6 +33,7 @@ mod netns;
 mod networking;
 mod node_lifecycle;
 mod plugins;
+mod port_forward;
 mod quota_controller;
 mod rbac;
 mod scheduler;

@@ -2,7 +2,8 @@
 //! `pods/log` proxies to: `GET /containerLogs/{namespace}/{pod}/{container}` with the kubelet's
 //! query parameters (`follow`, `previous`, `tailLines`, `sinceSeconds`, `sinceTime`,
 //! `timestamps`, `limitBytes`), and `/exec/{namespace}/{pod}/{container}` (WebSocket, see
-//! [`crate::exec_server`]) and `/stats/summary` ([`crate::stats`]). It serves a self-signed certificate made on first start (as the
+//! [`crate::exec_server`]), `/portForward/{namespace}/{pod}` (SPDY, see [`crate::port_forward`])
+//! and `/stats/summary` ([`crate::stats`]). It serves a self-signed certificate made on first start (as the
 //! kubelet does) and only answers clients presenting a certificate signed by the cluster CA,
 //! which only the API server holds; agents themselves authenticate with tokens.
 
@@ -286,6 +287,10 @@ pub(crate) async fn serve(
         .route(
             "/containerLogs/{ns}/{pod}/{container}",
             axum::routing::get(container_logs),
+        )
+        .route(
+            "/portForward/{ns}/{pod}",
+            axum::routing::get(crate::port_forward::handle).post(crate::port_forward::handle),
         )
         .route(
             // `exec` and `attach`.

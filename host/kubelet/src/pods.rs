@@ -64,6 +64,16 @@ impl Agent {
         running.get(key).cloned()
     }
 
+    /// The running containers of pod `name` in `ns`.
+    pub(crate) fn running_in(&self, ns: &str, name: &str) -> Vec<RunningContainer> {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running
+            .iter()
+            .filter(|((n, p, _), _)| n == ns && p == name)
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
     /// Records a started container, or (`None`) forgets it if its id is still `id`.
     pub(crate) fn set_running(&self, key: &ContainerKey, id: &str, run: Option<RunningContainer>) {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());

@@ -217,15 +217,10 @@ async fn route(ctx: Ctx, method: Method, body: Body, path: &str) -> ApiResult<Re
         (Method::GET, true, Some("log")) if ctx.def.group.is_empty() && ctx.def.kind == "Pod" => {
             pod_log::log(ctx).await
         }
-        (Method::GET | Method::POST, true, Some(s @ ("exec" | "attach")))
+        (Method::GET | Method::POST, true, Some(s @ ("exec" | "attach" | "portforward")))
             if ctx.def.group.is_empty() && ctx.def.kind == "Pod" =>
         {
             pod_exec::exec(ctx, s).await
-        }
-        (Method::GET | Method::POST, true, Some(s @ "portforward"))
-            if ctx.def.group.is_empty() && ctx.def.kind == "Pod" =>
-        {
-            Err(pod_log::not_streamed(&ctx, s).await)
         }
         (method, true, Some(s)) if subresource::serves(&ctx.def, s) => {
             let body = read_body(body).await?;

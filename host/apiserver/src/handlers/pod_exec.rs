@@ -1,11 +1,13 @@
-//! `pods/{name}/exec` and `pods/{name}/attach`: proxied to the agent of the pod's node, as
-//! kube-apiserver proxies them to the kubelet. The client's WebSocket upgrade (kubectl ≥ 1.30
-//! speaks `v5.channel.k8s.io`) is forwarded to the agent's `/exec/{ns}/{pod}/{container}` (or
-//! `/attach/…`) with the query as sent (repeated
-//! `command` parameters); once the agent answers 101 Switching Protocols, the client gets the
-//! agent's 101 (subprotocol, `Sec-WebSocket-Accept`) and the two upgraded connections are
-//! spliced byte for byte, so the channel protocol runs end to end between kubectl and the
-//! agent. A refusal by the agent (Wasm container, not running, SPDY, tty) becomes a `Status`.
+//! `pods/{name}/exec`, `pods/{name}/attach` and `pods/{name}/portforward`: proxied to the agent
+//! of the pod's node, as kube-apiserver proxies them to the kubelet. The client's upgrade is
+//! forwarded to the agent's `/exec/{ns}/{pod}/{container}` (or `/attach/…`) with the query as
+//! sent (repeated `command` parameters), or to `/portForward/{ns}/{pod}`: a WebSocket
+//! (`v5.channel.k8s.io` for exec and attach, `SPDY/3.1+portforward.k8s.io` for port-forward)
+//! or, for port-forward, `Upgrade: SPDY/3.1`. Once the agent answers 101 Switching Protocols,
+//! the client gets the agent's 101 (subprotocol, `Sec-WebSocket-Accept`,
+//! `X-Stream-Protocol-Version`) and the two upgraded connections are spliced byte for byte, so
+//! the protocol runs end to end between kubectl and the agent. A refusal by the agent (Wasm
+//! container, not running, SPDY exec, tty) becomes a `Status`.
 
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::TokioIo;
@@ -36,25 +38,33 @@ const RETURNED: &[&str] = &[
     "x-stream-protocol-version",
 ];
 
-/// Serves `pods/exec` and `pods/attach` (`verb`). Wasm containers can be attached to (their
-/// output), not exec'd into.
+/// Serves `pods/exec`, `pods/attach` and `pods/portforward` (`verb`). Wasm containers can be
+/// attached to (their output), not exec'd into nor forwarded to.
 pub(crate) async fn exec(mut ctx: Ctx, verb: &str) -> ApiResult<Response> {
     let pod = from_store(&ctx.def, &ctx.stored().await?)?;
-    if verb == "exec" && pod["spec"]["runtimeClassName"] == "wasm" {
-        return Err(not_streamed(&ctx, "exec").await);
+    if verb != "attach" && pod["spec"]["runtimeClassName"] == "wasm" {
+        return Err(not_streamed(ctx.name(), verb));
     }
-    let container = container_name(&pod, ctx.query.get("container"))?;
-    let (base, node_name) = agent_base(&ctx, &pod, &container).await?;
     let enc = |s: &str| {
         percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
     };
-    let url = format!(
-        "{base}/{verb}/{}/{}/{}?{}",
-        enc(ctx.namespace().unwrap_or_default()),
-        enc(ctx.name()),
-        enc(&container),
-        ctx.query.raw()
-    );
+    let (ns, name) = (enc(ctx.namespace().unwrap_or_default()), enc(ctx.name()));
+    let (container, path) = match verb {
+        "portforward" => {
+            let first = pod["spec"]["containers"][0]["name"].as_str();
+            (
+                first.unwrap_or_default().to_string(),
+                format!("portForward/{ns}/{name}"),
+            )
+        }
+        _ => {
+            let container = container_name(&pod, ctx.query.get("container"))?;
+            let path = format!("{verb}/{ns}/{name}/{}", enc(&container));
+            (container, path)
+        }
+    };
+    let (base, node_name) = agent_base(&ctx, &pod, &container).await?;
+    let url = format!("{base}/{path}?{}", ctx.query.raw());
     let client = ctx
         .api
         .kubelet_client
@@ -83,7 +93,7 @@ pub(crate) async fn exec(mut ctx: Ctx, verb: &str) -> ApiResult<Response> {
     }
     let Some(client_upgrade) = ctx.upgrade.take() else {
         return Err(ApiError::bad_request(format!(
-            "{verb} needs a connection upgrade (WebSocket, v5.channel.k8s.io)"
+            "{verb} needs a connection upgrade (WebSocket or SPDY/3.1)"
         )));
     };
     let mut response = http::StatusCode::SWITCHING_PROTOCOLS.into_response();
@@ -104,8 +114,8 @@ pub(crate) async fn exec(mut ctx: Ctx, verb: &str) -> ApiResult<Response> {
         };
         let (mut agent, mut client) = (agent, TokioIo::new(client));
         match tokio::io::copy_bidirectional(&mut client, &mut agent).await {
-            Ok((up, down)) => tracing::debug!(pod = %pod_name, up, down, "exec stream ended"),
-            Err(e) => tracing::debug!(pod = %pod_name, error = %e, "exec stream ended"),
+            Ok((up, down)) => tracing::debug!(pod = %pod_name, up, down, "stream ended"),
+            Err(e) => tracing::debug!(pod = %pod_name, error = %e, "stream ended"),
         }
     });
     Ok(response)

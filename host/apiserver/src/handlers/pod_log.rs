@@ -4,8 +4,8 @@
 //! with the API server's own certificate (signed by the cluster CA) as its client certificate,
 //! which is what the agent accepts. Like kube-apiserver without
 //! `--kubelet-certificate-authority`, the agent's self-signed serving certificate is not
-//! verified. The body streams through, so `follow=true` works. `attach` and `portforward`
-//! answer with a clear 400 until agents serve them (`exec`: [`super::pod_exec`]).
+//! verified. The body streams through, so `follow=true` works. `exec`, `attach` and
+//! `portforward` upgrade the connection: [`super::pod_exec`].
 
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
@@ -70,24 +70,16 @@ pub(crate) fn container_name(pod: &Value, requested: Option<&str>) -> ApiResult<
     }
 }
 
-/// The answer to `pods/portforward`, which agents do not serve yet, and to `exec` into a Wasm
-/// pod: a clear 400 (Wasm containers have no processes at all).
-pub(crate) async fn not_streamed(ctx: &Ctx, what: &str) -> ApiError {
-    let name = ctx.name().to_string();
-    let wasm = match ctx.stored().await {
-        Ok(kv) => from_store(&ctx.def, &kv)
-            .map(|pod| pod["spec"]["runtimeClassName"] == "wasm")
-            .unwrap_or(false),
-        Err(e) => return e,
+/// The answer to `exec` into a Wasm pod, or `portforward` to one: a clear 400 (Wasm
+/// containers have no processes, and no network of their own).
+pub(crate) fn not_streamed(name: &str, what: &str) -> ApiError {
+    let lacking = match what {
+        "portforward" => "no network of their own to forward ports to",
+        _ => "no processes to exec",
     };
-    match wasm {
-        true => ApiError::bad_request(format!(
-            "pod \"{name}\" runs WebAssembly components (RuntimeClass wasm), which have no processes to {what}"
-        )),
-        false => ApiError::bad_request(format!(
-            "pods/{what} is not served yet: Keelson's agent streams logs, exec and attach so far"
-        )),
-    }
+    ApiError::bad_request(format!(
+        "pod \"{name}\" runs WebAssembly components (RuntimeClass wasm), which have {lacking}"
+    ))
 }
 
 /// The agent of the pod's node as `https://host:port`, and the node's name.
