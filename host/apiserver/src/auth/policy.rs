@@ -52,65 +52,86 @@ pub(crate) async fn reconcile(client: &kube::Client) -> Result<(), kube::Error> 
     reconcile_once(client).await
 }
 
+/// How many objects one pass reconciles at once: their writes share the store's commits
+/// instead of waiting for one fsync each.
+const CONCURRENCY: usize = 32;
+
 async fn reconcile_once(client: &kube::Client) -> Result<(), kube::Error> {
+    use futures::{FutureExt as _, StreamExt as _, TryStreamExt as _};
     let roles: Api<ClusterRole> = Api::all(client.clone());
-    for want in keelson_auth::policy::cluster_roles() {
-        let name = want.meta().name.clone().unwrap_or_default();
-        let Some(mut have) = roles.get_opt(&name).await? else {
-            roles.create(&PostParams::default(), &want).await?;
-            continue;
-        };
-        if !autoupdate(&have.metadata) {
-            continue;
-        }
-        let mut changed = merge_meta(&mut have.metadata, &want.metadata);
-        if want.aggregation_rule.is_some() && have.aggregation_rule.is_none() {
-            have.aggregation_rule = want.aggregation_rule.clone();
-            changed = true;
-        }
-        // Aggregated roles get their rules from the aggregation, not from here.
-        if want.aggregation_rule.is_none() {
-            let rules = have.rules.get_or_insert_with(Vec::new);
-            for r in want.rules.iter().flatten() {
-                if !rules.contains(r) {
-                    rules.push(r.clone());
-                    changed = true;
-                }
-            }
-        }
-        if changed {
-            roles.replace(&name, &PostParams::default(), &have).await?;
-        }
-    }
     let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
-    for want in keelson_auth::policy::cluster_role_bindings() {
-        let name = want.meta().name.clone().unwrap_or_default();
-        let Some(mut have) = bindings.get_opt(&name).await? else {
-            bindings.create(&PostParams::default(), &want).await?;
-            continue;
-        };
-        if !autoupdate(&have.metadata) {
-            continue;
-        }
-        if have.role_ref != want.role_ref {
-            // roleRef is immutable: recreate, as Kubernetes' reconciler does.
-            bindings.delete(&name, &Default::default()).await?;
-            bindings.create(&PostParams::default(), &want).await?;
-            continue;
-        }
-        let mut changed = merge_meta(&mut have.metadata, &want.metadata);
-        let subjects = have.subjects.get_or_insert_with(Vec::new);
-        for s in want.subjects.iter().flatten() {
-            if !subjects.contains(s) {
-                subjects.push(s.clone());
+    let roles = keelson_auth::policy::cluster_roles()
+        .into_iter()
+        .map(|want| reconcile_role(&roles, want).boxed());
+    let bindings = keelson_auth::policy::cluster_role_bindings()
+        .into_iter()
+        .map(|want| reconcile_binding(&bindings, want).boxed());
+    futures::stream::iter(roles.chain(bindings))
+        .buffer_unordered(CONCURRENCY)
+        .try_collect()
+        .await
+}
+
+async fn reconcile_role(roles: &Api<ClusterRole>, want: ClusterRole) -> Result<(), kube::Error> {
+    let name = want.meta().name.clone().unwrap_or_default();
+    let Some(mut have) = roles.get_opt(&name).await? else {
+        roles.create(&PostParams::default(), &want).await?;
+        return Ok(());
+    };
+    if !autoupdate(&have.metadata) {
+        return Ok(());
+    }
+    let mut changed = merge_meta(&mut have.metadata, &want.metadata);
+    if want.aggregation_rule.is_some() && have.aggregation_rule.is_none() {
+        have.aggregation_rule = want.aggregation_rule.clone();
+        changed = true;
+    }
+    // Aggregated roles get their rules from the aggregation, not from here.
+    if want.aggregation_rule.is_none() {
+        let rules = have.rules.get_or_insert_with(Vec::new);
+        for r in want.rules.iter().flatten() {
+            if !rules.contains(r) {
+                rules.push(r.clone());
                 changed = true;
             }
         }
-        if changed {
-            bindings
-                .replace(&name, &PostParams::default(), &have)
-                .await?;
+    }
+    if changed {
+        roles.replace(&name, &PostParams::default(), &have).await?;
+    }
+    Ok(())
+}
+
+async fn reconcile_binding(
+    bindings: &Api<ClusterRoleBinding>,
+    want: ClusterRoleBinding,
+) -> Result<(), kube::Error> {
+    let name = want.meta().name.clone().unwrap_or_default();
+    let Some(mut have) = bindings.get_opt(&name).await? else {
+        bindings.create(&PostParams::default(), &want).await?;
+        return Ok(());
+    };
+    if !autoupdate(&have.metadata) {
+        return Ok(());
+    }
+    if have.role_ref != want.role_ref {
+        // roleRef is immutable: recreate, as Kubernetes' reconciler does.
+        bindings.delete(&name, &Default::default()).await?;
+        bindings.create(&PostParams::default(), &want).await?;
+        return Ok(());
+    }
+    let mut changed = merge_meta(&mut have.metadata, &want.metadata);
+    let subjects = have.subjects.get_or_insert_with(Vec::new);
+    for s in want.subjects.iter().flatten() {
+        if !subjects.contains(s) {
+            subjects.push(s.clone());
+            changed = true;
         }
+    }
+    if changed {
+        bindings
+            .replace(&name, &PostParams::default(), &have)
+            .await?;
     }
     Ok(())
 }

@@ -3,7 +3,8 @@
 //! replica is available, then its template changes and the rolling update is timed until every
 //! replica is new and available. Two phases in one run: first the controllers behind clients
 //! limited like kube-controller-manager's (`--kube-api-qps 20 --kube-api-burst 30` per
-//! controller: the baseline), then Keelson's unlimited in-process clients.
+//! controller: the baseline), then Keelson's unlimited in-process clients. Last, a Wasm
+//! controller's reconcile cost ([`super::wasm_controller`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +45,13 @@ pub(crate) struct ControllersBench {
     /// Parent of the temp data dir [default: the system temp dir].
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
+    /// Reconciles of the namespace-defaults Wasm controller timed (0 skips them).
+    #[arg(long, default_value_t = 1000)]
+    wasm_reconciles: usize,
+    /// Directory with namespace_defaults.wasm [default: <repo>/target/wasm32-wasip2/release,
+    /// built with `cargo build --release` in plugins/ when missing].
+    #[arg(long)]
+    plugins_dir: Option<std::path::PathBuf>,
 }
 
 /// A token bucket: `qps` requests a second after a burst of `burst` (client-go's flowcontrol),
@@ -184,9 +192,15 @@ impl ControllersBench {
                 reports.push(self.phase(&started.api, &admin, "bench-qps", qps).await?);
             }
             reports.push(self.phase(&started.api, &admin, "bench-free", None).await?);
-            anyhow::Ok(reports)
+            let wasm = match self.wasm_reconciles {
+                0 => None,
+                n => Some(
+                    super::wasm_controller::measure(self.plugins_dir.clone(), &admin, n).await?,
+                ),
+            };
+            anyhow::Ok((reports, wasm))
         };
-        let reports = tokio::select! {
+        let (reports, wasm) = tokio::select! {
             reports = phases => reports?,
             stopped = simulated => bail!("the simulated nodes stopped: {stopped:?}"),
         };
@@ -195,6 +209,9 @@ impl ControllersBench {
         }
         if let [baseline, ours] = reports.as_slice() {
             print!("{}", report::comparison(ours, baseline));
+        }
+        if let Some(wasm) = wasm {
+            print!("{}", report::table(&wasm));
         }
         Ok(())
     }

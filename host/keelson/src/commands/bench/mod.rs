@@ -33,6 +33,7 @@ mod proxy;
 mod report;
 mod scheduler;
 mod store;
+mod wasm_controller;
 mod watch;
 
 use clap::{Args, Subcommand};
