@@ -1,6 +1,6 @@
 //! Images for the containerd runtime: a pod's image reference normalised as the CRI does
-//! (`busybox` → `docker.io/library/busybox:latest`), looked up in containerd's image store (no
-//! pulls: images are imported beforehand, e.g. `ctr -n k8s.io images import`), its manifest and
+//! (`busybox` → `docker.io/library/busybox:latest`), looked up in containerd's image store (put
+//! there by a pull, [`super::pull`], or imported, e.g. `ctr -n k8s.io images import`), its manifest and
 //! configuration read from the content store (an index picks this machine's platform), and its
 //! layers unpacked into the snapshotter when they are not yet (chain ids as containerd names
 //! them).
@@ -69,7 +69,16 @@ pub(crate) fn chain_ids(diff_ids: &[String]) -> Vec<String> {
     out
 }
 
-fn arch() -> &'static str {
+/// The entry of an image index for this machine's platform (or one without a platform).
+pub(crate) fn platform_manifest(index: &ImageIndex) -> Option<&oci_spec::image::Descriptor> {
+    index.manifests().iter().find(|m| {
+        m.platform()
+            .as_ref()
+            .is_none_or(|p| p.architecture().to_string() == arch() && p.os().to_string() == "linux")
+    })
+}
+
+pub(crate) fn arch() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
@@ -104,6 +113,18 @@ impl Containerd {
         Ok(out)
     }
 
+    /// Whether the image store has an image named `reference` (normalised).
+    pub(crate) async fn has(&self, reference: &str) -> Result<bool, Error> {
+        let req = GetImageRequest {
+            name: normalize(reference),
+        };
+        match self.images().get(self.request(req)).await {
+            Ok(r) => Ok(r.into_inner().image.is_some_and(|i| i.target.is_some())),
+            Err(s) if s.code() == tonic::Code::NotFound => Ok(false),
+            Err(s) => Err(rpc("get image")(s)),
+        }
+    }
+
     /// Resolves `reference` and makes sure its layers are unpacked.
     pub(crate) async fn image(&self, reference: &str) -> Result<Image, Error> {
         let name = normalize(reference);
@@ -122,14 +143,7 @@ impl Containerd {
         if target.media_type.contains("index") || target.media_type.contains("manifest.list") {
             let index = ImageIndex::from_reader(&self.read_blob(&target.digest).await?[..])
                 .map_err(|e| bad(&name, e))?;
-            let m = index
-                .manifests()
-                .iter()
-                .find(|m| {
-                    m.platform().as_ref().is_none_or(|p| {
-                        p.architecture().to_string() == arch() && p.os().to_string() == "linux"
-                    })
-                })
+            let m = platform_manifest(&index)
                 .ok_or_else(|| bad(&name, format!("no manifest for linux/{}", arch())))?;
             target = Descriptor {
                 media_type: m.media_type().to_string(),
@@ -239,7 +253,7 @@ impl Containerd {
     }
 }
 
-fn uuid_like() -> String {
+pub(super) fn uuid_like() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)

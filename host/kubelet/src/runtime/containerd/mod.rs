@@ -1,6 +1,7 @@
 //! The containerd runtime (handler `runc`, the default for pods without a RuntimeClass):
 //! talks gRPC to containerd over its socket (`containerd-client`), in its own namespace.
-//! Images come from containerd's image store ([`image`]; no pulls), each container run is a
+//! Images are pulled from their registries ([`pull`]) into containerd's image store and
+//! unpacked from it ([`image`]); each container run is a
 //! containerd container with an OCI spec ([`spec`]) on a fresh overlay snapshot and a runc task
 //! whose stdout/stderr FIFOs feed the CRI log ([`io`]); the task's exit status becomes the
 //! container's exit code, and a stop is SIGTERM, then SIGKILL once the grace period is over.
@@ -12,6 +13,7 @@ mod attach;
 mod exec;
 mod image;
 mod io;
+mod pull;
 mod spec;
 
 use std::collections::HashMap;
@@ -34,7 +36,10 @@ use tonic::transport::Channel;
 pub(crate) use image::rpc;
 
 use super::network::{netns_path, NetworkConfig};
-use super::{AttachInput, Container, ContainerConfig, ExecRequest, Exited, PodSandbox, Runtime};
+use super::{
+    AttachInput, Container, ContainerConfig, ExecRequest, Exited, PodSandbox, RegistryCredential,
+    Runtime,
+};
 use crate::Error;
 
 /// Label marking the containers an agent made, with its node name.
@@ -55,6 +60,8 @@ pub struct ContainerdConfig {
     pub state_dir: PathBuf,
     /// The node's name (containers are labelled with it).
     pub node_name: String,
+    /// Registries (`host:port`) reached over plain HTTP besides `localhost` and loopback ones.
+    pub insecure_registries: Vec<String>,
 }
 
 /// The containerd runtime (cheap to clone: one gRPC channel).
@@ -64,6 +71,8 @@ pub struct Containerd {
     config: Arc<ContainerdConfig>,
     images: Arc<Mutex<HashMap<String, image::Image>>>,
     interactive: attach::Attachable,
+    registry: Arc<pull::Registry>,
+    pulls: pull::Pulls,
 }
 
 impl Containerd {
@@ -79,9 +88,11 @@ impl Containerd {
             })?;
         let runtime = Containerd {
             channel,
+            registry: Arc::new(pull::Registry::new(config.insecure_registries.clone())),
             config: Arc::new(config),
             images: Default::default(),
             interactive: Default::default(),
+            pulls: Default::default(),
         };
         runtime.remove_leftovers().await?;
         Ok(runtime)
@@ -314,6 +325,18 @@ impl Runtime for Containerd {
 
     fn scheme(&self) -> &'static str {
         "containerd"
+    }
+
+    fn pulls(&self) -> bool {
+        true
+    }
+
+    async fn has_image(&self, image: &str) -> Result<bool, Error> {
+        self.has(image).await
+    }
+
+    async fn pull(&self, image: &str, credentials: &[RegistryCredential]) -> Result<u64, Error> {
+        self.pull_image(image, credentials).await
     }
 
     async fn prepare(&self, image: &str) -> Result<String, Error> {
