@@ -4,7 +4,8 @@
 //! behind an image index as `latest`). Pods then pull it with Kubernetes' `imagePullPolicy`
 //! semantics: `IfNotPresent` pulls once (Pulling/Pulled events, the pod's log), the untagged
 //! image defaults to `Always` and goes through the index, a missing tag waits in
-//! `ErrImagePull` then `ImagePullBackOff`, `Never` on an absent image in `ErrImageNeverPull`.
+//! `ErrImagePull` then `ImagePullBackOff`, `Never` on an absent image in `ErrImageNeverPull`,
+//! and a registry that is not there fails the pull saying so.
 //! Needs root, containerd, runc, CNI plugins, busybox-static and docker-registry
 //! (tools/test.sh installs them).
 
@@ -189,6 +190,8 @@ fn images_are_pulled_from_a_registry_per_pull_policy() {
     registry.push_layout(&build.path().join("oci"), "test/busybox", "1", "latest");
     let (containerd, server) = containerd_cluster(8);
     let repo = format!("127.0.0.1:{}/test/busybox", registry.port);
+    // Nothing listens there.
+    let unreachable = format!("127.0.0.1:{}/test/busybox:1", free_port());
     apply(
         &server,
         &format!(
@@ -223,6 +226,13 @@ metadata: {{name: never}}
 spec:
   containers:
   - {{name: main, image: "{repo}:absent", imagePullPolicy: Never}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: unreachable}}
+spec:
+  containers:
+  - {{name: main, image: "{unreachable}"}}
 "#
         ),
     );
@@ -246,6 +256,8 @@ spec:
         line.contains(" including waiting). Image size: ") && line.ends_with(" bytes."),
         "{seen}"
     );
+    // The first start after the pull works (its snapshots are safe from containerd's GC).
+    assert!(!seen.contains("Error: "), "{seen}");
     let size: u64 = line
         .rsplit("Image size: ")
         .next()
@@ -292,11 +304,12 @@ spec:
         content.contains("containerd.io/gc.ref.content.m.0=sha256:"),
         "{content}"
     );
-    wait_event(
+    let seen = wait_event(
         &server,
         "untagged",
         &format!("Pulling: Pulling image \"{repo}\""),
     );
+    assert!(!seen.contains("Error: "), "{seen}");
 
     // A second pod with the image present and IfNotPresent does not pull again.
     apply(
@@ -350,5 +363,14 @@ spec:
     let seen = wait_event(&server, "never", "ErrImageNeverPull: Container image");
     assert!(!seen.contains("Pulling:"), "{seen}");
     assert!(registry.log().contains("/v2/test/busybox/manifests/nope"));
+
+    // A registry that is not there: the pull fails saying why.
+    let message = wait_reason(&server, "unreachable", "ErrImagePull");
+    assert!(
+        message.starts_with(&format!(
+            "failed to pull and unpack image \"{unreachable}\": failed to resolve reference"
+        )) && message.contains("onnection refused"),
+        "{message}"
+    );
     delete_all_pods(&server);
 }

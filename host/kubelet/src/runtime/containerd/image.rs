@@ -161,18 +161,25 @@ impl Containerd {
         if diff_ids.len() != manifest.layers().len() || chain.is_empty() {
             return Err(bad(&name, "layers and diff ids do not match"));
         }
-        for (i, layer) in manifest.layers().iter().enumerate() {
-            if self.snapshot_exists(&chain[i]).await? {
-                continue;
-            }
-            let desc = Descriptor {
-                media_type: layer.media_type().to_string(),
-                digest: layer.digest().to_string(),
-                size: layer.size() as i64,
-                annotations: Default::default(),
+        let top = chain.last().cloned().unwrap_or_default();
+        if !self.snapshot_exists(&top).await? {
+            // Under a lease until the config names the top snapshot (as containerd's unpacker
+            // labels it), which keeps the stack from the garbage collector.
+            let lease = self.create_lease("unpack").await?;
+            let unpacked = self.unpack_all(&manifest, &chain, &lease).await;
+            let label = format!("containerd.io/gc.ref.snapshot.{}", self.config.snapshotter);
+            let labelled = match unpacked {
+                Ok(()) => {
+                    let labels = [(label, top.clone())].into();
+                    let digest = manifest.config().digest().to_string();
+                    self.set_labels(&digest, labels)
+                        .await
+                        .map_err(|e| bad(&name, e))
+                }
+                Err(e) => Err(e),
             };
-            let parent = if i == 0 { "" } else { &chain[i - 1] };
-            self.unpack(desc, parent, &chain[i]).await?;
+            self.delete_lease(&lease).await;
+            labelled?;
         }
         let c = config.config().clone().unwrap_or_default();
         let base = name.split('@').next().unwrap_or_default();
@@ -190,6 +197,28 @@ impl Containerd {
         })
     }
 
+    async fn unpack_all(
+        &self,
+        manifest: &ImageManifest,
+        chain: &[String],
+        lease: &str,
+    ) -> Result<(), Error> {
+        for (i, layer) in manifest.layers().iter().enumerate() {
+            if self.snapshot_exists(&chain[i]).await? {
+                continue;
+            }
+            let desc = Descriptor {
+                media_type: layer.media_type().to_string(),
+                digest: layer.digest().to_string(),
+                size: layer.size() as i64,
+                annotations: Default::default(),
+            };
+            let parent = if i == 0 { "" } else { &chain[i - 1] };
+            self.unpack(desc, parent, &chain[i], lease).await?;
+        }
+        Ok(())
+    }
+
     async fn snapshot_exists(&self, key: &str) -> Result<bool, Error> {
         let req = StatSnapshotRequest {
             snapshotter: self.config.snapshotter.clone(),
@@ -203,7 +232,13 @@ impl Containerd {
     }
 
     /// Applies one layer on `parent` and commits it as `chain_id`.
-    async fn unpack(&self, layer: Descriptor, parent: &str, chain_id: &str) -> Result<(), Error> {
+    async fn unpack(
+        &self,
+        layer: Descriptor,
+        parent: &str,
+        chain_id: &str,
+        lease: &str,
+    ) -> Result<(), Error> {
         let key = format!("keelson-extract-{}", uuid_like());
         let snapshotter = self.config.snapshotter.clone();
         let prepare = PrepareSnapshotRequest {
@@ -214,7 +249,7 @@ impl Containerd {
         };
         let mounts = self
             .snapshots()
-            .prepare(self.request(prepare))
+            .prepare(self.leased(prepare, lease))
             .await
             .map_err(rpc("prepare snapshot"))?
             .into_inner()
@@ -225,7 +260,7 @@ impl Containerd {
             payloads: Default::default(),
             sync_fs: false,
         };
-        let applied = self.diff().apply(self.request(apply)).await;
+        let applied = self.diff().apply(self.leased(apply, lease)).await;
         let result = match applied {
             Ok(_) => {
                 let commit = CommitSnapshotRequest {
@@ -235,7 +270,7 @@ impl Containerd {
                     labels: Default::default(),
                 };
                 self.snapshots()
-                    .commit(self.request(commit))
+                    .commit(self.leased(commit, lease))
                     .await
                     .map(|_| ())
                     .or_else(|s| match s.code() {

@@ -6,6 +6,9 @@
 //! whose stdout/stderr FIFOs feed the CRI log ([`io`]); the task's exit status becomes the
 //! container's exit code, and a stop is SIGTERM, then SIGKILL once the grace period is over.
 //! Each pod gets a network namespace wired by CNI ([`super::network`]) unless `hostNetwork`.
+//! What the agent makes in containerd (pulled blobs, unpacked layers, a container's snapshot)
+//! is under a lease until what containerd's garbage collector counts holds it (the image record
+//! and its `gc.ref` labels, the container record).
 //! Containers left by an earlier agent are removed at start (their pods restart them per
 //! `restartPolicy`, as for Wasm pods).
 
@@ -22,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use containerd_client::services::v1::container::Runtime as RuntimeInfo;
+use containerd_client::services::v1::leases_client::LeasesClient;
 use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
 use containerd_client::services::v1::snapshots::{PrepareSnapshotRequest, RemoveSnapshotRequest};
 use containerd_client::services::v1::{
@@ -29,6 +33,9 @@ use containerd_client::services::v1::{
     images_client::ImagesClient, tasks_client::TasksClient, Container as ContainerSpec,
     CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest, DeleteTaskRequest,
     KillRequest, ListContainersRequest, StartRequest, WaitRequest,
+};
+use containerd_client::services::v1::{
+    CreateRequest as CreateLeaseRequest, DeleteRequest as DeleteLeaseRequest,
 };
 use tokio::sync::watch;
 use tonic::transport::Channel;
@@ -104,6 +111,44 @@ impl Containerd {
             req.metadata_mut().insert("containerd-namespace", ns);
         }
         req
+    }
+
+    /// A request under `lease`: what it makes is safe from containerd's garbage collector
+    /// until the lease goes.
+    fn leased<T>(&self, message: T, lease: &str) -> tonic::Request<T> {
+        let mut req = self.request(message);
+        if let Ok(l) = lease.parse() {
+            req.metadata_mut().insert("containerd-lease", l);
+        }
+        req
+    }
+
+    /// A lease for one `purpose` (containerd drops it after an hour should the agent die).
+    async fn create_lease(&self, purpose: &str) -> Result<String, Error> {
+        let id = format!("keelson-{purpose}-{}", image::uuid_like());
+        let expire = k8s_openapi::jiff::Timestamp::now() + Duration::from_secs(3600);
+        let labels = HashMap::from([("containerd.io/gc.expire".into(), expire.to_string())]);
+        LeasesClient::new(self.channel.clone())
+            .create(self.request(CreateLeaseRequest {
+                id: id.clone(),
+                labels,
+            }))
+            .await
+            .map_err(rpc("create lease"))?;
+        Ok(id)
+    }
+
+    async fn delete_lease(&self, id: &str) {
+        let req = DeleteLeaseRequest {
+            id: id.into(),
+            sync: false,
+        };
+        if let Err(s) = LeasesClient::new(self.channel.clone())
+            .delete(self.request(req))
+            .await
+        {
+            tracing::warn!(lease = id, error = s.message(), "could not delete a lease");
+        }
     }
 
     fn content(&self) -> ContentClient<Channel> {
@@ -197,26 +242,26 @@ impl Containerd {
         Ok(resolved)
     }
 
-    /// Creates the container and starts its task; on failure everything made is removed.
-    async fn create(&self, config: &ContainerConfig, fifos: &io::Fifos) -> Result<(), Error> {
-        let image = self.cached_image(&config.image).await?;
-        let netns = match self.config.network.is_some() && !config.host_network {
-            true => Some(netns_path(&config.pod_uid)),
-            false => None,
-        };
-        let spec = spec::build(config, &image, netns)?;
-        let spec_json = serde_json::to_vec(&spec).map_err(|e| Error::Runtime(e.to_string()))?;
+    /// The container's snapshot on its image and the container record (under `lease`).
+    async fn snapshot_and_container(
+        &self,
+        config: &ContainerConfig,
+        image: &image::Image,
+        spec_json: Vec<u8>,
+        lease: &str,
+    ) -> Result<Vec<containerd_client::types::Mount>, Error> {
         let id = config.id.clone();
-        // A run with this id from a crashed agent would be in the way.
-        self.remove(&id, true).await;
         let mounts = self
             .snapshots()
-            .prepare(self.request(PrepareSnapshotRequest {
-                snapshotter: self.config.snapshotter.clone(),
-                key: id.clone(),
-                parent: image.chain_id.clone(),
-                labels: Default::default(),
-            }))
+            .prepare(self.leased(
+                PrepareSnapshotRequest {
+                    snapshotter: self.config.snapshotter.clone(),
+                    key: id.clone(),
+                    parent: image.chain_id.clone(),
+                    labels: Default::default(),
+                },
+                lease,
+            ))
             .await
             .map_err(rpc("prepare snapshot"))?
             .into_inner()
@@ -242,11 +287,36 @@ impl Containerd {
             ..Default::default()
         };
         self.containers()
-            .create(self.request(CreateContainerRequest {
-                container: Some(container),
-            }))
+            .create(self.leased(
+                CreateContainerRequest {
+                    container: Some(container),
+                },
+                lease,
+            ))
             .await
             .map_err(rpc("create container"))?;
+        Ok(mounts)
+    }
+
+    /// Creates the container and starts its task; on failure everything made is removed.
+    async fn create(&self, config: &ContainerConfig, fifos: &io::Fifos) -> Result<(), Error> {
+        let image = self.cached_image(&config.image).await?;
+        let netns = match self.config.network.is_some() && !config.host_network {
+            true => Some(netns_path(&config.pod_uid)),
+            false => None,
+        };
+        let spec = spec::build(config, &image, netns)?;
+        let spec_json = serde_json::to_vec(&spec).map_err(|e| Error::Runtime(e.to_string()))?;
+        let id = config.id.clone();
+        // A run with this id from a crashed agent would be in the way.
+        self.remove(&id, true).await;
+        // Until the container holds its snapshot, a lease keeps it from the collector.
+        let lease = self.create_lease("create").await?;
+        let made = self
+            .snapshot_and_container(config, &image, spec_json, &lease)
+            .await;
+        self.delete_lease(&lease).await;
+        let mounts = made?;
         self.prepare_interactive(config, fifos.stdin.as_ref())?;
         let path = |p: Option<&PathBuf>| p.map(|p| p.display().to_string()).unwrap_or_default();
         self.tasks()

@@ -16,11 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use containerd_client::services::v1::leases_client::LeasesClient;
 use containerd_client::services::v1::{
-    AbortRequest, CreateImageRequest, CreateRequest as CreateLeaseRequest,
-    DeleteRequest as DeleteLeaseRequest, Image as ImageRecord, Info, InfoRequest,
-    UpdateImageRequest, UpdateRequest, WriteAction, WriteContentRequest,
+    AbortRequest, CreateImageRequest, Image as ImageRecord, Info, InfoRequest, UpdateImageRequest,
+    UpdateRequest, WriteAction, WriteContentRequest,
 };
 use containerd_client::types::Descriptor;
 use futures::future::{BoxFuture, Shared};
@@ -218,7 +216,10 @@ impl Containerd {
             .parse()
             .map_err(|e: oci_client::ParseError| failed(chain(&e)))?;
         let auth = auth_for(&reference, credentials);
-        let lease = self.create_lease().await.map_err(failed)?;
+        let lease = self
+            .create_lease("pull")
+            .await
+            .map_err(|e| failed(e.to_string()))?;
         let result = self.fetch_leased(&reference, &auth, name, &lease).await;
         self.delete_lease(&lease).await;
         tracing::info!(image = %name, ok = result.is_ok(), "image pull");
@@ -333,46 +334,6 @@ impl Containerd {
         Ok(size)
     }
 
-    fn leased<T>(&self, message: T, lease: &str) -> tonic::Request<T> {
-        let mut req = self.request(message);
-        if let Ok(l) = lease.parse() {
-            req.metadata_mut().insert("containerd-lease", l);
-        }
-        req
-    }
-
-    async fn create_lease(&self) -> Result<String, String> {
-        let id = format!("keelson-pull-{}", uuid_like());
-        // containerd removes the lease after an hour should the agent die mid-pull.
-        let expire = k8s_openapi::jiff::Timestamp::now() + Duration::from_secs(3600);
-        let labels = HashMap::from([("containerd.io/gc.expire".into(), expire.to_string())]);
-        LeasesClient::new(self.channel.clone())
-            .create(self.request(CreateLeaseRequest {
-                id: id.clone(),
-                labels,
-            }))
-            .await
-            .map_err(|s| format!("containerd create lease: {}", s.message()))?;
-        Ok(id)
-    }
-
-    async fn delete_lease(&self, id: &str) {
-        let req = DeleteLeaseRequest {
-            id: id.into(),
-            sync: false,
-        };
-        if let Err(s) = LeasesClient::new(self.channel.clone())
-            .delete(self.request(req))
-            .await
-        {
-            tracing::warn!(
-                lease = id,
-                error = s.message(),
-                "could not delete a pull lease"
-            );
-        }
-    }
-
     async fn content_exists(&self, digest: &str) -> Result<bool, String> {
         let req = InfoRequest {
             digest: digest.into(),
@@ -399,7 +360,8 @@ impl Containerd {
         self.set_labels(&desc.digest, labels).await
     }
 
-    async fn set_labels(
+    /// Sets `labels` on the stored blob `digest`.
+    pub(super) async fn set_labels(
         &self,
         digest: &str,
         labels: HashMap<String, String>,
