@@ -16,7 +16,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::harness::{eventually, free_port, Server};
-use crate::kubelet::{apply, jsonpath, kubectl, wait_for};
+use crate::kubelet::{apply, jsonpath, kubectl};
 use crate::local_containerd::{busybox_image, containerd_cluster, delete_all_pods};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -165,6 +165,19 @@ fn wait_event(server: &Server, pod: &str, want: &str) -> String {
     last
 }
 
+/// Waits until `pod` is in `phase`; on failure, says what its status and events were.
+fn wait_phase(server: &Server, pod: &str, phase: &str) {
+    let seen = eventually(Duration::from_secs(120), || {
+        jsonpath(server, pod, "{.status.phase}") == phase
+    });
+    let status = jsonpath(server, pod, "{.status.containerStatuses}");
+    assert!(
+        seen,
+        "pod {pod} is not {phase}: {status}\n{}",
+        events(server, pod)
+    );
+}
+
 /// Waits until the container of `pod` waits for `reason`; its message.
 fn wait_reason(server: &Server, pod: &str, reason: &str) -> String {
     let path = "{.status.containerStatuses[0].state.waiting.reason}";
@@ -236,10 +249,9 @@ spec:
 "#
         ),
     );
-    let t = Duration::from_secs(90);
 
     // IfNotPresent on an absent image: pulled, then run.
-    wait_for(&server, "pulled", "{.status.phase}", "Succeeded", t);
+    wait_phase(&server, "pulled", "Succeeded");
     let logs = kubectl(&server, &["logs", "pulled"]);
     assert_eq!(logs.trim(), "pulled and running");
     let seen = wait_event(&server, "pulled", "Pulled: Successfully pulled image");
@@ -294,7 +306,7 @@ spec:
     // No tag: the API server defaults the policy to Always; the index leads to the manifest.
     let policy = jsonpath(&server, "untagged", "{.spec.containers[0].imagePullPolicy}");
     assert_eq!(policy, "Always");
-    wait_for(&server, "untagged", "{.status.phase}", "Succeeded", t);
+    wait_phase(&server, "untagged", "Succeeded");
     assert_eq!(
         kubectl(&server, &["logs", "untagged"]).trim(),
         "via the index"
@@ -326,7 +338,7 @@ spec:
 "#
         ),
     );
-    wait_for(&server, "again", "{.status.phase}", "Succeeded", t);
+    wait_phase(&server, "again", "Succeeded");
     let seen = wait_event(&server, "again", "Pulled: Container image");
     assert!(
         seen.contains(&format!(
