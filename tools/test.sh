@@ -19,13 +19,14 @@ if ! command -v nft >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1; then
   as_root apt-get install -y -qq nftables iproute2 >/dev/null
 fi
 # The containerd runtime suite: containerd + runc (the suite starts its own containerd),
-# ctr to import its image, busybox-static for that image, CNI plugins for pod networks.
+# ctr to import its image, busybox-static for that image, CNI plugins for pod networks,
+# docker-registry (distribution) for the image pull suite.
 if ! command -v containerd >/dev/null 2>&1 || ! command -v runc >/dev/null 2>&1 \
   || ! command -v ctr >/dev/null 2>&1 || [ ! -x /usr/bin/busybox ] || [ ! -x /usr/lib/cni/bridge ] \
-  || [ ! -x /usr/sbin/iptables ]; then
+  || [ ! -x /usr/sbin/iptables ] || ! command -v docker-registry >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   as_root apt-get update -qq
-  as_root apt-get install -y -qq containerd runc busybox-static containernetworking-plugins iproute2 iptables >/dev/null
+  as_root apt-get install -y -qq containerd runc busybox-static containernetworking-plugins iproute2 iptables docker-registry >/dev/null
 fi
 # kubectl: the stock binaries the suites drive.
 for v in 1.33 1.29 1.28 1.27; do

@@ -23,6 +23,7 @@ mod guest_languages;
 mod ha;
 mod harness;
 mod host_port;
+mod image_pull;
 mod kube_rs;
 mod kubectl;
 mod kubelet;

@@ -1,6 +1,6 @@
 //! `Status.reason`: the machine-readable reason of a failed request, as Kubernetes'
 //! `metav1.StatusReason` defines it (kube-core's `Status` carries it as a string; clients such
-//! as kubectl branch on it).
+//! as kubectl branch on it); and [`error_chain`], an error's message with its causes.
 
 use std::fmt;
 
@@ -134,6 +134,21 @@ impl PartialEq<&str> for Reason {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
     }
+}
+
+/// An error with its causes, as Go prints wrapped errors (`a: b: c`; a cause already in the
+/// message is not repeated).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out = format!("{out}: {text}");
+        }
+        source = s.source();
+    }
+    out
 }
 
 #[cfg(test)]

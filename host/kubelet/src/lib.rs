@@ -97,6 +97,9 @@ pub struct Config {
     pub cni_bin_dir: PathBuf,
     /// The Linux bridge pods attach to.
     pub cni_bridge: String,
+    /// Registries (`host:port`) that image pulls reach over plain HTTP, besides `localhost`
+    /// and loopback ones.
+    pub insecure_registries: Vec<String>,
 }
 
 impl Config {
@@ -119,6 +122,7 @@ impl Config {
             pod_cidr: Some("10.42.0.0/24".into()),
             cni_bin_dir: "/usr/lib/cni".into(),
             cni_bridge: "keelson0".into(),
+            insecure_registries: Vec::new(),
         }
     }
 }
@@ -135,6 +139,9 @@ pub enum Error {
     /// An image reference does not resolve to an image in the local store.
     #[error("image {0:?} is not in the local image store (import it with `keelson image import`)")]
     ImageNotFound(String),
+    /// An image could not be pulled from its registry.
+    #[error("{0}")]
+    ImagePull(String),
     /// The image store holds something unreadable.
     #[error("bad image {image:?}: {message}")]
     BadImage {
@@ -180,6 +187,7 @@ async fn containerd_runtime(config: &Config) -> Option<runtime::containerd::Cont
         network,
         state_dir: config.data_dir.join("containerd"),
         node_name: config.node_name.clone(),
+        insecure_registries: config.insecure_registries.clone(),
     };
     match runtime::containerd::Containerd::connect(rc).await {
         Ok(c) => {

@@ -110,6 +110,14 @@ pub(crate) struct AgentOptions {
         help_heading = "Agent"
     )]
     cni_bridge: String,
+    /// A registry (`HOST:PORT`) that image pulls reach over plain HTTP (repeatable; `localhost`
+    /// and loopback registries always are).
+    #[arg(
+        long = "insecure-registry",
+        value_name = "HOST:PORT",
+        help_heading = "Agent"
+    )]
+    insecure_registries: Vec<String>,
 }
 
 impl AgentOptions {
@@ -158,6 +166,7 @@ impl AgentOptions {
         config.pod_cidr = (self.pod_cidr != "none").then(|| self.pod_cidr.clone());
         config.cni_bin_dir = self.cni_bin_dir.clone();
         config.cni_bridge = self.cni_bridge.clone();
+        config.insecure_registries = self.insecure_registries.clone();
         config
     }
 }

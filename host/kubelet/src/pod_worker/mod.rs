@@ -1,5 +1,5 @@
 //! One pod's worker: runs its init containers one after another, then its containers, on the
-//! runtime its RuntimeClass names; restarts them per `restartPolicy` with CrashLoopBackOff;
+//! runtime its RuntimeClass names, once their images are there ([`pulling`]); restarts them per `restartPolicy` with CrashLoopBackOff;
 //! writes the pod status whenever it changes; and on deletion runs `preStop` sleep hooks,
 //! stops the containers within the grace period (`deletionGracePeriodSeconds`, else
 //! `terminationGracePeriodSeconds`, else 30 s) and deletes the object with grace 0. Every
@@ -21,6 +21,7 @@ use tracing::Instrument;
 
 mod adopt;
 mod probing;
+mod pulling;
 mod start;
 mod terminate;
 
@@ -73,6 +74,7 @@ struct Worker {
     backoff: Backoff,
     exits_tx: mpsc::UnboundedSender<Exit>,
     probes_tx: mpsc::UnboundedSender<probing::ProbeEvent>,
+    pulls: pulling::Pulls,
     next_run: u64,
     runtime: Option<Result<Arc<dyn Runtime>, String>>,
     /// The pod's sandbox exists; its IP when it has its own network.
@@ -100,7 +102,8 @@ fn spec_of(pod: &Pod) -> (Vec<Container>, Vec<Container>) {
 pub(crate) async fn run(agent: Arc<Agent>, pod: Pod, mut updates: watch::Receiver<Option<Pod>>) {
     let (exits_tx, mut exits) = mpsc::unbounded_channel();
     let (probes_tx, mut probes) = mpsc::unbounded_channel();
-    let mut w = Worker::new(agent, pod, exits_tx, probes_tx);
+    let (pulls, mut pulled) = pulling::Pulls::new();
+    let mut w = Worker::new(agent, pod, exits_tx, probes_tx, pulls);
     let key = format!("{}/{}", w.ns, w.name);
     loop {
         let span = tracing::info_span!("sync_pod", pod = %key, uid = %w.uid);
@@ -118,6 +121,7 @@ pub(crate) async fn run(agent: Arc<Agent>, pod: Pod, mut updates: watch::Receive
             }
             Some(exit) = exits.recv() => w.on_exit(exit),
             Some(event) = probes.recv() => w.on_probe(event),
+            Some(done) = pulled.recv() => w.on_pulled(done),
             _ = tokio::time::sleep_until(wake) => {}
         }
     }
@@ -129,6 +133,7 @@ impl Worker {
         pod: Pod,
         exits_tx: mpsc::UnboundedSender<Exit>,
         probes_tx: mpsc::UnboundedSender<probing::ProbeEvent>,
+        pulls: pulling::Pulls,
     ) -> Self {
         let (init_spec, spec) = spec_of(&pod);
         let status = pod.status.as_ref();
@@ -216,6 +221,7 @@ impl Worker {
             due: HashMap::new(),
             exits_tx,
             probes_tx,
+            pulls,
             next_run: 0,
             runtime: None,
             sandbox: None,
@@ -388,7 +394,9 @@ impl Worker {
     async fn start_due(&mut self) {
         let now = Instant::now();
         let due = |w: &Self, slot: Slot| {
-            w.due.get(&slot).is_none_or(|t| *t <= now) && !w.handles.contains_key(&slot)
+            w.due.get(&slot).is_none_or(|t| *t <= now)
+                && !w.handles.contains_key(&slot)
+                && !w.pulls.pulling(slot)
         };
         if self.main_done() {
             return;

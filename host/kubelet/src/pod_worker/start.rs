@@ -1,5 +1,6 @@
 //! Starting one container of a pod worker: its environment (ConfigMaps and Secrets read
-//! through the API), the image made ready by the runtime, a fresh log file, the runtime's
+//! through the API), the image pulled as its policy says ([`super::pulling`]) and made ready by
+//! the runtime, a fresh log file, the runtime's
 //! start, and the task that waits for it (or stops it on request) and reports its exit.
 
 use std::collections::BTreeMap;
@@ -119,9 +120,17 @@ impl Worker {
                 }
                 Err(e) => return self.wait(slot, "CreateContainerConfigError", e.to_string()),
             };
+        if !self.ensure_image(slot, &spec, &runtime).await {
+            return;
+        }
         let image = spec.image.clone().unwrap_or_default();
         let image_id = match runtime.prepare(&image).await {
-            Ok(id) => id,
+            Ok(id) if runtime.pulls() => id,
+            Ok(id) => {
+                let message = format!("Container image \"{image}\" already present on machine");
+                self.event(false, "Pulled", message);
+                id
+            }
             Err(e @ Error::ImageNotFound(_)) => {
                 return self.wait(slot, "ErrImageNeverPull", e.to_string())
             }
@@ -215,12 +224,6 @@ impl Worker {
             });
         });
         tracing::info!(container = %spec.name, restart, "container started");
-        let image = spec.image.clone().unwrap_or_default();
-        self.event(
-            false,
-            "Pulled",
-            format!("Container image \"{image}\" already present on machine"),
-        );
         self.event(
             false,
             "Created",

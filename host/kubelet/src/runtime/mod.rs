@@ -52,6 +52,27 @@ pub struct ContainerConfig {
     pub tty: bool,
 }
 
+/// A user name and password for one registry (from a pod's `imagePullSecrets`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegistryCredential {
+    /// The registry host (`host[:port]`; Docker Hub is `docker.io`).
+    pub registry: String,
+    /// User name.
+    pub username: String,
+    /// Password or token.
+    pub password: String,
+}
+
+impl std::fmt::Debug for RegistryCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "RegistryCredential({}, {})",
+            self.registry, self.username
+        )
+    }
+}
+
 /// A pod volume mounted into a container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {
@@ -200,6 +221,23 @@ pub trait Runtime: Send + Sync {
     async fn attach(&self, _container_id: &str, _input: AttachInput) -> Result<(), Error> {
         Err(Error::Unsupported(format!(
             "the {} runtime cannot pass input to a container",
+            self.handler()
+        )))
+    }
+    /// Whether this runtime pulls images from registries (else its images are imported and
+    /// [`Runtime::prepare`] tells when one is missing).
+    fn pulls(&self) -> bool {
+        false
+    }
+    /// Whether `image` is in the runtime's image store.
+    async fn has_image(&self, _image: &str) -> Result<bool, Error> {
+        Ok(true)
+    }
+    /// Pulls `image` from its registry (with the first of `credentials` for that registry,
+    /// else anonymously) and returns its size in bytes. Concurrent pulls of one image are one.
+    async fn pull(&self, image: &str, _credentials: &[RegistryCredential]) -> Result<u64, Error> {
+        Err(Error::Unsupported(format!(
+            "the {} runtime cannot pull {image}",
             self.handler()
         )))
     }

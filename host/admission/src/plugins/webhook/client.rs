@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use base64::Engine;
+use keelson_apimachinery::status::error_chain;
 use serde_json::{json, Value};
 
 use crate::{Api, Attributes, Operation};
@@ -224,20 +225,6 @@ pub(crate) fn verdict(body: &Value, uid: &str) -> Result<Verdict, String> {
     })
 }
 
-/// An error with its causes, as Go prints wrapped errors (`a: b: c`).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out = format!("{out}: {text}");
-        }
-        source = s.source();
-    }
-    out
-}
-
 /// Calls the webhook; `Err` is a call failure, handled by the webhook's failurePolicy.
 pub(crate) async fn call(
     clients: &Clients,
@@ -259,8 +246,8 @@ pub(crate) async fn call(
     // reqwest's own message repeats the URL; its causes say what went wrong.
     let post = |e: &reqwest::Error| {
         let why = match std::error::Error::source(e) {
-            Some(cause) if !e.is_timeout() => chain(cause),
-            _ => chain(e),
+            Some(cause) if !e.is_timeout() => error_chain(cause),
+            _ => error_chain(e),
         };
         format!("failed to call webhook: Post \"{url}\": {why}")
     };

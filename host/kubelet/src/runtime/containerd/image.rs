@@ -1,6 +1,6 @@
 //! Images for the containerd runtime: a pod's image reference normalised as the CRI does
-//! (`busybox` → `docker.io/library/busybox:latest`), looked up in containerd's image store (no
-//! pulls: images are imported beforehand, e.g. `ctr -n k8s.io images import`), its manifest and
+//! (`busybox` → `docker.io/library/busybox:latest`), looked up in containerd's image store (put
+//! there by a pull, [`super::pull`], or imported, e.g. `ctr -n k8s.io images import`), its manifest and
 //! configuration read from the content store (an index picks this machine's platform), and its
 //! layers unpacked into the snapshotter when they are not yet (chain ids as containerd names
 //! them).
@@ -69,7 +69,16 @@ pub(crate) fn chain_ids(diff_ids: &[String]) -> Vec<String> {
     out
 }
 
-fn arch() -> &'static str {
+/// The entry of an image index for this machine's platform (or one without a platform).
+pub(crate) fn platform_manifest(index: &ImageIndex) -> Option<&oci_spec::image::Descriptor> {
+    index.manifests().iter().find(|m| {
+        m.platform()
+            .as_ref()
+            .is_none_or(|p| p.architecture().to_string() == arch() && p.os().to_string() == "linux")
+    })
+}
+
+pub(crate) fn arch() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
@@ -104,6 +113,18 @@ impl Containerd {
         Ok(out)
     }
 
+    /// Whether the image store has an image named `reference` (normalised).
+    pub(crate) async fn has(&self, reference: &str) -> Result<bool, Error> {
+        let req = GetImageRequest {
+            name: normalize(reference),
+        };
+        match self.images().get(self.request(req)).await {
+            Ok(r) => Ok(r.into_inner().image.is_some_and(|i| i.target.is_some())),
+            Err(s) if s.code() == tonic::Code::NotFound => Ok(false),
+            Err(s) => Err(rpc("get image")(s)),
+        }
+    }
+
     /// Resolves `reference` and makes sure its layers are unpacked.
     pub(crate) async fn image(&self, reference: &str) -> Result<Image, Error> {
         let name = normalize(reference);
@@ -122,14 +143,7 @@ impl Containerd {
         if target.media_type.contains("index") || target.media_type.contains("manifest.list") {
             let index = ImageIndex::from_reader(&self.read_blob(&target.digest).await?[..])
                 .map_err(|e| bad(&name, e))?;
-            let m = index
-                .manifests()
-                .iter()
-                .find(|m| {
-                    m.platform().as_ref().is_none_or(|p| {
-                        p.architecture().to_string() == arch() && p.os().to_string() == "linux"
-                    })
-                })
+            let m = platform_manifest(&index)
                 .ok_or_else(|| bad(&name, format!("no manifest for linux/{}", arch())))?;
             target = Descriptor {
                 media_type: m.media_type().to_string(),
@@ -147,18 +161,25 @@ impl Containerd {
         if diff_ids.len() != manifest.layers().len() || chain.is_empty() {
             return Err(bad(&name, "layers and diff ids do not match"));
         }
-        for (i, layer) in manifest.layers().iter().enumerate() {
-            if self.snapshot_exists(&chain[i]).await? {
-                continue;
-            }
-            let desc = Descriptor {
-                media_type: layer.media_type().to_string(),
-                digest: layer.digest().to_string(),
-                size: layer.size() as i64,
-                annotations: Default::default(),
+        let top = chain.last().cloned().unwrap_or_default();
+        if !self.snapshot_exists(&top).await? {
+            // Under a lease until the config names the top snapshot (as containerd's unpacker
+            // labels it), which keeps the stack from the garbage collector.
+            let lease = self.create_lease("unpack").await?;
+            let unpacked = self.unpack_all(&manifest, &chain, &lease).await;
+            let label = format!("containerd.io/gc.ref.snapshot.{}", self.config.snapshotter);
+            let labelled = match unpacked {
+                Ok(()) => {
+                    let labels = [(label, top.clone())].into();
+                    let digest = manifest.config().digest().to_string();
+                    self.set_labels(&digest, labels)
+                        .await
+                        .map_err(|e| bad(&name, e))
+                }
+                Err(e) => Err(e),
             };
-            let parent = if i == 0 { "" } else { &chain[i - 1] };
-            self.unpack(desc, parent, &chain[i]).await?;
+            self.delete_lease(&lease).await;
+            labelled?;
         }
         let c = config.config().clone().unwrap_or_default();
         let base = name.split('@').next().unwrap_or_default();
@@ -176,6 +197,28 @@ impl Containerd {
         })
     }
 
+    async fn unpack_all(
+        &self,
+        manifest: &ImageManifest,
+        chain: &[String],
+        lease: &str,
+    ) -> Result<(), Error> {
+        for (i, layer) in manifest.layers().iter().enumerate() {
+            if self.snapshot_exists(&chain[i]).await? {
+                continue;
+            }
+            let desc = Descriptor {
+                media_type: layer.media_type().to_string(),
+                digest: layer.digest().to_string(),
+                size: layer.size() as i64,
+                annotations: Default::default(),
+            };
+            let parent = if i == 0 { "" } else { &chain[i - 1] };
+            self.unpack(desc, parent, &chain[i], lease).await?;
+        }
+        Ok(())
+    }
+
     async fn snapshot_exists(&self, key: &str) -> Result<bool, Error> {
         let req = StatSnapshotRequest {
             snapshotter: self.config.snapshotter.clone(),
@@ -189,7 +232,13 @@ impl Containerd {
     }
 
     /// Applies one layer on `parent` and commits it as `chain_id`.
-    async fn unpack(&self, layer: Descriptor, parent: &str, chain_id: &str) -> Result<(), Error> {
+    async fn unpack(
+        &self,
+        layer: Descriptor,
+        parent: &str,
+        chain_id: &str,
+        lease: &str,
+    ) -> Result<(), Error> {
         let key = format!("keelson-extract-{}", uuid_like());
         let snapshotter = self.config.snapshotter.clone();
         let prepare = PrepareSnapshotRequest {
@@ -200,7 +249,7 @@ impl Containerd {
         };
         let mounts = self
             .snapshots()
-            .prepare(self.request(prepare))
+            .prepare(self.leased(prepare, lease))
             .await
             .map_err(rpc("prepare snapshot"))?
             .into_inner()
@@ -211,7 +260,7 @@ impl Containerd {
             payloads: Default::default(),
             sync_fs: false,
         };
-        let applied = self.diff().apply(self.request(apply)).await;
+        let applied = self.diff().apply(self.leased(apply, lease)).await;
         let result = match applied {
             Ok(_) => {
                 let commit = CommitSnapshotRequest {
@@ -221,7 +270,7 @@ impl Containerd {
                     labels: Default::default(),
                 };
                 self.snapshots()
-                    .commit(self.request(commit))
+                    .commit(self.leased(commit, lease))
                     .await
                     .map(|_| ())
                     .or_else(|s| match s.code() {
@@ -239,7 +288,7 @@ impl Containerd {
     }
 }
 
-fn uuid_like() -> String {
+pub(super) fn uuid_like() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)

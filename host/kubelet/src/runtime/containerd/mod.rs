@@ -1,10 +1,14 @@
 //! The containerd runtime (handler `runc`, the default for pods without a RuntimeClass):
 //! talks gRPC to containerd over its socket (`containerd-client`), in its own namespace.
-//! Images come from containerd's image store ([`image`]; no pulls), each container run is a
+//! Images are pulled from their registries ([`pull`]) into containerd's image store and
+//! unpacked from it ([`image`]); each container run is a
 //! containerd container with an OCI spec ([`spec`]) on a fresh overlay snapshot and a runc task
 //! whose stdout/stderr FIFOs feed the CRI log ([`io`]); the task's exit status becomes the
 //! container's exit code, and a stop is SIGTERM, then SIGKILL once the grace period is over.
 //! Each pod gets a network namespace wired by CNI ([`super::network`]) unless `hostNetwork`.
+//! What the agent makes in containerd (pulled blobs, unpacked layers, a container's snapshot)
+//! is under a lease until what containerd's garbage collector counts holds it (the image record
+//! and its `gc.ref` labels, the container record).
 //! Containers left by an earlier agent are removed at start (their pods restart them per
 //! `restartPolicy`, as for Wasm pods).
 
@@ -12,6 +16,7 @@ mod attach;
 mod exec;
 mod image;
 mod io;
+mod pull;
 mod spec;
 
 use std::collections::HashMap;
@@ -20,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use containerd_client::services::v1::container::Runtime as RuntimeInfo;
+use containerd_client::services::v1::leases_client::LeasesClient;
 use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
 use containerd_client::services::v1::snapshots::{PrepareSnapshotRequest, RemoveSnapshotRequest};
 use containerd_client::services::v1::{
@@ -28,13 +34,19 @@ use containerd_client::services::v1::{
     CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest, DeleteTaskRequest,
     KillRequest, ListContainersRequest, StartRequest, WaitRequest,
 };
+use containerd_client::services::v1::{
+    CreateRequest as CreateLeaseRequest, DeleteRequest as DeleteLeaseRequest,
+};
 use tokio::sync::watch;
 use tonic::transport::Channel;
 
 pub(crate) use image::rpc;
 
 use super::network::{netns_path, NetworkConfig};
-use super::{AttachInput, Container, ContainerConfig, ExecRequest, Exited, PodSandbox, Runtime};
+use super::{
+    AttachInput, Container, ContainerConfig, ExecRequest, Exited, PodSandbox, RegistryCredential,
+    Runtime,
+};
 use crate::Error;
 
 /// Label marking the containers an agent made, with its node name.
@@ -55,6 +67,8 @@ pub struct ContainerdConfig {
     pub state_dir: PathBuf,
     /// The node's name (containers are labelled with it).
     pub node_name: String,
+    /// Registries (`host:port`) reached over plain HTTP besides `localhost` and loopback ones.
+    pub insecure_registries: Vec<String>,
 }
 
 /// The containerd runtime (cheap to clone: one gRPC channel).
@@ -64,6 +78,8 @@ pub struct Containerd {
     config: Arc<ContainerdConfig>,
     images: Arc<Mutex<HashMap<String, image::Image>>>,
     interactive: attach::Attachable,
+    registry: Arc<pull::Registry>,
+    pulls: pull::Pulls,
 }
 
 impl Containerd {
@@ -79,9 +95,11 @@ impl Containerd {
             })?;
         let runtime = Containerd {
             channel,
+            registry: Arc::new(pull::Registry::new(config.insecure_registries.clone())),
             config: Arc::new(config),
             images: Default::default(),
             interactive: Default::default(),
+            pulls: Default::default(),
         };
         runtime.remove_leftovers().await?;
         Ok(runtime)
@@ -93,6 +111,44 @@ impl Containerd {
             req.metadata_mut().insert("containerd-namespace", ns);
         }
         req
+    }
+
+    /// A request under `lease`: what it makes is safe from containerd's garbage collector
+    /// until the lease goes.
+    fn leased<T>(&self, message: T, lease: &str) -> tonic::Request<T> {
+        let mut req = self.request(message);
+        if let Ok(l) = lease.parse() {
+            req.metadata_mut().insert("containerd-lease", l);
+        }
+        req
+    }
+
+    /// A lease for one `purpose` (containerd drops it after an hour should the agent die).
+    async fn create_lease(&self, purpose: &str) -> Result<String, Error> {
+        let id = format!("keelson-{purpose}-{}", image::uuid_like());
+        let expire = k8s_openapi::jiff::Timestamp::now() + Duration::from_secs(3600);
+        let labels = HashMap::from([("containerd.io/gc.expire".into(), expire.to_string())]);
+        LeasesClient::new(self.channel.clone())
+            .create(self.request(CreateLeaseRequest {
+                id: id.clone(),
+                labels,
+            }))
+            .await
+            .map_err(rpc("create lease"))?;
+        Ok(id)
+    }
+
+    async fn delete_lease(&self, id: &str) {
+        let req = DeleteLeaseRequest {
+            id: id.into(),
+            sync: false,
+        };
+        if let Err(s) = LeasesClient::new(self.channel.clone())
+            .delete(self.request(req))
+            .await
+        {
+            tracing::warn!(lease = id, error = s.message(), "could not delete a lease");
+        }
     }
 
     fn content(&self) -> ContentClient<Channel> {
@@ -186,26 +242,26 @@ impl Containerd {
         Ok(resolved)
     }
 
-    /// Creates the container and starts its task; on failure everything made is removed.
-    async fn create(&self, config: &ContainerConfig, fifos: &io::Fifos) -> Result<(), Error> {
-        let image = self.cached_image(&config.image).await?;
-        let netns = match self.config.network.is_some() && !config.host_network {
-            true => Some(netns_path(&config.pod_uid)),
-            false => None,
-        };
-        let spec = spec::build(config, &image, netns)?;
-        let spec_json = serde_json::to_vec(&spec).map_err(|e| Error::Runtime(e.to_string()))?;
+    /// The container's snapshot on its image and the container record (under `lease`).
+    async fn snapshot_and_container(
+        &self,
+        config: &ContainerConfig,
+        image: &image::Image,
+        spec_json: Vec<u8>,
+        lease: &str,
+    ) -> Result<Vec<containerd_client::types::Mount>, Error> {
         let id = config.id.clone();
-        // A run with this id from a crashed agent would be in the way.
-        self.remove(&id, true).await;
         let mounts = self
             .snapshots()
-            .prepare(self.request(PrepareSnapshotRequest {
-                snapshotter: self.config.snapshotter.clone(),
-                key: id.clone(),
-                parent: image.chain_id.clone(),
-                labels: Default::default(),
-            }))
+            .prepare(self.leased(
+                PrepareSnapshotRequest {
+                    snapshotter: self.config.snapshotter.clone(),
+                    key: id.clone(),
+                    parent: image.chain_id.clone(),
+                    labels: Default::default(),
+                },
+                lease,
+            ))
             .await
             .map_err(rpc("prepare snapshot"))?
             .into_inner()
@@ -231,11 +287,36 @@ impl Containerd {
             ..Default::default()
         };
         self.containers()
-            .create(self.request(CreateContainerRequest {
-                container: Some(container),
-            }))
+            .create(self.leased(
+                CreateContainerRequest {
+                    container: Some(container),
+                },
+                lease,
+            ))
             .await
             .map_err(rpc("create container"))?;
+        Ok(mounts)
+    }
+
+    /// Creates the container and starts its task; on failure everything made is removed.
+    async fn create(&self, config: &ContainerConfig, fifos: &io::Fifos) -> Result<(), Error> {
+        let image = self.cached_image(&config.image).await?;
+        let netns = match self.config.network.is_some() && !config.host_network {
+            true => Some(netns_path(&config.pod_uid)),
+            false => None,
+        };
+        let spec = spec::build(config, &image, netns)?;
+        let spec_json = serde_json::to_vec(&spec).map_err(|e| Error::Runtime(e.to_string()))?;
+        let id = config.id.clone();
+        // A run with this id from a crashed agent would be in the way.
+        self.remove(&id, true).await;
+        // Until the container holds its snapshot, a lease keeps it from the collector.
+        let lease = self.create_lease("create").await?;
+        let made = self
+            .snapshot_and_container(config, &image, spec_json, &lease)
+            .await;
+        self.delete_lease(&lease).await;
+        let mounts = made?;
         self.prepare_interactive(config, fifos.stdin.as_ref())?;
         let path = |p: Option<&PathBuf>| p.map(|p| p.display().to_string()).unwrap_or_default();
         self.tasks()
@@ -314,6 +395,18 @@ impl Runtime for Containerd {
 
     fn scheme(&self) -> &'static str {
         "containerd"
+    }
+
+    fn pulls(&self) -> bool {
+        true
+    }
+
+    async fn has_image(&self, image: &str) -> Result<bool, Error> {
+        self.has(image).await
+    }
+
+    async fn pull(&self, image: &str, credentials: &[RegistryCredential]) -> Result<u64, Error> {
+        self.pull_image(image, credentials).await
     }
 
     async fn prepare(&self, image: &str) -> Result<String, Error> {
