@@ -34,8 +34,10 @@ pub(crate) struct KubeletBench {
     /// Wasm pods to run.
     #[arg(long, default_value_t = 100)]
     pods: usize,
-    /// Concurrent pod creates (1 measures each pod's own latency; more measure a burst, where
-    /// pods queue behind each other in the API server and the agent).
+    /// Concurrent pod creates (1: one pod at a time, the next created once the previous runs,
+    /// which measures each pod's own latency; more measure a burst, where pods queue behind
+    /// each other in the API server and the agent). The containerd pods always go one at a
+    /// time, like their `ctr run` baseline.
     #[arg(long, default_value_t = 1)]
     concurrency: usize,
     /// The WASI command to run [default: target/wasm32-wasip2/release/wasi-demo.wasm, built
@@ -366,8 +368,18 @@ impl Burst {
                 let (pods, created) = (pods.clone(), created.clone());
                 async move {
                     let name = p.metadata.name.clone().unwrap_or_default();
-                    created.lock().unwrap().insert(name, Instant::now());
-                    pods.create(&PostParams::default(), &p).await.is_err()
+                    created.lock().unwrap().insert(name.clone(), Instant::now());
+                    let failed = pods.create(&PostParams::default(), &p).await.is_err();
+                    // One at a time: the next pod is created once this one runs.
+                    let deadline = Instant::now() + timeout;
+                    while concurrency <= 1
+                        && !failed
+                        && !running.lock().unwrap().contains_key(&name)
+                        && Instant::now() < deadline
+                    {
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                    failed
                 }
             })
             .buffer_unordered(concurrency.max(1))
